@@ -1,0 +1,33 @@
+#pragma once
+/// Configuration of the Agent (the embedded endpoint), from code or the environment.
+
+#include <cstdint>
+#include <string>
+
+namespace stallscope {
+
+struct AgentOptions {
+  /// "HOST:PORT" with HOST an IPv4 address, "localhost" or "[IPv6]"; PORT 0 picks a free port.
+  std::string listen = "127.0.0.1:9464";
+  /// false: the Agent serves nothing (wrappers still record).
+  bool enabled = true;
+  /// HTTP worker threads.
+  int http_threads = 2;
+  /// What a failure to serve does: false (default) logs it and the Agent runs without an
+  /// endpoint; true throws std::system_error naming the address.
+  bool throw_on_error = false;
+
+  /// Defaults overridden by STALLSCOPE_LISTEN=HOST:PORT and STALLSCOPE_AGENT=0|1.
+  /// Throws std::invalid_argument naming the variable and its bad value.
+  static AgentOptions from_env();
+};
+
+struct ListenAddress {
+  std::string host;  // as CivetWeb wants it: "127.0.0.1" or "[::1]"
+  std::uint16_t port = 0;
+};
+
+/// Parses "HOST:PORT"; throws std::invalid_argument naming `text` when it is not one.
+ListenAddress parse_listen_address(const std::string& text);
+
+}  // namespace stallscope

@@ -1,0 +1,61 @@
+#pragma once
+// A duration histogram over per-thread cells (see cells.hpp).
+//
+// Cell block layout: [bucket 0 .. bucket n] (n+1 cells, the last is +Inf), then the sum in
+// nanoseconds. The count is the sum of the buckets, so _count and the +Inf bucket always agree.
+// Recording is two cell adds and a bucket lookup: O(1) via a table indexed by the value's bit
+// width, then at most a few compares within that power of two.
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <vector>
+
+#include "stallscope/buckets.hpp"
+#include "stallscope/detail/cells.hpp"
+
+namespace stallscope::detail {
+
+class BucketLayout {
+ public:
+  explicit BucketLayout(const Buckets& buckets);
+
+  std::uint32_t index(std::int64_t ns) const noexcept {
+    const auto v = static_cast<std::uint64_t>(ns < 0 ? 0 : ns);
+    std::uint32_t i = first_[static_cast<std::uint32_t>(std::bit_width(v))];
+    while (static_cast<std::int64_t>(v) > bounds_ns_[i]) ++i;  // sentinel at n stops it
+    return i;
+  }
+  std::uint32_t bucket_count() const noexcept { return n_ + 1; }  // including +Inf
+  std::uint32_t cells() const noexcept { return n_ + 2; }         // buckets + sum
+  const Buckets& buckets() const noexcept { return buckets_; }
+
+ private:
+  Buckets buckets_;
+  std::uint32_t n_;
+  std::array<std::int64_t, Buckets::kMaxBounds + 1> bounds_ns_{};
+  std::array<std::uint8_t, 65> first_{};
+};
+
+struct HistogramCells {
+  const BucketLayout* layout = nullptr;
+  std::uint32_t base = kNoCell;
+
+  void record(std::int64_t ns) const noexcept {
+    if (ns < 0) ns = 0;
+    add(base + layout->index(ns));
+    add(base + layout->bucket_count(), static_cast<std::uint64_t>(ns));
+  }
+  // A zero-duration observation without reading the value: the first bucket.
+  void record_zero() const noexcept { add(base); }
+};
+
+struct HistogramData {
+  std::vector<double> bounds;    // seconds, without +Inf
+  std::vector<std::uint64_t> counts;  // per bucket, not cumulative; size bounds + 1
+  std::uint64_t count = 0;
+  double sum_seconds = 0;
+};
+
+HistogramData read(const HistogramCells& h);
+
+}  // namespace stallscope::detail

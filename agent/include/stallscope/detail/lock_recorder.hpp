@@ -1,0 +1,125 @@
+#pragma once
+// Recording for the lock family: one LockSeries per (kind, name), one LockSite per lock object.
+//
+// Hot-path cost with hold timing off (the default):
+//   uncontended lock():  one cell add + one relaxed load/store on the object's own state word
+//   unlock():            one relaxed load/store on the state word
+// No clock is read unless the acquisition had to wait. Hold timing (LockOptions::hold_time or
+// Config::hold_time) adds two clock reads and one histogram record per acquisition.
+#include <atomic>
+#include <cstdint>
+#include <source_location>
+#include <string>
+#include <string_view>
+
+#include "stallscope/clock.hpp"
+#include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/series.hpp"
+#include "stallscope/options.hpp"
+
+namespace stallscope::detail {
+
+enum class LockOp : std::uint8_t { kExclusive = 0, kShared = 1 };
+
+// Cells of one op (exclusive or shared) of one lock series.
+struct LockOpCells {
+  static constexpr std::uint32_t kFast = 0;     // lock() acquired without waiting
+  static constexpr std::uint32_t kTryOk = 1;    // try_lock() succeeded
+  static constexpr std::uint32_t kTryFail = 2;  // try_lock() failed
+  static constexpr std::uint32_t kTimeout = 3;  // timed lock gave up after waiting
+  static constexpr std::uint32_t kCounters = 4;
+  std::uint32_t base = kNoCell;
+  HistogramCells wait;  // contended waits only; exported with the fast count in bucket 0
+  HistogramCells hold;
+};
+
+class LockSite;
+
+class LockSeries final : public Series {
+ public:
+  LockSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
+  void collect(Collector& out) override;
+
+  const LockOpCells& op(LockOp o) const noexcept { return ops_[static_cast<int>(o)]; }
+  bool hold_time_default() const noexcept { return hold_time_default_; }
+
+ private:
+  friend class LockSite;
+  BucketLayout wait_layout_;
+  BucketLayout hold_layout_;
+  LockOpCells ops_[2];
+  bool hold_time_default_;
+  bool has_shared_;
+  LockSite* sites_ = nullptr;  // live objects; guarded by Registry::live_mutex()
+  std::size_t site_count_ = 0;
+};
+
+// The per-object part of a lock wrapper.
+class LockSite {
+ public:
+  LockSite(ResourceKind kind, std::string_view name, const LockOptions& options);
+  // Names the lock after its declaration site ("file.cpp:42").
+  LockSite(ResourceKind kind, const std::source_location& where, const LockOptions& options);
+  ~LockSite();
+  LockSite(const LockSite&) = delete;
+  LockSite& operator=(const LockSite&) = delete;
+
+  // lock()/lock_shared() got the lock on the first try_lock: no wait to time.
+  void acquired_fast(LockOp op) noexcept {
+    add(series_->op(op).base + LockOpCells::kFast);
+    if (op == LockOp::kExclusive) enter_exclusive();
+    if (time_holds_) hold_begin(op, now_ns());
+  }
+  void tried(LockOp op, bool ok) noexcept {
+    add(series_->op(op).base + (ok ? LockOpCells::kTryOk : LockOpCells::kTryFail));
+    if (!ok) return;
+    if (op == LockOp::kExclusive) enter_exclusive();
+    if (time_holds_) hold_begin(op, now_ns());
+  }
+  // Call before releasing the inner lock.
+  void releasing(LockOp op) noexcept {
+    if (op == LockOp::kExclusive) {
+      const std::uint64_t s = state_.load(std::memory_order_relaxed) - 1;
+      state_.store(s, std::memory_order_relaxed);
+      if (time_holds_ && (s & kDepthMask) == 0) hold_end(op);
+    } else if (time_holds_) {
+      hold_end(op);
+    }
+  }
+
+  // Contended path: returns the start time; marks this thread as waiting on the series.
+  std::int64_t wait_begin(LockOp op) noexcept;
+  // After the wait: records it; `acquired` false for a timed lock that gave up.
+  void wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept;
+
+  const std::string& name() const noexcept { return series_->name(); }
+
+ private:
+  friend class LockSeries;
+  static constexpr std::uint64_t kDepthMask = 0xffff;
+  static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 16;
+
+  void link();
+  void enter_exclusive() noexcept {
+    // Only the thread that holds the lock writes state_, so load + store is enough.
+    state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
+  }
+  void hold_begin(LockOp op, std::int64_t t) noexcept;
+  void hold_end(LockOp op) noexcept;
+
+  LockSeries* series_;
+  bool time_holds_;
+  // (acquisition sequence << 16) | exclusive depth. Read by scrapes for the holder age.
+  std::atomic<std::uint64_t> state_{0};
+  // When the current exclusive hold began, valid while held_since_state_ == state_.
+  std::atomic<std::int64_t> held_since_ns_{0};
+  std::atomic<std::uint64_t> held_since_state_{0};
+  // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
+  std::uint64_t seen_state_ = 0;
+  std::int64_t seen_at_ns_ = 0;
+  LockSite* prev_ = nullptr;
+  LockSite* next_ = nullptr;
+};
+
+}  // namespace stallscope::detail

@@ -1,0 +1,34 @@
+#pragma once
+/// Process-wide recording configuration, and per-lock options.
+
+#include <cstddef>
+#include <optional>
+
+#include "stallscope/buckets.hpp"
+
+namespace stallscope {
+
+/// Recording configuration of the process registry. Applies to series created after
+/// Registry::configure(); series that exist keep the bounds they were created with.
+struct Config {
+  Buckets wait_buckets = Buckets::latency();
+  Buckets hold_buckets = Buckets::latency();
+  /// Distinct names per kind before further names go to the "__overflow__" series.
+  std::size_t max_resources_per_kind = 1000;
+  /// Time every lock hold (two clock reads per acquisition, ~+40 ns) by default. Off by default:
+  /// then only locks created with LockOptions{.hold_time = true} time their holds.
+  bool hold_time = false;
+
+  /// Defaults overridden from the environment:
+  ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>.
+  /// Throws std::invalid_argument naming the variable and its bad value.
+  static Config from_env();
+};
+
+/// Per-object options of the lock wrappers.
+struct LockOptions {
+  /// Time holds of this object; unset: Config::hold_time.
+  std::optional<bool> hold_time;
+};
+
+}  // namespace stallscope

@@ -1,0 +1,237 @@
+#include "stallscope/detail/lock_recorder.hpp"
+
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cells_alloc.hpp"
+
+namespace stallscope::detail {
+
+namespace {
+
+const FamilyDesc kAcquisitions{"stallscope_lock_acquisitions_total",
+                               "Successful acquisitions (lock, try_lock and timed locks).",
+                               MetricType::kCounter};
+const FamilyDesc kContended{"stallscope_lock_contended_total",
+                            "Acquisition attempts that had to wait (timed ones that gave up "
+                            "included).",
+                            MetricType::kCounter};
+const FamilyDesc kTimeouts{"stallscope_lock_timeouts_total",
+                           "Timed acquisitions (try_lock_for/try_lock_until) that gave up.",
+                           MetricType::kCounter};
+const FamilyDesc kTryFailures{"stallscope_lock_try_failures_total",
+                              "try_lock() calls that found the lock taken.",
+                              MetricType::kCounter};
+const FamilyDesc kHold{"stallscope_lock_hold_seconds",
+                       "How long the lock was held, for objects with hold timing on "
+                       "(LockOptions::hold_time or STALLSCOPE_HOLD_TIME=1).",
+                       MetricType::kHistogram};
+const FamilyDesc kHolderAge{"stallscope_lock_holder_age_seconds",
+                            "How long the longest current exclusive holder has held the lock "
+                            "(0: not held). Exact for timed or contended acquisitions; otherwise "
+                            "counted from the first scrape that saw the hold.",
+                            MetricType::kGauge};
+const FamilyDesc kObjects{"stallscope_lock_objects", "Live lock objects sharing this name.",
+                          MetricType::kGauge};
+
+constexpr const char* kOpNames[2] = {"exclusive", "shared"};
+
+// Per-thread timestamps of shared holds (several readers may hold one lock, so the start time
+// cannot live in the object). Only used with hold timing on; overflow beyond 8 nested shared
+// holds goes unrecorded rather than allocating.
+struct SharedHold {
+  const LockSite* site;
+  std::int64_t since_ns;
+};
+constinit thread_local SharedHold tls_shared[8] = {};
+constinit thread_local std::uint32_t tls_shared_n = 0;
+
+LockSeries* lock_series(ResourceKind kind, std::string_view name) {
+  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
+                 const Config& c) -> std::unique_ptr<Series> {
+    return std::make_unique<LockSeries>(k, std::move(n), id, c);
+  };
+  return static_cast<LockSeries*>(&Registry::global().series(kind, name, make));
+}
+
+std::string site_name(const std::source_location& where) {
+  std::string_view file = where.file_name();
+  if (auto slash = file.find_last_of('/'); slash != std::string_view::npos) {
+    file.remove_prefix(slash + 1);
+  }
+  std::string out;
+  for (char c : file) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    out += ok ? c : '_';
+  }
+  if (out.empty() || out.starts_with("__")) out.insert(0, "f");
+  if (out.size() > 100) out.resize(100);
+  return fmt::format("{}:{}", out, where.line());
+}
+
+}  // namespace
+
+LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
+    : Series(kind, std::move(name), id),
+      wait_layout_(config.wait_buckets),
+      hold_layout_(config.hold_buckets),
+      hold_time_default_(config.hold_time),
+      has_shared_(kind == ResourceKind::kRwLock) {
+  for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
+    LockOpCells& c = ops_[o];
+    const std::uint32_t n = LockOpCells::kCounters + wait_layout_.cells() + hold_layout_.cells();
+    c.base = cell_allocator().allocate(n);
+    c.wait.layout = &wait_layout_;
+    c.hold.layout = &hold_layout_;
+    if (c.base != kNoCell) {
+      c.wait.base = c.base + LockOpCells::kCounters;
+      c.hold.base = c.wait.base + wait_layout_.cells();
+    }
+  }
+}
+
+void LockSeries::collect(Collector& out) {
+  const std::string kind(to_string(this->kind()));
+  for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
+    const LockOpCells& c = ops_[o];
+    std::uint64_t counters[LockOpCells::kCounters];
+    sum_cells(c.base, LockOpCells::kCounters, counters);
+    HistogramData wait = read(c.wait);
+    HistogramData hold = read(c.hold);
+    const std::uint64_t fast = counters[LockOpCells::kFast];
+    const std::uint64_t contended = wait.count;
+    const std::uint64_t timeouts = counters[LockOpCells::kTimeout];
+
+    Labels labels{{"kind", kind}, {"resource", name()}, {"op", kOpNames[o]}};
+    HistogramSnapshot w{std::move(wait.bounds), std::move(wait.counts), wait.count + fast,
+                        wait.sum_seconds};
+    w.counts[0] += fast;
+    out.add(kWaitSeconds, labels, std::move(w));
+    const WaitersNow& now = out.waiters(id());
+    out.add(kWaiters, labels, now.count[o]);
+    out.add(kOldestWaitAge, labels,
+            now.oldest_since_ns[o] == 0
+                ? 0.0
+                : static_cast<double>(out.now_ns() - now.oldest_since_ns[o]) * 1e-9);
+    out.add(kAcquisitions, labels,
+            static_cast<double>(fast + counters[LockOpCells::kTryOk] + contended - timeouts));
+    out.add(kContended, labels, static_cast<double>(contended));
+    out.add(kTimeouts, labels, static_cast<double>(timeouts));
+    out.add(kTryFailures, labels, static_cast<double>(counters[LockOpCells::kTryFail]));
+    out.add(kHold, labels,
+            HistogramSnapshot{std::move(hold.bounds), std::move(hold.counts), hold.count,
+                              hold.sum_seconds});
+  }
+
+  std::int64_t oldest_hold = 0;
+  for (LockSite* s = sites_; s != nullptr; s = s->next_) {
+    const std::uint64_t state = s->state_.load(std::memory_order_relaxed);
+    if ((state & LockSite::kDepthMask) == 0) continue;
+    std::int64_t since;
+    if (s->held_since_state_.load(std::memory_order_relaxed) == state) {
+      since = s->held_since_ns_.load(std::memory_order_relaxed);
+    } else {
+      if (s->seen_state_ != state) {
+        s->seen_state_ = state;
+        s->seen_at_ns_ = out.now_ns();
+      }
+      since = s->seen_at_ns_;
+    }
+    oldest_hold = std::max(oldest_hold, out.now_ns() - since);
+  }
+  Labels labels{{"kind", kind}, {"resource", name()}};
+  out.add(kHolderAge, labels, static_cast<double>(oldest_hold) * 1e-9);
+  out.add(kObjects, labels, static_cast<double>(site_count_));
+}
+
+LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& options)
+    : series_(lock_series(kind, name)),
+      time_holds_(options.hold_time.value_or(series_->hold_time_default())) {
+  link();
+}
+
+LockSite::LockSite(ResourceKind kind, const std::source_location& where,
+                   const LockOptions& options)
+    : LockSite(kind, site_name(where), options) {}
+
+void LockSite::link() {
+  std::lock_guard lock(Registry::global().live_mutex());
+  next_ = series_->sites_;
+  if (next_ != nullptr) next_->prev_ = this;
+  series_->sites_ = this;
+  ++series_->site_count_;
+}
+
+LockSite::~LockSite() {
+  std::lock_guard lock(Registry::global().live_mutex());
+  if (prev_ != nullptr) {
+    prev_->next_ = next_;
+  } else {
+    series_->sites_ = next_;
+  }
+  if (next_ != nullptr) next_->prev_ = prev_;
+  --series_->site_count_;
+}
+
+std::int64_t LockSite::wait_begin(LockOp op) noexcept {
+  const std::int64_t t0 = now_ns();
+  if (ThreadShard* s = own_shard()) {
+    s->wait.since_ns.store(t0, std::memory_order_relaxed);
+    s->wait.op.store(static_cast<std::uint32_t>(op), std::memory_order_relaxed);
+    s->wait.series.store(series_->id(), std::memory_order_release);
+  }
+  return t0;
+}
+
+void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept {
+  const std::int64_t t1 = now_ns();
+  if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
+  const LockOpCells& c = series_->op(op);
+  c.wait.record(t1 - started_ns);
+  if (!acquired) {
+    add(c.base + LockOpCells::kTimeout);
+    return;
+  }
+  if (op == LockOp::kExclusive) {
+    enter_exclusive();
+    // The wait's end is the hold's start: the holder age is exact for free.
+    held_since_ns_.store(t1, std::memory_order_relaxed);
+    held_since_state_.store(state_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  if (time_holds_) hold_begin(op, t1);
+}
+
+void LockSite::hold_begin(LockOp op, std::int64_t t) noexcept {
+  if (op == LockOp::kExclusive) {
+    const std::uint64_t state = state_.load(std::memory_order_relaxed);
+    if ((state & kDepthMask) != 1) return;  // a nested recursive acquisition: outer hold counts
+    held_since_ns_.store(t, std::memory_order_relaxed);
+    held_since_state_.store(state, std::memory_order_relaxed);
+    return;
+  }
+  if (tls_shared_n < std::size(tls_shared)) tls_shared[tls_shared_n] = {this, t};
+  ++tls_shared_n;
+}
+
+void LockSite::hold_end(LockOp op) noexcept {
+  const std::int64_t t = now_ns();
+  const LockOpCells& c = series_->op(op);
+  if (op == LockOp::kExclusive) {
+    c.hold.record(t - held_since_ns_.load(std::memory_order_relaxed));
+    return;
+  }
+  if (tls_shared_n == 0) return;
+  const std::uint32_t n = tls_shared_n < std::size(tls_shared) ? tls_shared_n : 8;
+  for (std::uint32_t i = n; i-- > 0;) {
+    if (tls_shared[i].site == this) {
+      c.hold.record(t - tls_shared[i].since_ns);
+      for (std::uint32_t j = i; j + 1 < n; ++j) tls_shared[j] = tls_shared[j + 1];
+      break;
+    }
+  }
+  --tls_shared_n;
+}
+
+}  // namespace stallscope::detail

@@ -1,0 +1,219 @@
+#include "stallscope/registry.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "cells_alloc.hpp"
+#include "stallscope/clock.hpp"
+#include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/series.hpp"
+#include "stallscope/log.hpp"
+
+namespace stallscope {
+
+std::string_view to_string(ResourceKind kind) noexcept {
+  switch (kind) {
+    case ResourceKind::kLock: return "lock";
+    case ResourceKind::kRwLock: return "rwlock";
+    case ResourceKind::kAsyncLock: return "async_lock";
+    case ResourceKind::kSemaphore: return "semaphore";
+    case ResourceKind::kChannel: return "channel";
+    case ResourceKind::kExecutor: return "executor";
+    case ResourceKind::kPool: return "pool";
+  }
+  return "unknown";
+}
+
+namespace {
+
+bool name_char_ok(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.' ||
+         c == ':' || c == '/' || c == '@';
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+      out += fmt::format("\\x{:02x}", u);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+const detail::FamilyDesc kResources{"stallscope_resources",
+                                    "Distinct resource names registered, by kind (the overflow "
+                                    "series included).",
+                                    MetricType::kGauge};
+const detail::FamilyDesc kOverflow{
+    "stallscope_resource_overflow_total",
+    "Resource registrations sent to the __overflow__ series because the kind already had "
+    "max_resources_per_kind names.",
+    MetricType::kCounter};
+const detail::FamilyDesc kThreads{"stallscope_recording_threads",
+                                  "Threads that own a recording shard now.", MetricType::kGauge};
+const detail::FamilyDesc kMemory{"stallscope_shard_memory_bytes",
+                                 "Bytes of per-thread counter memory allocated.",
+                                 MetricType::kGauge};
+
+}  // namespace
+
+namespace detail {
+const FamilyDesc kWaitSeconds{
+    "stallscope_wait_seconds",
+    "Time work was ready but blocked by the resource (a lock acquisition, a full channel, a "
+    "queue); zero-wait operations count in the first bucket. rate(_sum) is the average number of "
+    "waiters: the stall score.",
+    MetricType::kHistogram};
+const FamilyDesc kWaiters{"stallscope_waiters", "Threads or tasks waiting on the resource now.",
+                          MetricType::kGauge};
+const FamilyDesc kOldestWaitAge{
+    "stallscope_oldest_wait_age_seconds",
+    "How long the longest current waiter on the resource has waited so far (0: none).",
+    MetricType::kGauge};
+}  // namespace detail
+
+void validate_resource_name(std::string_view name) {
+  if (name.empty()) throw std::invalid_argument("stallscope: resource name must not be empty");
+  if (name.size() > 128) {
+    throw std::invalid_argument(fmt::format(
+        "stallscope: resource name \"{}...\" is {} characters long, at most 128 allowed",
+        printable(name.substr(0, 32)), name.size()));
+  }
+  if (name.starts_with("__")) {
+    throw std::invalid_argument(fmt::format(
+        "stallscope: resource name \"{}\" starts with \"__\", which is reserved", printable(name)));
+  }
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (!name_char_ok(name[i])) {
+      throw std::invalid_argument(fmt::format(
+          "stallscope: resource name \"{}\" has character '{}' at position {}; use letters, "
+          "digits and _ - . : / @",
+          printable(name), printable(name.substr(i, 1)), i));
+    }
+  }
+}
+
+Registry& Registry::global() noexcept {
+  // Leaked on purpose: wrappers in static storage may register or record during static
+  // destruction, after any function-local static would be gone.
+  static Registry* const r = new Registry;
+  return *r;
+}
+
+Registry::Registry() {
+  try {
+    config_ = Config::from_env();
+  } catch (const std::exception& e) {
+    log(LogLevel::kError, fmt::format("{}; using defaults", e.what()));
+  }
+}
+
+Registry::~Registry() = default;
+
+void Registry::configure(const Config& config) {
+  if (config.max_resources_per_kind == 0) {
+    throw std::invalid_argument(
+        "stallscope: max_resources_per_kind is 0; it must be at least 1");
+  }
+  std::lock_guard lock(mu_);
+  config_ = config;
+}
+
+Config Registry::config() const {
+  std::lock_guard lock(mu_);
+  return config_;
+}
+
+std::size_t Registry::series_count(ResourceKind kind) const {
+  std::lock_guard lock(mu_);
+  return per_kind_[static_cast<std::size_t>(kind)];
+}
+
+detail::Series& Registry::series(ResourceKind kind, std::string_view name, SeriesFactory make) {
+  validate_resource_name(name);
+  const auto k = static_cast<std::size_t>(kind);
+  std::string key = fmt::format("{}\x1f{}", static_cast<int>(kind), name);
+  std::lock_guard lock(mu_);
+  if (auto it = by_key_.find(key); it != by_key_.end()) return *it->second;
+
+  std::string series_name(name);
+  if (per_kind_[k] >= config_.max_resources_per_kind) {
+    ++overflowed_[k];
+    key = fmt::format("{}\x1f{}", static_cast<int>(kind), kOverflowName);
+    if (auto it = by_key_.find(key); it != by_key_.end()) return *it->second;
+    series_name = std::string(kOverflowName);
+  }
+  const auto id = static_cast<std::uint32_t>(series_.size() + 1);
+  series_.push_back(make(kind, std::move(series_name), id, config_));
+  detail::Series* s = series_.back().get();
+  by_key_.emplace(std::move(key), s);
+  ++per_kind_[k];
+  return *s;
+}
+
+std::vector<FamilySnapshot> Registry::collect() const {
+  const std::int64_t now = now_ns();
+  std::lock_guard lock(mu_);
+  // Who is blocked where, from every thread's wait slot.
+  std::vector<detail::WaitersNow> waiters(series_.size() + 1);
+  detail::for_each_shard([&](detail::ThreadShard& s) {
+    const std::uint32_t id = s.wait.series.load(std::memory_order_acquire);
+    if (id == 0 || id >= waiters.size()) return;
+    const std::uint32_t op = s.wait.op.load(std::memory_order_relaxed) & 1u;
+    const std::int64_t since = s.wait.since_ns.load(std::memory_order_relaxed);
+    auto& w = waiters[id];
+    ++w.count[op];
+    if (w.oldest_since_ns[op] == 0 || since < w.oldest_since_ns[op]) w.oldest_since_ns[op] = since;
+  });
+
+  detail::Collector out(now, std::move(waiters));
+  for (const auto& s : series_) s->collect(out);
+
+  out.family(kResources);
+  out.family(kOverflow);
+  for (std::size_t k = 0; k < kResourceKinds; ++k) {
+    if (per_kind_[k] == 0 && overflowed_[k] == 0) continue;
+    Labels l{{"kind", std::string(to_string(static_cast<ResourceKind>(k)))}};
+    out.add(kResources, l, static_cast<double>(per_kind_[k]));
+    out.add(kOverflow, l, static_cast<double>(overflowed_[k]));
+  }
+  const detail::ShardStats st = detail::shard_stats();
+  out.add(kThreads, {}, static_cast<double>(st.owned));
+  out.add(kMemory, {}, static_cast<double>(st.chunk_bytes + st.shards * sizeof(detail::ThreadShard)));
+  return out.take();
+}
+
+namespace detail {
+
+FamilySnapshot& Collector::family(const FamilyDesc& desc) {
+  for (std::size_t i = 0; i < descs_.size(); ++i) {
+    if (descs_[i] == &desc) return families_[i];
+  }
+  descs_.push_back(&desc);
+  families_.push_back(FamilySnapshot{desc.name, desc.help, desc.type, {}});
+  return families_.back();
+}
+
+void Collector::add(const FamilyDesc& desc, Labels labels, double value) {
+  SampleSnapshot s;
+  s.labels = std::move(labels);
+  s.value = value;
+  family(desc).samples.push_back(std::move(s));
+}
+
+void Collector::add(const FamilyDesc& desc, Labels labels, HistogramSnapshot histogram) {
+  SampleSnapshot s;
+  s.labels = std::move(labels);
+  s.histogram = std::move(histogram);
+  family(desc).samples.push_back(std::move(s));
+}
+
+}  // namespace detail
+}  // namespace stallscope

@@ -1,0 +1,52 @@
+#pragma once
+/// The embedded endpoint that serves stallscope's metrics.
+
+#include <memory>
+#include <string>
+
+#include "stallscope/agent_options.hpp"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace stallscope {
+
+class Collectable;
+
+/// The embedded endpoint: serves /metrics (prometheus-cpp Exposer on CivetWeb).
+///
+/// `Agent agent;` reads AgentOptions::from_env(). A bad environment value or an address that
+/// cannot be bound is logged (see set_log_sink) and the Agent runs without an endpoint, unless
+/// options.throw_on_error: then the constructor throws std::invalid_argument (bad address) or
+/// std::system_error (cannot bind), naming the address. Wrappers record with or without an
+/// Agent. Destruction stops the server (CivetWeb joins its threads: 0.5-2 s).
+/// Not thread-safe to destroy while another thread calls its members.
+class Agent final {
+ public:
+  Agent();
+  explicit Agent(AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  /// True when /metrics is being served.
+  bool listening() const noexcept { return exposer_ != nullptr; }
+  /// The bound port (the real one when 0 was asked), 0 when not listening.
+  int port() const noexcept { return port_; }
+  /// "http://HOST:PORT/metrics", empty when not listening.
+  std::string url() const;
+  /// Why the Agent is not listening ("" when it is, or when disabled).
+  const std::string& error() const noexcept { return error_; }
+
+ private:
+  void start(const AgentOptions& options);
+
+  std::string host_;
+  int port_ = 0;
+  std::string error_;
+  std::shared_ptr<Collectable> collectable_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace stallscope

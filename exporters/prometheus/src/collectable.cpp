@@ -1,0 +1,95 @@
+#include <chrono>
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_type.h>
+
+#include "stallscope/clock.hpp"
+#include "stallscope/config.hpp"
+#include "stallscope/prometheus.hpp"
+
+namespace stallscope {
+
+namespace {
+
+prometheus::MetricType convert(MetricType t) {
+  switch (t) {
+    case MetricType::kCounter: return prometheus::MetricType::Counter;
+    case MetricType::kGauge: return prometheus::MetricType::Gauge;
+    case MetricType::kHistogram: return prometheus::MetricType::Histogram;
+  }
+  return prometheus::MetricType::Untyped;
+}
+
+}  // namespace
+
+std::vector<prometheus::MetricFamily> to_prometheus(const std::vector<FamilySnapshot>& families) {
+  std::vector<prometheus::MetricFamily> out;
+  out.reserve(families.size());
+  for (const FamilySnapshot& f : families) {
+    prometheus::MetricFamily pf;
+    pf.name = f.name;
+    pf.help = f.help;
+    pf.type = convert(f.type);
+    pf.metric.reserve(f.samples.size());
+    for (const SampleSnapshot& s : f.samples) {
+      prometheus::ClientMetric m;
+      m.label.reserve(s.labels.size());
+      for (const auto& [k, v] : s.labels) m.label.push_back({k, v});
+      switch (f.type) {
+        case MetricType::kCounter: m.counter.value = s.value; break;
+        case MetricType::kGauge: m.gauge.value = s.value; break;
+        case MetricType::kHistogram: {
+          const HistogramSnapshot& h = s.histogram;
+          std::uint64_t cumulative = 0;
+          m.histogram.bucket.reserve(h.counts.size());
+          for (std::size_t i = 0; i < h.counts.size(); ++i) {
+            cumulative += h.counts[i];
+            prometheus::ClientMetric::Bucket b;
+            b.cumulative_count = cumulative;
+            b.upper_bound =
+                i < h.bounds.size() ? h.bounds[i] : std::numeric_limits<double>::infinity();
+            m.histogram.bucket.push_back(b);
+          }
+          m.histogram.sample_count = cumulative;
+          m.histogram.sample_sum = h.sum;
+          break;
+        }
+      }
+      pf.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(pf));
+  }
+  return out;
+}
+
+std::vector<prometheus::MetricFamily> Collectable::Collect() const {
+  const std::int64_t t0 = now_ns();
+  std::vector<prometheus::MetricFamily> out = to_prometheus(registry_.collect());
+
+  prometheus::MetricFamily info;
+  info.name = "stallscope_build_info";
+  info.help = "stallscope build: version and whether recording was compiled in. Always 1.";
+  info.type = prometheus::MetricType::Gauge;
+  prometheus::ClientMetric im;
+  im.label = {{"enabled", STALLSCOPE_ENABLED ? "true" : "false"},
+              {"version", STALLSCOPE_VERSION_STRING}};
+  im.gauge.value = 1;
+  info.metric.push_back(std::move(im));
+  out.push_back(std::move(info));
+
+  prometheus::MetricFamily took;
+  took.name = "stallscope_collect_duration_seconds";
+  took.help = "Time this scrape spent collecting stallscope's metrics (before serialization).";
+  took.type = prometheus::MetricType::Gauge;
+  prometheus::ClientMetric tm;
+  tm.gauge.value = static_cast<double>(now_ns() - t0) * 1e-9;
+  took.metric.push_back(std::move(tm));
+  out.push_back(std::move(took));
+  return out;
+}
+
+std::shared_ptr<Collectable> make_collectable(const Registry& registry) {
+  return std::make_shared<Collectable>(registry);
+}
+
+}  // namespace stallscope
