@@ -1,0 +1,156 @@
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "stallscope/agent_options.hpp"
+#include "stallscope/detail/series.hpp"
+#include "stallscope/log.hpp"
+#include "stallscope/options.hpp"
+#include "stallscope/registry.hpp"
+#include "support/metrics.hpp"
+
+using stallscope::Config;
+using stallscope::Registry;
+using stallscope::ResourceKind;
+
+namespace {
+
+// A series with no metrics of its own, to exercise the registry alone.
+class NullSeries final : public stallscope::detail::Series {
+ public:
+  using Series::Series;
+  void collect(stallscope::detail::Collector&) override {}
+};
+
+std::unique_ptr<stallscope::detail::Series> make_null(ResourceKind k, std::string name,
+                                                      std::uint32_t id, const Config&) {
+  return std::make_unique<NullSeries>(k, std::move(name), id);
+}
+
+struct EnvVar {
+  EnvVar(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~EnvVar() { ::unsetenv(name_); }
+  EnvVar(const EnvVar&) = delete;
+  EnvVar& operator=(const EnvVar&) = delete;
+  const char* name_;
+};
+
+}  // namespace
+
+TEST_CASE("resource names are validated and errors name the bad value", "[registry]") {
+  using stallscope::validate_resource_name;
+  CHECK_NOTHROW(validate_resource_name("sessions"));
+  CHECK_NOTHROW(validate_resource_name("audit-writer.v2:shard/3@eu_1"));
+  CHECK_THROWS_WITH(validate_resource_name(""), Catch::Contains("empty"));
+  CHECK_THROWS_WITH(validate_resource_name("has space"), Catch::Contains("\"has space\"") &&
+                                                            Catch::Contains("position 3"));
+  CHECK_THROWS_WITH(validate_resource_name("quote\"d"), Catch::Contains("\\x22"));
+  CHECK_THROWS_WITH(validate_resource_name("__reserved"), Catch::Contains("reserved"));
+  CHECK_THROWS_WITH(validate_resource_name(std::string(129, 'a')), Catch::Contains("129"));
+  CHECK_THROWS_AS(validate_resource_name("tab\there"), std::invalid_argument);
+}
+
+TEST_CASE("the same kind and name share one series; kinds are separate", "[registry]") {
+  Registry& r = Registry::global();
+  auto& a = r.series(ResourceKind::kPool, "shared-name", make_null);
+  auto& b = r.series(ResourceKind::kPool, "shared-name", make_null);
+  auto& c = r.series(ResourceKind::kSemaphore, "shared-name", make_null);
+  CHECK(&a == &b);
+  CHECK(&a != &c);
+  CHECK(a.name() == "shared-name");
+}
+
+TEST_CASE("names beyond the cardinality cap go to one overflow series and are counted",
+          "[registry]") {
+  Registry& r = Registry::global();
+  const Config before = r.config();
+  const std::size_t existing = r.series_count(ResourceKind::kExecutor);
+  Config capped = before;
+  capped.max_resources_per_kind = existing + 3;
+  r.configure(capped);
+
+  std::vector<stallscope::detail::Series*> got;
+  for (int i = 0; i < 6; ++i) {
+    got.push_back(&r.series(ResourceKind::kExecutor, "cap-" + std::to_string(i), make_null));
+  }
+  r.configure(before);
+
+  CHECK(got[0]->name() == "cap-0");
+  CHECK(got[2]->name() == "cap-2");
+  CHECK(got[3]->name() == "__overflow__");
+  CHECK(got[4] == got[3]);
+  CHECK(got[5] == got[3]);
+  // The cap counts real names; the one overflow series comes on top.
+  CHECK(r.series_count(ResourceKind::kExecutor) == existing + 4);
+  // Already-known names still resolve to their own series after the cap is hit.
+  CHECK(&r.series(ResourceKind::kExecutor, "cap-1", make_null) == got[1]);
+  const auto overflowed = stallscope::testing::value("stallscope_resource_overflow_total",
+                                                     {{"kind", "executor"}});
+  REQUIRE(overflowed.has_value());
+  CHECK(*overflowed == 3.0);
+}
+
+TEST_CASE("a zero cardinality cap is rejected", "[registry]") {
+  Config c;
+  c.max_resources_per_kind = 0;
+  CHECK_THROWS_WITH(Registry::global().configure(c), Catch::Contains("max_resources_per_kind"));
+}
+
+TEST_CASE("every collected family has help text and a stallscope_ name", "[registry]") {
+  (void)Registry::global().series(ResourceKind::kPool, "help-check", make_null);
+  for (const auto& f : Registry::global().collect()) {
+    INFO(f.name);
+    CHECK(f.name.rfind("stallscope_", 0) == 0);
+    CHECK_FALSE(f.help.empty());
+    if (f.type == stallscope::MetricType::kCounter) CHECK(f.name.ends_with("_total"));
+  }
+}
+
+TEST_CASE("configuration from the environment names a bad variable and value", "[config]") {
+  {
+    EnvVar v("STALLSCOPE_HOLD_TIME", "1");
+    CHECK(Config::from_env().hold_time);
+  }
+  {
+    EnvVar v("STALLSCOPE_HOLD_TIME", "maybe");
+    CHECK_THROWS_WITH(Config::from_env(),
+                      Catch::Contains("STALLSCOPE_HOLD_TIME") && Catch::Contains("maybe"));
+  }
+  {
+    EnvVar v("STALLSCOPE_MAX_RESOURCES", "25");
+    CHECK(Config::from_env().max_resources_per_kind == 25);
+  }
+  {
+    EnvVar v("STALLSCOPE_MAX_RESOURCES", "12abc");
+    CHECK_THROWS_WITH(Config::from_env(),
+                      Catch::Contains("STALLSCOPE_MAX_RESOURCES") && Catch::Contains("12abc"));
+  }
+  CHECK_FALSE(Config::from_env().hold_time);
+}
+
+TEST_CASE("listen addresses are parsed and bad ones named", "[config]") {
+  using stallscope::parse_listen_address;
+  CHECK(parse_listen_address("127.0.0.1:9464").port == 9464);
+  CHECK(parse_listen_address("localhost:0").host == "127.0.0.1");
+  CHECK(parse_listen_address("[::1]:80").host == "[::1]");
+  CHECK_THROWS_WITH(parse_listen_address("9464"), Catch::Contains("\"9464\""));
+  CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:70000"), Catch::Contains("70000"));
+  CHECK_THROWS_WITH(parse_listen_address("example.com:80"), Catch::Contains("example.com"));
+  CHECK_THROWS_AS(parse_listen_address("[nope]:80"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_listen_address("127.0.0.1:"), std::invalid_argument);
+}
+
+TEST_CASE("the log sink is replaceable and a throwing sink is contained", "[log]") {
+  std::vector<std::string> seen;
+  stallscope::set_log_sink([&](stallscope::LogLevel, std::string_view m) { seen.emplace_back(m); });
+  stallscope::log(stallscope::LogLevel::kWarning, "hello");
+  stallscope::set_log_sink([](stallscope::LogLevel, std::string_view) { throw 42; });
+  CHECK_NOTHROW(stallscope::log(stallscope::LogLevel::kError, "boom"));
+  stallscope::set_log_sink({});
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0] == "hello");
+}

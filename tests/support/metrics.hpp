@@ -1,0 +1,53 @@
+#pragma once
+// Test helpers: read one value out of Registry::collect().
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "stallscope/registry.hpp"
+#include "stallscope/snapshot.hpp"
+
+namespace stallscope::testing {
+
+using LabelMatch = std::vector<std::pair<std::string, std::string>>;
+
+inline const SampleSnapshot* find_sample(const std::vector<FamilySnapshot>& families,
+                                         std::string_view family, const LabelMatch& match) {
+  for (const FamilySnapshot& f : families) {
+    if (f.name != family) continue;
+    for (const SampleSnapshot& s : f.samples) {
+      bool all = true;
+      for (const auto& [k, v] : match) {
+        bool found = false;
+        for (const auto& [lk, lv] : s.labels) found = found || (lk == k && lv == v);
+        all = all && found;
+      }
+      if (all) return &s;
+    }
+  }
+  return nullptr;
+}
+
+// Value of a counter or gauge; nullopt when the series does not exist.
+inline std::optional<double> value(std::string_view family, const LabelMatch& match) {
+  const auto families = Registry::global().collect();
+  const SampleSnapshot* s = find_sample(families, family, match);
+  if (s == nullptr) return std::nullopt;
+  return s->value;
+}
+
+inline std::optional<HistogramSnapshot> histogram(std::string_view family,
+                                                  const LabelMatch& match) {
+  const auto families = Registry::global().collect();
+  const SampleSnapshot* s = find_sample(families, family, match);
+  if (s == nullptr) return std::nullopt;
+  return s->histogram;
+}
+
+inline LabelMatch lock_labels(std::string_view resource, std::string_view op = "exclusive") {
+  return {{"resource", std::string(resource)}, {"op", std::string(op)}};
+}
+
+}  // namespace stallscope::testing
