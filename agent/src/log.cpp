@@ -50,6 +50,8 @@ void log(LogLevel level, std::string_view message) noexcept {
   } catch (...) {
     return;
   }
+  // Messages usually start with "stallscope: " (they double as exception texts); say it once.
+  if (message.starts_with("stallscope: ")) message.remove_prefix(12);
   std::fprintf(stderr, "stallscope %s: %.*s\n", level_name(level), static_cast<int>(message.size()),
                message.data());
 }

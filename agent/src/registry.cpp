@@ -77,6 +77,11 @@ const FamilyDesc kOldestWaitAge{
     "stallscope_oldest_wait_age_seconds",
     "How long the longest current waiter on the resource has waited so far (0: none).",
     MetricType::kGauge};
+const FamilyDesc kIdleSeconds{
+    "stallscope_idle_seconds",
+    "Time a consumer waited for work (e.g. a receive on an empty channel); zero-wait operations "
+    "count in the first bucket. Idle, not a stall: never part of the stall ranking.",
+    MetricType::kHistogram};
 }  // namespace detail
 
 void validate_resource_name(std::string_view name) {

@@ -20,6 +20,8 @@ struct FamilyDesc {
 extern const FamilyDesc kWaitSeconds;
 extern const FamilyDesc kWaiters;
 extern const FamilyDesc kOldestWaitAge;
+// Idle time (a consumer waiting on an empty channel): recorded, never ranked as a stall.
+extern const FamilyDesc kIdleSeconds;
 
 // Per series id: who waits on it now (from the threads' wait slots), by op.
 struct WaitersNow {

@@ -1,0 +1,591 @@
+// Channel<T>: one contract run for every policy, policy behaviour when full, the control lane,
+// lossless close, cancellation, and exact accounting across threads and coroutines.
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <catch2/catch.hpp>
+
+#include "stallscope/channel.hpp"
+#include "support/metrics.hpp"
+
+namespace asio = boost::asio;
+using stallscope::Channel;
+using stallscope::ChannelOptions;
+using stallscope::OverflowPolicy;
+using stallscope::SendOutcome;
+using stallscope::testing::value;
+
+namespace {
+
+std::string unique_name(std::string_view stem) {
+  static std::atomic<int> n{0};
+  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
+}
+
+ChannelOptions<int> options_for(OverflowPolicy policy, std::size_t capacity) {
+  ChannelOptions<int> o{.capacity = capacity, .policy = policy};
+  if (policy == OverflowPolicy::kMerge) {
+    o.merge = [](int& queued, int& incoming) {
+      queued += incoming;  // a sum: merging keeps the total
+      return true;
+    };
+  }
+  return o;
+}
+
+double items(const std::string& name, std::string_view outcome, std::string_view lane = "data") {
+  return value("stallscope_channel_items_total",
+               {{"resource", name}, {"lane", std::string(lane)}, {"outcome", std::string(outcome)}})
+      .value_or(-1);
+}
+
+double sent(const std::string& name, std::string_view lane = "data") {
+  return value("stallscope_channel_sent_total", {{"resource", name}, {"lane", std::string(lane)}})
+      .value_or(-1);
+}
+
+// sent == sum(outcomes) + depth, for both lanes together.
+void check_identity(const std::string& name) {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  double fates = 0;
+  for (const char* lane : {"data", "control"}) {
+    for (const char* o : {"delivered", "dropped", "merged", "shed", "closed", "cancelled",
+                          "timed_out", "drained"}) {
+      fates += items(name, o, lane);
+    }
+  }
+  const double depth = value("stallscope_channel_depth", {{"resource", name}}).value_or(0);
+  CHECK(sent(name, "data") + sent(name, "control") == fates + depth);
+}
+
+template <class Cond>
+bool eventually(Cond&& cond) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::yield();
+  }
+  return cond();
+}
+
+}  // namespace
+
+TEST_CASE("bad channel configuration is rejected with the value named", "[channel]") {
+  CHECK_THROWS_WITH(Channel<int>("zero-cap", 0), Catch::Contains("capacity 0"));
+  CHECK_THROWS_WITH(Channel<int>("no-merge", ChannelOptions<int>{.capacity = 1,
+                                                                 .policy = OverflowPolicy::kMerge}),
+                    Catch::Contains("merge"));
+  CHECK_THROWS_WITH(
+      Channel<int>("bad-ctl", ChannelOptions<int>{.capacity = 1, .control_capacity = 0}),
+      Catch::Contains("control_capacity 0"));
+  CHECK_THROWS_WITH(Channel<int>("bad-shed", ChannelOptions<int>{.capacity = 1,
+                                                                 .shed_after =
+                                                                     std::chrono::seconds(1)}),
+                    Catch::Contains("shed_after"));
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK_THROWS_WITH(Channel<int>("bad name", 1), Catch::Contains("\"bad name\""));
+  }
+}
+
+TEST_CASE("every policy keeps the channel contract", "[channel][contract]") {
+  const OverflowPolicy policy =
+      GENERATE(OverflowPolicy::kWait, OverflowPolicy::kDropOldest, OverflowPolicy::kDropNewest,
+               OverflowPolicy::kMerge, OverflowPolicy::kShed);
+  INFO("policy " << stallscope::to_string(policy));
+  const std::string name = unique_name("contract");
+  Channel<int> ch(name, options_for(policy, 4));
+
+  SECTION("items come out in the order they went in") {
+    for (int i = 0; i < 4; ++i) CHECK(ch.send(i).outcome == SendOutcome::kEnqueued);
+    CHECK(ch.size() == 4);
+    for (int i = 0; i < 4; ++i) CHECK(ch.receive() == i);
+    CHECK_FALSE(ch.try_receive().has_value());
+  }
+  SECTION("control messages overtake queued data") {
+    for (int i = 0; i < 4; ++i) ch.try_send(i);  // data lane full
+    CHECK(ch.send_control(-1).outcome == SendOutcome::kEnqueued);
+    CHECK(ch.receive() == -1);
+    CHECK(ch.receive() == 0);
+  }
+  SECTION("close refuses new sends, keeps queued items, then reports closed") {
+    ch.send(1);
+    ch.send(2);
+    ch.close();
+    auto r = ch.send(3);
+    CHECK(r.outcome == SendOutcome::kClosed);
+    CHECK(r.item == 3);  // given back
+    CHECK(ch.receive() == 1);
+    CHECK(ch.receive() == 2);
+    CHECK_FALSE(ch.receive().has_value());
+    CHECK(ch.closed());
+  }
+  SECTION("drain takes out what is left, control first") {
+    ch.send(1);
+    ch.send(2);
+    ch.send_control(9);
+    ch.close();
+    CHECK(ch.drain() == std::vector<int>{9, 1, 2});
+    CHECK(ch.size() == 0);
+  }
+  SECTION("try_send never blocks on a full channel") {
+    for (int i = 0; i < 4; ++i) ch.try_send(i);
+    const auto r = ch.try_send(100);
+    CHECK(r.outcome != SendOutcome::kEnqueued);
+    CHECK(ch.size() == 4);
+  }
+  ch.close();
+  ch.drain();
+  check_identity(name);
+}
+
+TEST_CASE("a full channel applies its policy", "[channel][policy]") {
+  const std::string name = unique_name("full");
+  SECTION("drop_oldest evicts the oldest and hands it back") {
+    Channel<int> ch(name, 2, OverflowPolicy::kDropOldest);
+    ch.send(1);
+    ch.send(2);
+    auto r = ch.send(3);
+    CHECK(r.outcome == SendOutcome::kDroppedOldest);
+    CHECK(r.accepted());
+    CHECK(r.item == 1);
+    CHECK(ch.drain() == std::vector<int>{2, 3});
+    if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "dropped") == 1);
+  }
+  SECTION("drop_newest refuses the new item") {
+    Channel<int> ch(name, 2, OverflowPolicy::kDropNewest);
+    ch.send(1);
+    ch.send(2);
+    auto r = ch.send(3);
+    CHECK(r.outcome == SendOutcome::kDroppedNewest);
+    CHECK_FALSE(r.accepted());
+    CHECK(r.item == 3);
+    CHECK(ch.drain() == std::vector<int>{1, 2});
+  }
+  SECTION("merge folds the new item into a queued one by key") {
+    struct Update {
+      int key = 0;
+      int value = 0;
+    };
+    Channel<Update> ch(name, ChannelOptions<Update>{
+                                 .capacity = 2,
+                                 .policy = OverflowPolicy::kMerge,
+                                 .merge = [](Update& queued, Update& incoming) {
+                                   if (queued.key != incoming.key) return false;
+                                   queued.value = incoming.value;  // newest value wins
+                                   return true;
+                                 }});
+    ch.send({1, 10});
+    ch.send({2, 20});
+    CHECK(ch.send({1, 11}).outcome == SendOutcome::kMerged);
+    auto miss = ch.send({3, 30});
+    CHECK(miss.outcome == SendOutcome::kShed);  // no queued item with key 3
+    CHECK(miss.item->key == 3);
+    auto left = ch.drain();
+    REQUIRE(left.size() == 2);
+    CHECK(left[0].value == 11);
+    CHECK(left[1].value == 20);
+    if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "merged") == 1);
+  }
+  SECTION("a merge function that throws sheds the item and is counted") {
+    Channel<int> ch(name, ChannelOptions<int>{.capacity = 1,
+                                              .policy = OverflowPolicy::kMerge,
+                                              .merge = [](int&, int&) -> bool {
+                                                throw std::runtime_error("merge bug");
+                                              }});
+    ch.send(1);
+    auto r = ch.send(2);
+    CHECK(r.outcome == SendOutcome::kShed);
+    CHECK(r.item == 2);
+    CHECK(ch.receive() == 1);  // the queued item is untouched and still delivered
+    if constexpr (STALLSCOPE_ENABLED) {
+      CHECK(value("stallscope_channel_merge_errors_total", {{"resource", name}}) == 1);
+    }
+  }
+  SECTION("shed fails fast when full") {
+    Channel<int> ch(name, 1, OverflowPolicy::kShed);
+    ch.send(1);
+    auto r = ch.send(2);
+    CHECK(r.outcome == SendOutcome::kShed);
+    CHECK(r.item == 2);
+  }
+  SECTION("shed fails fast when the oldest item has waited past the budget") {
+    Channel<int> ch(name, ChannelOptions<int>{.capacity = 100,
+                                              .policy = OverflowPolicy::kShed,
+                                              .shed_after = std::chrono::nanoseconds(1)});
+    ch.send(1);
+    // Wait until the oldest item is certainly older than 1 ns on the steady clock.
+    const auto t = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() == t) {
+    }
+    if constexpr (STALLSCOPE_ENABLED) {
+      CHECK(ch.send(2).outcome == SendOutcome::kShed);  // not full, but stale
+    }
+    CHECK(ch.receive() == 1);
+    CHECK(ch.send(3).outcome == SendOutcome::kEnqueued);  // empty again: accepted
+  }
+  SECTION("wait blocks the sender until a receiver makes room") {
+    Channel<int> ch(name, 1);
+    ch.send(1);
+    std::atomic<bool> done{false};
+    std::thread sender([&] {
+      CHECK(ch.send(2).outcome == SendOutcome::kEnqueued);
+      done = true;
+    });
+    if constexpr (STALLSCOPE_ENABLED) {
+      REQUIRE(eventually([&] {
+        return value("stallscope_waiters", {{"resource", name}, {"op", "send"}}) == 1;
+      }));
+      CHECK(value("stallscope_oldest_wait_age_seconds", {{"resource", name}, {"op", "send"}})
+                .value_or(0) > 0);
+    }
+    CHECK_FALSE(done.load());
+    CHECK(ch.receive() == 1);
+    sender.join();
+    CHECK(ch.receive() == 2);
+    if constexpr (STALLSCOPE_ENABLED) {
+      const auto w = stallscope::testing::histogram("stallscope_wait_seconds",
+                                                    {{"resource", name}, {"op", "send"}});
+      REQUIRE(w.has_value());
+      CHECK(w->count == 2);  // one immediate send, one that waited
+      CHECK(w->sum > 0);
+      CHECK(value("stallscope_channel_full_seconds_total", {{"resource", name}}).value_or(0) > 0);
+      CHECK(value("stallscope_channel_high_water", {{"resource", name}}) == 1);
+    }
+  }
+  SECTION("send_for gives up and returns the item") {
+    Channel<int> ch(name, 1);
+    ch.send(1);
+    auto r = ch.send_for(2, std::chrono::milliseconds(1));
+    CHECK(r.outcome == SendOutcome::kTimedOut);
+    CHECK(r.item == 2);
+    if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "timed_out") == 1);
+  }
+  check_identity(name);
+}
+
+TEST_CASE("a full control lane sheds instead of waiting", "[channel][control]") {
+  Channel<int> ch(unique_name("ctl"), ChannelOptions<int>{.capacity = 1, .control_capacity = 2});
+  CHECK(ch.send_control(1).accepted());
+  CHECK(ch.send_control(2).accepted());
+  auto r = ch.send_control(3);
+  CHECK(r.outcome == SendOutcome::kShed);
+  CHECK(r.item == 3);
+}
+
+TEST_CASE("a stop on the control lane reaches a consumer behind a full data lane",
+          "[channel][control][concurrency]") {
+  Channel<int> ch(unique_name("stop"), 8);
+  for (int i = 0; i < 8; ++i) ch.send(i);
+  std::thread blocked_producer([&] { ch.send(100); });  // waits: the data lane is full
+  CHECK(ch.send_control(-1).outcome == SendOutcome::kEnqueued);
+  CHECK(ch.receive() == -1);  // before any of the 8 queued items
+  ch.close();
+  blocked_producer.join();
+  CHECK(ch.drain().size() == 8);
+}
+
+TEST_CASE("closing wakes waiting senders with their item and waiting receivers with closed",
+          "[channel][close][concurrency]") {
+  const std::string name = unique_name("close-wake");
+  Channel<int> full(name, 1);
+  full.send(1);
+  std::optional<stallscope::SendResult<int>> result;
+  std::thread sender([&] { result = full.send(2); });
+  Channel<int> empty(unique_name("close-wake-empty"), 1);
+  std::optional<int> got = 0;
+  std::thread receiver([&] { got = empty.receive(); });
+  if constexpr (STALLSCOPE_ENABLED) {
+    REQUIRE(eventually([&] {
+      return value("stallscope_waiters", {{"resource", name}, {"op", "send"}}) == 1;
+    }));
+  }
+  full.close();
+  empty.close();
+  sender.join();
+  receiver.join();
+  REQUIRE(result.has_value());
+  CHECK(result->outcome == SendOutcome::kClosed);
+  CHECK(result->item == 2);
+  CHECK_FALSE(got.has_value());
+  CHECK(full.receive() == 1);  // what was queued is still delivered
+  check_identity(name);
+}
+
+TEST_CASE("destroying a channel with a blocked sender wakes it and loses nothing silently",
+          "[channel][close][concurrency]") {
+  const std::string name = unique_name("destroy");
+  std::vector<std::string> logged;
+  stallscope::set_log_sink(
+      [&](stallscope::LogLevel, std::string_view m) { logged.emplace_back(m); });
+  std::optional<stallscope::SendResult<int>> result;
+  std::thread sender;
+  {
+    auto ch = std::make_unique<Channel<int>>(name, 1);
+    ch->send(1);
+    sender = std::thread([&, c = ch.get()] { result = c->send(2); });
+    if constexpr (STALLSCOPE_ENABLED) {
+      REQUIRE(eventually([&] {
+        return value("stallscope_waiters", {{"resource", name}, {"op", "send"}}) == 1;
+      }));
+    }
+    ch.reset();  // closes, waits for the sender to leave
+  }
+  sender.join();
+  stallscope::set_log_sink({});
+  REQUIRE(result.has_value());
+  CHECK(result->outcome == SendOutcome::kClosed);
+  CHECK(result->item == 2);
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK(items(name, "dropped") == 1);  // the queued item, counted and logged
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].find(name) != std::string::npos);
+  }
+}
+
+TEST_CASE("coroutines send and receive with use_awaitable and as_tuple", "[channel][asio]") {
+  asio::io_context io;
+  Channel<int> ch(unique_name("coro"), 2);
+  std::vector<int> got;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 10; ++i) {
+          auto r = co_await ch.async_send(i);
+          CHECK(r.outcome == SendOutcome::kEnqueued);
+        }
+        ch.close();
+      },
+      asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
+          if (ec) {
+            CHECK(ec == stallscope::make_error_code(stallscope::ChannelErrc::kClosed));
+            break;
+          }
+          got.push_back(v);
+        }
+      },
+      asio::detached);
+  io.run();
+  std::vector<int> want(10);
+  std::iota(want.begin(), want.end(), 0);
+  CHECK(got == want);
+}
+
+TEST_CASE("callbacks complete on their executor, never inline", "[channel][asio]") {
+  asio::io_context io;
+  Channel<int> ch(unique_name("callback"), 1);
+  bool sent_done = false;
+  ch.async_send(5, asio::bind_executor(io, [&](stallscope::SendResult<int> r) {
+    CHECK(r.outcome == SendOutcome::kEnqueued);
+    sent_done = true;
+  }));
+  CHECK_FALSE(sent_done);  // posted, not run inside async_send
+  int got = 0;
+  ch.async_receive(asio::bind_executor(io, [&](boost::system::error_code ec, int v) {
+    CHECK_FALSE(ec);
+    got = v;
+  }));
+  io.run();
+  CHECK(sent_done);
+  CHECK(got == 5);
+}
+
+TEST_CASE("a cancelled async send is not enqueued and gives its item back",
+          "[channel][asio][cancel]") {
+  const std::string name = unique_name("cancel-send");
+  asio::io_context io;
+  Channel<std::unique_ptr<int>> ch(name, 1);
+  ch.send(std::make_unique<int>(1));
+  asio::cancellation_signal signal;
+  std::optional<stallscope::SendResult<std::unique_ptr<int>>> result;
+  ch.async_send(std::make_unique<int>(2),
+                asio::bind_cancellation_slot(
+                    signal.slot(), asio::bind_executor(io, [&](auto r) { result = std::move(r); })));
+  io.poll();
+  CHECK_FALSE(result.has_value());  // waiting: the channel is full
+  signal.emit(asio::cancellation_type::terminal);
+  io.run();
+  REQUIRE(result.has_value());
+  CHECK(result->outcome == SendOutcome::kCancelled);
+  REQUIRE(result->item.has_value());
+  CHECK(**result->item == 2);
+  CHECK(ch.size() == 1);
+  if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "cancelled") == 1);
+}
+
+TEST_CASE("a cancelled async receive takes no item", "[channel][asio][cancel]") {
+  asio::io_context io;
+  Channel<int> ch(unique_name("cancel-recv"), 4);
+  asio::cancellation_signal signal;
+  boost::system::error_code got_ec;
+  ch.async_receive(asio::bind_cancellation_slot(
+      signal.slot(), asio::bind_executor(io, [&](boost::system::error_code ec, int) {
+        got_ec = ec;
+      })));
+  io.poll();
+  signal.emit(asio::cancellation_type::terminal);
+  io.run();
+  CHECK(got_ec == asio::error::operation_aborted);
+  ch.send(7);
+  CHECK(ch.receive() == 7);  // the later item is not swallowed by the cancelled receive
+}
+
+TEST_CASE("a coroutine waiting to receive is woken by a timeout via awaitable operators",
+          "[channel][asio][cancel]") {
+  using namespace asio::experimental::awaitable_operators;
+  asio::io_context io;
+  Channel<int> ch(unique_name("race"), 1);
+  bool timer_won = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(io, std::chrono::milliseconds(1));
+        auto r = co_await (ch.async_receive() || t.async_wait(asio::use_awaitable));
+        timer_won = r.index() == 1;
+      },
+      asio::detached);
+  io.run();
+  CHECK(timer_won);
+  ch.send(3);
+  CHECK(ch.try_receive() == 3);
+}
+
+TEST_CASE("threads and coroutines mixed account for every item exactly",
+          "[channel][accounting][concurrency]") {
+  const OverflowPolicy policy =
+      GENERATE(OverflowPolicy::kWait, OverflowPolicy::kDropOldest, OverflowPolicy::kDropNewest,
+               OverflowPolicy::kMerge, OverflowPolicy::kShed);
+  INFO("policy " << stallscope::to_string(policy));
+  const std::string name = unique_name("mixed");
+  Channel<int> ch(name, options_for(policy, 8));
+  constexpr int kThreadProducers = 2;
+  constexpr int kCoroProducers = 2;
+  constexpr int kPerProducer = 2000;
+  std::atomic<long long> sent_sum{0};      // every value sent
+  std::atomic<long long> returned_sum{0};  // values handed back to senders
+  std::atomic<long long> received_sum{0};
+  std::atomic<int> producers_left{kThreadProducers + kCoroProducers};
+
+  auto account = [&](int v, const stallscope::SendResult<int>& r) {
+    sent_sum += v;
+    if (r.item) returned_sum += *r.item;  // refused, or evicted (drop_oldest)
+    if (--producers_left == 0) ch.close();
+  };
+  auto account_one = [&](int v, const stallscope::SendResult<int>& r) {
+    sent_sum += v;
+    if (r.item) returned_sum += *r.item;
+  };
+
+  asio::io_context io;
+  for (int p = 0; p < kCoroProducers; ++p) {
+    asio::co_spawn(
+        io,
+        [&, p]() -> asio::awaitable<void> {
+          for (int i = 1; i <= kPerProducer; ++i) {
+            const int v = p * 100000 + i;
+            auto r = co_await ch.async_send(v);
+            if (i == kPerProducer) {
+              account(v, r);
+            } else {
+              account_one(v, r);
+            }
+          }
+        },
+        asio::detached);
+  }
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
+          if (ec) co_return;
+          received_sum += v;
+        }
+      },
+      asio::detached);
+  std::thread io_thread([&] { io.run(); });
+  std::vector<std::thread> threads;
+  for (int p = 0; p < kThreadProducers; ++p) {
+    threads.emplace_back([&, p] {
+      for (int i = 1; i <= kPerProducer; ++i) {
+        const int v = (p + kCoroProducers) * 100000 + i;
+        auto r = ch.send(v);
+        if (i == kPerProducer) {
+          account(v, r);
+        } else {
+          account_one(v, r);
+        }
+      }
+    });
+  }
+  std::thread thread_consumer([&] {
+    while (auto v = ch.receive()) received_sum += *v;
+  });
+  for (auto& t : threads) t.join();
+  thread_consumer.join();
+  io_thread.join();
+  long long drained = 0;
+  for (int v : ch.drain()) drained += v;
+  // Merge sums values into queued items, so the value sum is conserved under every policy.
+  CHECK(sent_sum.load() == received_sum.load() + returned_sum.load() + drained);
+  check_identity(name);
+}
+
+TEST_CASE("close during active traffic loses nothing, many times over",
+          "[channel][close][concurrency]") {
+  const std::string name = unique_name("close-race");
+  for (int round = 0; round < 50; ++round) {
+    Channel<int> ch(name, 4);
+    std::atomic<long long> sent_sum{0}, returned_sum{0}, received_sum{0};
+    std::latch start(5);
+    std::vector<std::thread> threads;
+    for (int p = 0; p < 2; ++p) {
+      threads.emplace_back([&, p] {
+        start.arrive_and_wait();
+        for (int i = 1;; ++i) {
+          const int v = p * 1000000 + i;
+          auto r = ch.send(v);
+          sent_sum += v;
+          if (r.item) returned_sum += *r.item;
+          if (r.outcome == SendOutcome::kClosed) break;
+        }
+      });
+    }
+    for (int c = 0; c < 2; ++c) {
+      threads.emplace_back([&] {
+        start.arrive_and_wait();
+        while (auto v = ch.receive()) received_sum += *v;
+      });
+    }
+    start.arrive_and_wait();
+    std::this_thread::yield();
+    ch.close();
+    for (auto& t : threads) t.join();
+    long long drained = 0;
+    for (int v : ch.drain()) drained += v;
+    REQUIRE(sent_sum.load() == received_sum.load() + returned_sum.load() + drained);
+  }
+  check_identity(name);
+}
