@@ -82,7 +82,8 @@ void ChannelSeries::collect(Collector& out) {
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
   std::int64_t oldest = 0;
   double full_ns = static_cast<double>(c[kFullNs]);
-  for (ChannelSite* s = sites_; s != nullptr; s = s->next_) {
+  sites_.for_each([&](const ChannelSite& site) {
+    const ChannelSite* s = &site;
     depth += s->depth_.load(std::memory_order_relaxed);
     capacity += s->capacity_;
     high = std::max(high, s->high_water_.load(std::memory_order_relaxed));
@@ -93,7 +94,7 @@ void ChannelSeries::collect(Collector& out) {
     idle += s->recv_waiters_.load(std::memory_order_relaxed);
     const std::int64_t full = s->full_since_.load(std::memory_order_relaxed);
     if (full != 0) full_ns += static_cast<double>(out.now_ns() - full);
-  }
+  });
 
   const Labels send = with({{"op", "send"}});
   out.add(kWaitSeconds, send, snap(send_wait, c[kFastSend]));
@@ -122,23 +123,12 @@ void ChannelSeries::collect(Collector& out) {
 
 ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
     : series_(channel_series(name)), capacity_(capacity) {
-  std::lock_guard lock(Registry::global().live_mutex());
-  next_ = series_->sites_;
-  if (next_ != nullptr) next_->prev_ = this;
-  series_->sites_ = this;
-  ++series_->site_count_;
+  series_->sites_.link(this);
 }
 
 ChannelSite::~ChannelSite() {
   depth(0);  // closes an open "full" interval into the counter
-  std::lock_guard lock(Registry::global().live_mutex());
-  if (prev_ != nullptr) {
-    prev_->next_ = next_;
-  } else {
-    series_->sites_ = next_;
-  }
-  if (next_ != nullptr) next_->prev_ = prev_;
-  --series_->site_count_;
+  series_->sites_.unlink(this);
 }
 
 void ChannelSite::depth(std::size_t d) noexcept {

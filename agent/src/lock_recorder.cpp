@@ -126,9 +126,10 @@ void LockSeries::collect(Collector& out) {
   }
 
   std::int64_t oldest_hold = 0;
-  for (LockSite* s = sites_; s != nullptr; s = s->next_) {
+  sites_.for_each([&](LockSite& site) {
+    LockSite* s = &site;
     const std::uint64_t state = s->state_.load(std::memory_order_relaxed);
-    if ((state & LockSite::kDepthMask) == 0) continue;
+    if ((state & LockSite::kDepthMask) == 0) return;
     std::int64_t since;
     if (s->held_since_state_.load(std::memory_order_relaxed) == state) {
       since = s->held_since_ns_.load(std::memory_order_relaxed);
@@ -140,40 +141,23 @@ void LockSeries::collect(Collector& out) {
       since = s->seen_at_ns_;
     }
     oldest_hold = std::max(oldest_hold, out.now_ns() - since);
-  }
+  });
   Labels labels{{"kind", kind}, {"resource", name()}};
   out.add(kHolderAge, labels, static_cast<double>(oldest_hold) * 1e-9);
-  out.add(kObjects, labels, static_cast<double>(site_count_));
+  out.add(kObjects, labels, static_cast<double>(sites_.size()));
 }
 
 LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& options)
     : series_(lock_series(kind, name)),
       time_holds_(options.hold_time.value_or(series_->hold_time_default())) {
-  link();
+  series_->sites_.link(this);
 }
 
 LockSite::LockSite(ResourceKind kind, const std::source_location& where,
                    const LockOptions& options)
     : LockSite(kind, site_name(where), options) {}
 
-void LockSite::link() {
-  std::lock_guard lock(Registry::global().live_mutex());
-  next_ = series_->sites_;
-  if (next_ != nullptr) next_->prev_ = this;
-  series_->sites_ = this;
-  ++series_->site_count_;
-}
-
-LockSite::~LockSite() {
-  std::lock_guard lock(Registry::global().live_mutex());
-  if (prev_ != nullptr) {
-    prev_->next_ = next_;
-  } else {
-    series_->sites_ = next_;
-  }
-  if (next_ != nullptr) next_->prev_ = prev_;
-  --series_->site_count_;
-}
+LockSite::~LockSite() { series_->sites_.unlink(this); }
 
 std::int64_t LockSite::wait_begin(LockOp op) noexcept {
   const std::int64_t t0 = now_ns();

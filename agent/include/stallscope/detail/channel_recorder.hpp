@@ -54,8 +54,7 @@ class ChannelSeries final : public Series {
  private:
   friend class ChannelSite;
   BucketLayout layout_;
-  ChannelSite* sites_ = nullptr;  // guarded by Registry::live_mutex()
-  std::size_t site_count_ = 0;
+  LiveList<ChannelSite> sites_;
   double full_reported_ns_ = 0;  // scrape-owned: keeps the counter monotonic
 };
 
@@ -102,8 +101,8 @@ class ChannelSite {
   std::atomic<std::size_t> send_waiters_{0};
   std::atomic<std::int64_t> oldest_send_since_{0};
   std::atomic<std::size_t> recv_waiters_{0};
-  ChannelSite* prev_ = nullptr;
-  ChannelSite* next_ = nullptr;
+  friend class LiveList<ChannelSite>;
+  LiveLink<ChannelSite> link_;
 };
 
 }  // namespace stallscope::detail

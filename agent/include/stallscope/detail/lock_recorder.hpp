@@ -51,8 +51,7 @@ class LockSeries final : public Series {
   LockOpCells ops_[2];
   bool hold_time_default_;
   bool has_shared_;
-  LockSite* sites_ = nullptr;  // live objects; guarded by Registry::live_mutex()
-  std::size_t site_count_ = 0;
+  LiveList<LockSite> sites_;
 };
 
 // The per-object part of a lock wrapper.
@@ -100,7 +99,6 @@ class LockSite {
   static constexpr std::uint64_t kDepthMask = 0xffff;
   static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 16;
 
-  void link();
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
     state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
@@ -118,8 +116,8 @@ class LockSite {
   // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
   std::uint64_t seen_state_ = 0;
   std::int64_t seen_at_ns_ = 0;
-  LockSite* prev_ = nullptr;
-  LockSite* next_ = nullptr;
+  friend class LiveList<LockSite>;
+  LiveLink<LockSite> link_;
 };
 
 }  // namespace stallscope::detail

@@ -1,6 +1,7 @@
 #pragma once
 // Base of every per-name series, and the Collector that series write their samples into.
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,44 @@ class Collector {
   std::vector<WaitersNow> waiters_;
   std::vector<FamilySnapshot> families_;
   std::vector<const FamilyDesc*> descs_;
+};
+
+// The live objects of one series, for gauges computed at scrape time. Sites embed a
+// LiveLink<Site> named `link_` and register in their constructor, unregister in their destructor.
+// Link, unlink and iteration happen under Registry::live_mutex(), which user code never holds.
+template <class Site>
+struct LiveLink {
+  Site* prev = nullptr;
+  Site* next = nullptr;
+};
+
+template <class Site>
+class LiveList {
+ public:
+  void link(Site* s) {
+    std::lock_guard lock(Registry::global().live_mutex());
+    s->link_.next = head_;
+    if (head_ != nullptr) head_->link_.prev = s;
+    head_ = s;
+    ++count_;
+  }
+  void unlink(Site* s) {
+    std::lock_guard lock(Registry::global().live_mutex());
+    (s->link_.prev != nullptr ? s->link_.prev->link_.next : head_) = s->link_.next;
+    if (s->link_.next != nullptr) s->link_.next->link_.prev = s->link_.prev;
+    s->link_ = {};
+    --count_;
+  }
+  // Caller holds Registry::live_mutex() (Series::collect runs under it).
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (Site* s = head_; s != nullptr; s = s->link_.next) fn(*s);
+  }
+  std::size_t size() const noexcept { return count_; }
+
+ private:
+  Site* head_ = nullptr;
+  std::size_t count_ = 0;
 };
 
 class Series {
