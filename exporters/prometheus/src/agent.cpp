@@ -10,24 +10,21 @@
 
 namespace stallscope {
 
-namespace {
-
-AgentOptions env_options() {
+Agent::Agent() : collectable_(make_collectable()) {
+  AgentOptions options;
   try {
-    return AgentOptions::from_env();
+    options = AgentOptions::from_env();
   } catch (const std::invalid_argument& e) {
-    log(LogLevel::kError, fmt::format("{}; the endpoint is not started", e.what()));
-    AgentOptions o;
-    o.enabled = false;
-    return o;
+    error_ = e.what();
+    log(LogLevel::kError, fmt::format("{}; the endpoint is not started", error_));
+    return;
   }
+  init(options);
 }
 
-}  // namespace
+Agent::Agent(AgentOptions options) : collectable_(make_collectable()) { init(options); }
 
-Agent::Agent() : Agent(env_options()) {}
-
-Agent::Agent(AgentOptions options) : collectable_(make_collectable()) {
+void Agent::init(const AgentOptions& options) {
   if (!options.enabled) return;
   try {
     start(options);

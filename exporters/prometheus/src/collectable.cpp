@@ -1,4 +1,5 @@
 #include <chrono>
+#include <limits>
 
 #include <prometheus/client_metric.h>
 #include <prometheus/metric_type.h>
@@ -89,6 +90,11 @@ std::vector<prometheus::MetricFamily> Collectable::Collect() const {
 }
 
 std::shared_ptr<Collectable> make_collectable(const Registry& registry) {
+  if (&registry == &Registry::global()) {
+    static const auto* const global =
+        new std::shared_ptr<Collectable>(std::make_shared<Collectable>(registry));
+    return *global;
+  }
   return std::make_shared<Collectable>(registry);
 }
 

@@ -28,6 +28,7 @@ extern const FamilyDesc kIdleSeconds;
 struct WaitersNow {
   std::uint32_t count[2] = {0, 0};
   std::int64_t oldest_since_ns[2] = {0, 0};  // 0: none
+  std::int64_t running_since_ns = 0;          // tasks: the oldest slice running now; 0: none
 };
 
 class Collector {
@@ -41,9 +42,17 @@ class Collector {
   FamilySnapshot& family(const FamilyDesc& desc);
 
   std::int64_t now_ns() const noexcept { return now_ns_; }
+  // now - since, never negative: live state is read after the scrape's one clock read, so a wait
+  // or hold that began during the scrape has age 0, not a negative one.
+  std::int64_t age_ns(std::int64_t since_ns) const noexcept {
+    return since_ns < now_ns_ ? now_ns_ - since_ns : 0;
+  }
   const WaitersNow& waiters(std::uint32_t series_id) const noexcept {
     static const WaitersNow kNone;
     return series_id < waiters_.size() ? waiters_[series_id] : kNone;
+  }
+  std::int64_t running_since(std::uint32_t series_id) const noexcept {
+    return waiters(series_id).running_since_ns;
   }
   std::vector<FamilySnapshot> take() { return std::move(families_); }
 

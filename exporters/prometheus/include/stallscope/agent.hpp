@@ -40,6 +40,7 @@ class Agent final {
   const std::string& error() const noexcept { return error_; }
 
  private:
+  void init(const AgentOptions& options);
   void start(const AgentOptions& options);
 
   std::string host_;

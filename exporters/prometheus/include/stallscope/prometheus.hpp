@@ -13,7 +13,7 @@
 namespace stallscope {
 
 /// Turns Registry::collect() into prometheus-cpp metric families at scrape time, plus
-/// stallscope_build_info and stallscope_scrape_duration_seconds. Register it into an Exposer
+/// stallscope_build_info and stallscope_collect_duration_seconds. Register it into an Exposer
 /// you already run: `exposer.RegisterCollectable(stallscope::make_collectable());`
 /// Thread-safe. Collect() takes no lock that user code can hold.
 class Collectable final : public prometheus::Collectable {
@@ -25,6 +25,8 @@ class Collectable final : public prometheus::Collectable {
   const Registry& registry_;
 };
 
+/// For the process registry this returns one instance that lives as long as the process, since
+/// prometheus::Exposer::RegisterCollectable keeps only a weak_ptr.
 std::shared_ptr<Collectable> make_collectable(const Registry& registry = Registry::global());
 
 /// Converts a snapshot to prometheus-cpp's model (histogram buckets made cumulative).

@@ -1,0 +1,173 @@
+// Agent configuration and its errors: taken ports, bad addresses, the environment.
+#include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "stallscope/agent.hpp"
+#include "stallscope/agent_options.hpp"
+#include "stallscope/mutex.hpp"
+#include "support.hpp"
+
+namespace {
+
+using Catch::Contains;
+using stallscope::Agent;
+using stallscope::AgentOptions;
+using stallscope::test::LogCapture;
+using stallscope::test::ScopedEnv;
+
+// The what() of the exception of type E that f throws; a marker when it throws nothing.
+template <class E, class F>
+std::string what_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<nothing was thrown>";
+}
+
+}  // namespace
+
+TEST_CASE("a taken port is a clear error naming the address", "[agent][errors]") {
+  Agent first(AgentOptions{.listen = "127.0.0.1:0"});
+  REQUIRE(first.listening());
+  const std::string address = fmt::format("127.0.0.1:{}", first.port());
+
+  SECTION("by default it is logged and the Agent runs without an endpoint") {
+    const LogCapture log;
+    const Agent second(AgentOptions{.listen = address});
+    CHECK_FALSE(second.listening());
+    CHECK(second.port() == 0);
+    CHECK(second.url().empty());
+    CHECK_THAT(second.error(), Contains(address));
+    CHECK_THAT(log.all(), Contains(address));
+  }
+  SECTION("with throw_on_error it throws std::system_error naming the address") {
+    std::error_code code;
+    const std::string what = what_of<std::system_error>([&] {
+      try {
+        const Agent second(AgentOptions{.listen = address, .throw_on_error = true});
+      } catch (const std::system_error& e) {
+        code = e.code();
+        throw;
+      }
+    });
+    CHECK_THAT(what, Contains(address));
+    CHECK(code == std::errc::address_in_use);
+  }
+  // The first endpoint was not disturbed.
+  CHECK(stallscope::test::scrape(first.port()).find("stallscope_build_info") != std::string::npos);
+}
+
+TEST_CASE("bad listen addresses are rejected naming the value", "[agent][errors]") {
+  const std::string bad = GENERATE("nonsense", "127.0.0.1:99999", "300.1.1.1:80",
+                                   "127.0.0.1:", "127.0.0.1:80x", "[::1:80", "example.com:80");
+  INFO(bad);
+  CHECK_THROWS_AS(stallscope::parse_listen_address(bad), std::invalid_argument);
+  CHECK_THAT(what_of<std::invalid_argument>([&] { stallscope::parse_listen_address(bad); }),
+             Contains(bad));
+  CHECK_THAT(what_of<std::invalid_argument>(
+                 [&] { const Agent agent(AgentOptions{.listen = bad, .throw_on_error = true}); }),
+             Contains(bad));
+
+  const LogCapture log;
+  const Agent agent(AgentOptions{.listen = bad});
+  CHECK_FALSE(agent.listening());
+  CHECK(agent.port() == 0);
+  CHECK_THAT(agent.error(), Contains(bad));
+  CHECK_THAT(log.all(), Contains(bad));
+}
+
+TEST_CASE("good listen addresses parse to what CivetWeb binds", "[agent]") {
+  CHECK(stallscope::parse_listen_address("127.0.0.1:9464").host == "127.0.0.1");
+  CHECK(stallscope::parse_listen_address("127.0.0.1:9464").port == 9464);
+  CHECK(stallscope::parse_listen_address("localhost:0").host == "127.0.0.1");
+  CHECK(stallscope::parse_listen_address("localhost:0").port == 0);
+  CHECK(stallscope::parse_listen_address("[::1]:65535").host == "[::1]");
+  CHECK(stallscope::parse_listen_address("[::1]:65535").port == 65535);
+  CHECK(stallscope::parse_listen_address("0.0.0.0:80").host == "0.0.0.0");
+}
+
+TEST_CASE("a disabled Agent serves nothing and reports no error", "[agent]") {
+  const Agent agent(AgentOptions{.listen = "127.0.0.1:0", .enabled = false});
+  CHECK_FALSE(agent.listening());
+  CHECK(agent.port() == 0);
+  CHECK(agent.url().empty());
+  CHECK(agent.error().empty());
+}
+
+TEST_CASE("http_threads out of range is rejected naming the value", "[agent][errors]") {
+  const int threads = GENERATE(0, 65);
+  CHECK_THAT(what_of<std::invalid_argument>([&] {
+               const Agent agent(AgentOptions{
+                   .listen = "127.0.0.1:0", .http_threads = threads, .throw_on_error = true});
+             }),
+             Contains(fmt::format("http_threads = {}", threads)));
+}
+
+TEST_CASE("AgentOptions::from_env honours STALLSCOPE_LISTEN and STALLSCOPE_AGENT", "[agent][env]") {
+  SECTION("unset: the defaults") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", nullptr);
+    const ScopedEnv enabled("STALLSCOPE_AGENT", nullptr);
+    const AgentOptions o = AgentOptions::from_env();
+    CHECK(o.listen == "127.0.0.1:9464");
+    CHECK(o.enabled);
+  }
+  SECTION("STALLSCOPE_LISTEN sets the address") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", "127.0.0.1:0");
+    const ScopedEnv enabled("STALLSCOPE_AGENT", nullptr);
+    CHECK(AgentOptions::from_env().listen == "127.0.0.1:0");
+
+    const Agent agent;  // reads the environment
+    REQUIRE(agent.listening());
+    CHECK(agent.port() > 0);
+    CHECK(stallscope::test::scrape(agent.port()).find("stallscope_build_info") !=
+          std::string::npos);
+  }
+  SECTION("STALLSCOPE_AGENT=0 disables the endpoint") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", "127.0.0.1:0");
+    const std::string off = GENERATE("0", "false", "off");
+    const ScopedEnv enabled("STALLSCOPE_AGENT", off.c_str());
+    CHECK_FALSE(AgentOptions::from_env().enabled);
+    const Agent agent;
+    CHECK_FALSE(agent.listening());
+    CHECK(agent.error().empty());
+  }
+  SECTION("STALLSCOPE_AGENT=1 enables it") {
+    const std::string on = GENERATE("1", "true", "on");
+    const ScopedEnv enabled("STALLSCOPE_AGENT", on.c_str());
+    CHECK(AgentOptions::from_env().enabled);
+  }
+}
+
+TEST_CASE("bad environment values throw naming the variable and the value", "[agent][env]") {
+  SECTION("STALLSCOPE_LISTEN") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", "not-an-address");
+    const ScopedEnv enabled("STALLSCOPE_AGENT", nullptr);
+    const std::string what = what_of<std::invalid_argument>([] { AgentOptions::from_env(); });
+    CHECK_THAT(what, Contains("STALLSCOPE_LISTEN") && Contains("not-an-address"));
+  }
+  SECTION("STALLSCOPE_AGENT") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", nullptr);
+    const ScopedEnv enabled("STALLSCOPE_AGENT", "maybe");
+    const std::string what = what_of<std::invalid_argument>([] { AgentOptions::from_env(); });
+    CHECK_THAT(what, Contains("STALLSCOPE_AGENT") && Contains("maybe"));
+  }
+}
+
+TEST_CASE("an Agent with a bad environment logs it and runs without an endpoint",
+          "[agent][env][errors]") {
+  const ScopedEnv listen("STALLSCOPE_LISTEN", "127.0.0.1:70000");
+  const ScopedEnv enabled("STALLSCOPE_AGENT", nullptr);
+  const LogCapture log;
+  const Agent agent;  // must not throw
+  CHECK_FALSE(agent.listening());
+  CHECK(agent.port() == 0);
+  CHECK_THAT(log.all(), Contains("STALLSCOPE_LISTEN") && Contains("127.0.0.1:70000"));
+  // error() says why it is not listening: only "" when listening or disabled by the user.
+  CHECK_THAT(agent.error(), Contains("STALLSCOPE_LISTEN") && Contains("127.0.0.1:70000"));
+}

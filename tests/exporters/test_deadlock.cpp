@@ -1,0 +1,154 @@
+// The scrape path answers while the application is deadlocked on its own locks, and shows who
+// waits where; scrape-time gauges stay sane while waits begin and end during a scrape.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <latch>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+#include "stallscope/agent.hpp"
+#include "stallscope/mutex.hpp"
+#include "stallscope/prometheus.hpp"
+#include "support.hpp"
+
+namespace {
+
+using stallscope::test::has_line;
+using stallscope::test::lock_series;
+using stallscope::test::scrape;
+using stallscope::test::scrape_until;
+using stallscope::test::value_of;
+
+}  // namespace
+
+TEST_CASE("a deadlocked application still answers /metrics and shows both waiters",
+          "[endpoint][deadlock][concurrency]") {
+  using namespace std::chrono_literals;
+  stallscope::Agent agent(stallscope::AgentOptions{.listen = "127.0.0.1:0"});
+  REQUIRE(agent.listening());
+  const int port = agent.port();
+  stallscope::TimedMutex a("exp-deadlock-a");
+  stallscope::TimedMutex b("exp-deadlock-b");
+  std::latch both_hold(2);
+  int y_timeouts = 0;  // written by y, read after y is joined
+  bool y_got_a = false;
+
+  // x takes a, then waits for b for as long as it takes: one continuous wait.
+  std::jthread x([&] {
+    std::lock_guard la(a);
+    both_hold.arrive_and_wait();
+    std::lock_guard lb(b);
+  });
+  // y takes b, then waits for a in timed attempts so that the test can make it give up; giving
+  // up releases b, which lets x finish. Destroying y (even after a failed REQUIRE) stops it.
+  std::jthread y([&](std::stop_token stop) {
+    std::lock_guard lb(b);
+    both_hold.arrive_and_wait();
+    do {
+      if (a.try_lock_for(10ms)) {
+        y_got_a = true;
+        a.unlock();
+        return;
+      }
+      ++y_timeouts;
+    } while (!stop.stop_requested());
+  });
+
+  const std::string waiters_a = lock_series("stallscope_waiters", "exp-deadlock-a");
+  const std::string waiters_b = lock_series("stallscope_waiters", "exp-deadlock-b");
+  const std::string age_a = lock_series("stallscope_oldest_wait_age_seconds", "exp-deadlock-a");
+  const std::string age_b = lock_series("stallscope_oldest_wait_age_seconds", "exp-deadlock-b");
+  const std::string body = scrape_until(port, [&](const std::string& s) {
+    return value_of(s, waiters_a) == 1.0 && value_of(s, waiters_b) == 1.0;
+  });
+  {
+    INFO(body);
+    REQUIRE(value_of(body, waiters_a) == 1.0);
+    REQUIRE(value_of(body, waiters_b) == 1.0);
+    CHECK(value_of(body, age_a).value_or(0) > 0);
+    CHECK(value_of(body, age_b).value_or(0) > 0);
+  }
+
+  // x is still in the same wait: a later scrape sees it older, and both locks held.
+  const std::string later = scrape(port);
+  {
+    INFO(later);
+    CHECK(value_of(later, waiters_b) == 1.0);
+    CHECK(value_of(later, age_b).value_or(0) > value_of(body, age_b).value_or(0));
+    CHECK(value_of(later,
+                   "stallscope_lock_holder_age_seconds{kind=\"lock\",resource=\""
+                   "exp-deadlock-a\"}")
+              .value_or(0) > 0);
+    CHECK(value_of(later,
+                   "stallscope_lock_holder_age_seconds{kind=\"lock\",resource=\""
+                   "exp-deadlock-b\"}")
+              .value_or(0) > 0);
+  }
+
+  y.request_stop();
+  y.join();
+  x.join();
+  CHECK_FALSE(y_got_a);
+  REQUIRE(y_timeouts > 0);
+
+  const std::string after = scrape(port);
+  INFO(after);
+  INFO("y gave up " << y_timeouts << " times");
+  // a: x's one uncontended acquisition; every attempt of y waited and gave up.
+  CHECK(
+      has_line(after, lock_series("stallscope_lock_acquisitions_total", "exp-deadlock-a") + " 1"));
+  CHECK(has_line(
+      after, fmt::format("{} {}", lock_series("stallscope_lock_timeouts_total", "exp-deadlock-a"),
+                         y_timeouts)));
+  CHECK(has_line(
+      after, fmt::format("{} {}", lock_series("stallscope_lock_contended_total", "exp-deadlock-a"),
+                         y_timeouts)));
+  CHECK(has_line(
+      after, fmt::format("{} {}", lock_series("stallscope_wait_seconds_count", "exp-deadlock-a"),
+                         y_timeouts + 1)));
+  // b: y's uncontended acquisition, then x's after its one long wait.
+  CHECK(
+      has_line(after, lock_series("stallscope_lock_acquisitions_total", "exp-deadlock-b") + " 2"));
+  CHECK(has_line(after, lock_series("stallscope_lock_contended_total", "exp-deadlock-b") + " 1"));
+  CHECK(has_line(after, lock_series("stallscope_lock_timeouts_total", "exp-deadlock-b") + " 0"));
+  CHECK(has_line(after, waiters_a + " 0"));
+  CHECK(has_line(after, waiters_b + " 0"));
+  CHECK(has_line(after, age_a + " 0"));
+  CHECK(has_line(after, age_b + " 0"));
+}
+
+TEST_CASE("the oldest wait age is never negative when a wait begins during a scrape",
+          "[collectable][concurrency]") {
+  constexpr int kScrapes = 3000;
+  stallscope::TimedMutex m("exp-age-race");
+  const stallscope::Collectable collectable;
+  std::unique_lock held(m);  // the waiter below only ever times out
+  std::jthread waiter([&](std::stop_token stop) {
+    while (!stop.stop_requested()) (void)m.try_lock_for(std::chrono::microseconds(1));
+  });
+
+  double lowest = 0;
+  int seen_waiting = 0;
+  for (int i = 0; i < kScrapes; ++i) {
+    for (const auto& family : collectable.Collect()) {
+      if (family.name != "stallscope_oldest_wait_age_seconds") continue;
+      for (const auto& metric : family.metric) {
+        const bool ours = std::any_of(metric.label.begin(), metric.label.end(), [](const auto& l) {
+          return l.name == "resource" && l.value == "exp-age-race";
+        });
+        if (!ours) continue;
+        lowest = std::min(lowest, metric.gauge.value);
+        if (metric.gauge.value != 0) ++seen_waiting;
+      }
+    }
+  }
+  waiter.request_stop();
+  waiter.join();
+  INFO(seen_waiting << " of " << kScrapes << " scrapes saw the waiter");
+  CHECK(lowest >= 0);
+}
