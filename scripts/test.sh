@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The README's second command: installs what the tests need, then builds and tests every preset.
+#
+#   bash scripts/test.sh              presets dev, asan, tsan, off, then the clang-format check
+#   bash scripts/test.sh dev tsan     only these presets (and the format check)
+#
+# Each preset is configured, built (-j$(nproc)) and run through ctest in build/<preset>. The
+# last line is "N passed, N failed": ctest tests summed over presets; a preset that fails to
+# configure or build, and a failed format check, each count as one failure. Exit status 0 only
+# when nothing failed. CI (.ci/run) runs exactly this on a 2-core machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+presets=(dev asan tsan off)
+if (($# > 0)); then
+  presets=("$@")
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+
+bash scripts/setup.sh --test
+
+passed=0
+failed=0
+report=()
+
+elapsed() {
+  local s=$((SECONDS - $1))
+  printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+
+# junit_attr NAME TEXT: the numeric value of attribute NAME="N" in TEXT.
+junit_attr() {
+  sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$2"
+}
+
+# Prints "PASSED FAILED" from ctest's JUnit file (its <testsuite> element), nothing if unreadable.
+junit_counts() {
+  local suite tests failures skipped disabled
+  [[ -r $1 ]] || return 0
+  suite=$(tr '\n\t' '  ' <"$1" | grep -o '<testsuite [^>]*>' | head -n1) || return 0
+  tests=$(junit_attr tests "$suite")
+  failures=$(junit_attr failures "$suite")
+  skipped=$(junit_attr skipped "$suite")
+  disabled=$(junit_attr disabled "$suite")
+  [[ -n $tests && -n $failures ]] || return 0
+  echo "$((tests - failures - ${skipped:-0} - ${disabled:-0})) $failures"
+}
+
+for preset in "${presets[@]}"; do
+  start=$SECONDS
+  configure_args=()
+  env_args=()
+  case "$preset" in
+    asan)
+      # The sanitizer presets test the library; the examples are built by dev and off.
+      configure_args+=(-DSTALLSCOPE_BUILD_EXAMPLES=OFF)
+      env_args+=(UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+      ;;
+    tsan)
+      configure_args+=(-DSTALLSCOPE_BUILD_EXAMPLES=OFF)
+      env_args+=("TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1")
+      ;;
+  esac
+
+  echo "=== $preset: configure"
+  if ! cmake --preset "$preset" "${configure_args[@]}"; then
+    failed=$((failed + 1))
+    report+=("$preset: configure failed")
+    continue
+  fi
+  echo "=== $preset: build (-j$jobs)"
+  if ! cmake --build --preset "$preset" -j"$jobs"; then
+    failed=$((failed + 1))
+    report+=("$preset: build failed ($(elapsed "$start"))")
+    continue
+  fi
+  build_time=$(elapsed "$start")
+
+  echo "=== $preset: test"
+  junit="$PWD/build/$preset/ctest-junit.xml"
+  rm -f "$junit"
+  test_start=$SECONDS
+  ctest_rc=0
+  # --timeout: a default for tests without their own, so a hang costs minutes, not ctest's 25.
+  env "${env_args[@]}" ctest --preset "$preset" --output-on-failure --no-tests=error \
+    --timeout 300 --output-junit "$junit" || ctest_rc=$?
+  counts=$(junit_counts "$junit")
+  if [[ -z $counts ]]; then
+    failed=$((failed + 1))
+    report+=("$preset: ctest exited $ctest_rc without results")
+    continue
+  fi
+  read -r p f <<<"$counts"
+  if ((ctest_rc != 0 && f == 0)); then
+    f=1  # ctest failed without a failing test (e.g. no tests found)
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  report+=("$preset: $p passed, $f failed (build $build_time, tests $(elapsed "$test_start"))")
+done
+
+echo "=== clang-format"
+if bash scripts/check-format.sh; then
+  report+=("format: clean")
+else
+  failed=$((failed + 1))
+  report+=("format: unformatted files (scripts/check-format.sh --fix)")
+fi
+
+echo
+printf '%s\n' "${report[@]}"
+echo "$passed passed, $failed failed"
+((failed == 0))
