@@ -93,14 +93,14 @@ void ChannelSeries::collect(Collector& out) {
     if (w > 0 && since != 0 && (oldest == 0 || since < oldest)) oldest = since;
     idle += s->recv_waiters_.load(std::memory_order_relaxed);
     const std::int64_t full = s->full_since_.load(std::memory_order_relaxed);
-    if (full != 0) full_ns += static_cast<double>(out.now_ns() - full);
+    if (full != 0) full_ns += static_cast<double>(out.age_ns(full));
   });
 
   const Labels send = with({{"op", "send"}});
   out.add(kWaitSeconds, send, snap(send_wait, c[kFastSend]));
   out.add(kWaiters, send, static_cast<double>(send_waiters));
   out.add(kOldestWaitAge, send,
-          oldest == 0 ? 0.0 : static_cast<double>(out.now_ns() - oldest) * 1e-9);
+          oldest == 0 ? 0.0 : static_cast<double>(out.age_ns(oldest)) * 1e-9);
   out.add(kIdleSeconds, with({{"op", "receive"}}), snap(recv_idle, c[kFastRecv]));
   out.add(kIdleReceivers, res, static_cast<double>(idle));
   out.add(kDepth, res, static_cast<double>(depth));

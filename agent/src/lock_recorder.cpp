@@ -1,39 +1,53 @@
 #include "stallscope/detail/lock_recorder.hpp"
 
-#include <string>
-
 #include <fmt/format.h>
 
+#include <string>
+
 #include "cells_alloc.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope::detail {
 
+const FamilyDesc kLockAcquisitions{"stallscope_lock_acquisitions_total",
+                                   "Successful acquisitions (lock, try_lock and timed locks).",
+                                   MetricType::kCounter};
+const FamilyDesc kLockContended{"stallscope_lock_contended_total",
+                                "Acquisition attempts that had to wait (timed ones that gave up "
+                                "included).",
+                                MetricType::kCounter};
+const FamilyDesc kLockTimeouts{"stallscope_lock_timeouts_total",
+                               "Timed acquisitions (try_lock_for/try_lock_until) that gave up.",
+                               MetricType::kCounter};
+const FamilyDesc kLockTryFailures{"stallscope_lock_try_failures_total",
+                                  "try_lock() calls that found the lock taken.",
+                                  MetricType::kCounter};
+const FamilyDesc kLockHold{
+    "stallscope_lock_hold_seconds",
+    "How long the lock was held, for objects with hold timing on "
+    "(LockOptions::hold_time or STALLSCOPE_HOLD_TIME=1; always for async_lock).",
+    MetricType::kHistogram};
+const FamilyDesc kLockHolderAge{
+    "stallscope_lock_holder_age_seconds",
+    "How long the longest current exclusive holder has held the lock "
+    "(0: not held). Exact for async_lock and for timed or contended "
+    "acquisitions; otherwise counted from the first scrape that saw the "
+    "hold.",
+    MetricType::kGauge};
+const FamilyDesc kLockObjects{"stallscope_lock_objects", "Live lock objects sharing this name.",
+                              MetricType::kGauge};
+
 namespace {
 
-const FamilyDesc kAcquisitions{"stallscope_lock_acquisitions_total",
-                               "Successful acquisitions (lock, try_lock and timed locks).",
-                               MetricType::kCounter};
-const FamilyDesc kContended{"stallscope_lock_contended_total",
-                            "Acquisition attempts that had to wait (timed ones that gave up "
-                            "included).",
-                            MetricType::kCounter};
-const FamilyDesc kTimeouts{"stallscope_lock_timeouts_total",
-                           "Timed acquisitions (try_lock_for/try_lock_until) that gave up.",
-                           MetricType::kCounter};
-const FamilyDesc kTryFailures{"stallscope_lock_try_failures_total",
-                              "try_lock() calls that found the lock taken.",
-                              MetricType::kCounter};
-const FamilyDesc kHold{"stallscope_lock_hold_seconds",
-                       "How long the lock was held, for objects with hold timing on "
-                       "(LockOptions::hold_time or STALLSCOPE_HOLD_TIME=1).",
-                       MetricType::kHistogram};
-const FamilyDesc kHolderAge{"stallscope_lock_holder_age_seconds",
-                            "How long the longest current exclusive holder has held the lock "
-                            "(0: not held). Exact for timed or contended acquisitions; otherwise "
-                            "counted from the first scrape that saw the hold.",
-                            MetricType::kGauge};
-const FamilyDesc kObjects{"stallscope_lock_objects", "Live lock objects sharing this name.",
-                          MetricType::kGauge};
+const FamilyDesc kExecutorBlocked{
+    "stallscope_lock_executor_blocked_seconds_total",
+    "Time executor threads spent blocked in contended waits for this lock inside a task slice "
+    "(the whole executor thread stalls, not just the task).",
+    MetricType::kCounter};
+const FamilyDesc kHeldAcross{
+    "stallscope_lock_held_across_suspend_total",
+    "Task slices that ended (the coroutine suspended) while holding this lock, by task name.",
+    MetricType::kCounter};
 
 constexpr const char* kOpNames[2] = {"exclusive", "shared"};
 
@@ -114,13 +128,15 @@ void LockSeries::collect(Collector& out) {
     out.add(kOldestWaitAge, labels,
             now.oldest_since_ns[o] == 0
                 ? 0.0
-                : static_cast<double>(out.now_ns() - now.oldest_since_ns[o]) * 1e-9);
-    out.add(kAcquisitions, labels,
+                : static_cast<double>(out.age_ns(now.oldest_since_ns[o])) * 1e-9);
+    out.add(kLockAcquisitions, labels,
             static_cast<double>(fast + counters[LockOpCells::kTryOk] + contended - timeouts));
-    out.add(kContended, labels, static_cast<double>(contended));
-    out.add(kTimeouts, labels, static_cast<double>(timeouts));
-    out.add(kTryFailures, labels, static_cast<double>(counters[LockOpCells::kTryFail]));
-    out.add(kHold, labels,
+    out.add(kLockContended, labels, static_cast<double>(contended));
+    out.add(kLockTimeouts, labels, static_cast<double>(timeouts));
+    out.add(kLockTryFailures, labels, static_cast<double>(counters[LockOpCells::kTryFail]));
+    out.add(kExecutorBlocked, labels,
+            static_cast<double>(counters[LockOpCells::kExecutorBlockedNs]) * 1e-9);
+    out.add(kLockHold, labels,
             HistogramSnapshot{std::move(hold.bounds), std::move(hold.counts), hold.count,
                               hold.sum_seconds});
   }
@@ -140,11 +156,19 @@ void LockSeries::collect(Collector& out) {
       }
       since = s->seen_at_ns_;
     }
-    oldest_hold = std::max(oldest_hold, out.now_ns() - since);
+    oldest_hold = std::max(oldest_hold, out.age_ns(since));
   });
   Labels labels{{"kind", kind}, {"resource", name()}};
-  out.add(kHolderAge, labels, static_cast<double>(oldest_hold) * 1e-9);
-  out.add(kObjects, labels, static_cast<double>(sites_.size()));
+  out.family(kHeldAcross);
+  {
+    std::lock_guard lock(held_across_mu());
+    for (const auto& [task, n] : held_across_) {
+      out.add(kHeldAcross, {{"kind", kind}, {"resource", name()}, {"task", task}},
+              static_cast<double>(n));
+    }
+  }
+  out.add(kLockHolderAge, labels, static_cast<double>(oldest_hold) * 1e-9);
+  out.add(kLockObjects, labels, static_cast<double>(sites_.size()));
 }
 
 LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& options)
@@ -153,8 +177,7 @@ LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& 
   series_->sites_.link(this);
 }
 
-LockSite::LockSite(ResourceKind kind, const std::source_location& where,
-                   const LockOptions& options)
+LockSite::LockSite(ResourceKind kind, const std::source_location& where, const LockOptions& options)
     : LockSite(kind, site_name(where), options) {}
 
 LockSite::~LockSite() { series_->sites_.unlink(this); }
@@ -174,6 +197,9 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series_->op(op);
   c.wait.record(t1 - started_ns);
+  if (tls_slice != nullptr) {
+    add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));
+  }
   if (!acquired) {
     add(c.base + LockOpCells::kTimeout);
     return;
@@ -185,6 +211,11 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
     held_since_state_.store(state_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   if (time_holds_) hold_begin(op, t1);
+}
+
+void LockSite::held_across_released() noexcept {
+  const std::uint64_t seq = held_across_seq_.exchange(0, std::memory_order_relaxed);
+  if (seq != 0) on_held_across_released(this, seq);
 }
 
 void LockSite::hold_begin(LockOp op, std::int64_t t) noexcept {

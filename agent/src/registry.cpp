@@ -23,6 +23,7 @@ std::string_view to_string(ResourceKind kind) noexcept {
     case ResourceKind::kChannel: return "channel";
     case ResourceKind::kExecutor: return "executor";
     case ResourceKind::kPool: return "pool";
+    case ResourceKind::kTask: return "task";
   }
   return "unknown";
 }
@@ -136,6 +137,13 @@ Config Registry::config() const {
   return config_;
 }
 
+std::string Registry::series_name(std::uint32_t id) const {
+  std::lock_guard lock(mu_);
+  return id >= 1 && id <= series_.size() ? series_[id - 1]->name() : std::string();
+}
+
+ResourceKind Registry::series_kind(const detail::Series& s) noexcept { return s.kind(); }
+
 std::size_t Registry::series_count(ResourceKind kind) const {
   std::lock_guard lock(mu_);
   return per_kind_[static_cast<std::size_t>(kind)];
@@ -176,6 +184,14 @@ std::vector<FamilySnapshot> Registry::collect() const {
     auto& w = waiters[id];
     ++w.count[op];
     if (w.oldest_since_ns[op] == 0 || since < w.oldest_since_ns[op]) w.oldest_since_ns[op] = since;
+  });
+  // Which task slices run now, from every thread's slice slot.
+  detail::for_each_shard([&](detail::ThreadShard& s) {
+    const std::uint32_t id = s.slice.series.load(std::memory_order_acquire);
+    if (id == 0 || id >= waiters.size()) return;
+    const std::int64_t start = s.slice.start_ns.load(std::memory_order_relaxed);
+    auto& w = waiters[id];
+    if (w.running_since_ns == 0 || start < w.running_since_ns) w.running_since_ns = start;
   });
 
   detail::Collector out(now, std::move(waiters));

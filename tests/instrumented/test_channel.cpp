@@ -304,6 +304,7 @@ TEST_CASE("a stop on the control lane reaches a consumer behind a full data lane
 
 TEST_CASE("closing wakes waiting senders with their item and waiting receivers with closed",
           "[channel][close][concurrency]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;  // see the destroy test below
   const std::string name = unique_name("close-wake");
   Channel<int> full(name, 1);
   full.send(1);
@@ -331,6 +332,8 @@ TEST_CASE("closing wakes waiting senders with their item and waiting receivers w
 
 TEST_CASE("destroying a channel with a blocked sender wakes it and loses nothing silently",
           "[channel][close][concurrency]") {
+  // Knowing the sender is blocked takes the waiters gauge: recording must be compiled in.
+  if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string name = unique_name("destroy");
   std::vector<std::string> logged;
   stallscope::set_log_sink(

@@ -1,6 +1,7 @@
 #pragma once
 /// Process-wide recording configuration, and per-lock options.
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 
@@ -18,6 +19,10 @@ struct Config {
   /// Time every lock hold (two clock reads per acquisition, ~+40 ns) by default. Off by default:
   /// then only locks created with LockOptions{.hold_time = true} time their holds.
   bool hold_time = false;
+  /// A task run slice longer than this counts in stallscope_task_slow_slices_total.
+  std::chrono::nanoseconds slow_slice = std::chrono::milliseconds(10);
+  /// A task still alive this long after its cancellation counts as lingering.
+  std::chrono::nanoseconds cancel_grace = std::chrono::seconds(1);
 
   /// Defaults overridden from the environment:
   ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>.

@@ -29,8 +29,9 @@ enum class ResourceKind : std::uint8_t {
   kChannel,
   kExecutor,
   kPool,
+  kTask,  ///< per task name: scheduling delay, run slices, lifetimes (instrumented executor)
 };
-inline constexpr std::size_t kResourceKinds = 7;
+inline constexpr std::size_t kResourceKinds = 8;
 
 std::string_view to_string(ResourceKind kind) noexcept;
 
@@ -70,6 +71,11 @@ class Registry final {
   /// The series for (kind, name), created with `make` if new; beyond the cap, the kind's
   /// overflow series. Throws std::invalid_argument on a bad name.
   detail::Series& series(ResourceKind kind, std::string_view name, SeriesFactory make);
+  /// The name of series `id` ("" when unknown). Thread-safe.
+  std::string series_name(std::uint32_t id) const;
+  /// Calls fn(detail::Series&) for every series of `kind`, under live_mutex().
+  template <class Fn>
+  void for_each_series(ResourceKind kind, Fn&& fn) const;
   /// Guards the live-object lists that series keep for scrape-time gauges.
   std::mutex& live_mutex() const noexcept { return mu_; }
 
@@ -79,6 +85,7 @@ class Registry final {
  private:
   Registry();
   ~Registry();
+  static ResourceKind series_kind(const detail::Series& s) noexcept;
 
   mutable std::mutex mu_;
   Config config_;
@@ -87,5 +94,13 @@ class Registry final {
   std::size_t per_kind_[kResourceKinds] = {};
   std::uint64_t overflowed_[kResourceKinds] = {};
 };
+
+template <class Fn>
+void Registry::for_each_series(ResourceKind kind, Fn&& fn) const {
+  std::lock_guard lock(mu_);
+  for (const auto& s : series_) {
+    if (series_kind(*s) == kind) fn(*s);
+  }
+}
 
 }  // namespace stallscope

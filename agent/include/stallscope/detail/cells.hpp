@@ -37,12 +37,21 @@ struct WaitSlot {
   std::atomic<std::int64_t> since_ns{0};
 };
 
+// The task slice this thread runs right now, read by the watchdog and by scrapes. Written only by
+// the owning thread at slice start and end (two stores each).
+struct SliceSlot {
+  std::atomic<std::uint32_t> series{0};  // task series id; 0: not in a slice
+  std::atomic<std::int64_t> start_ns{0};
+  std::atomic<std::uint64_t> seq{0};  // slices started on this thread
+};
+
 struct ThreadShard {
   std::atomic<Cell*> chunks[kMaxChunks] = {};
   std::atomic<bool> owned{false};
   bool fallback = false;  // shared by exited threads: writes use fetch_add
   ThreadShard* next = nullptr;
   WaitSlot wait;
+  SliceSlot slice;
 };
 
 extern constinit thread_local ThreadShard* tls_shard;

@@ -8,6 +8,8 @@
 // Config::hold_time) adds two clock reads and one histogram record per acquisition.
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -16,25 +18,40 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/slice.hpp"
 #include "stallscope/options.hpp"
 
 namespace stallscope::detail {
 
 enum class LockOp : std::uint8_t { kExclusive = 0, kShared = 1 };
 
+// The lock families, shared with the async lock (kind "async_lock", semaphore_recorder.cpp) so
+// that its rows sit in the same families as those of the other locks.
+extern const FamilyDesc kLockAcquisitions;
+extern const FamilyDesc kLockContended;
+extern const FamilyDesc kLockTimeouts;
+extern const FamilyDesc kLockTryFailures;
+extern const FamilyDesc kLockHold;
+extern const FamilyDesc kLockHolderAge;
+extern const FamilyDesc kLockObjects;
+
 // Cells of one op (exclusive or shared) of one lock series.
 struct LockOpCells {
-  static constexpr std::uint32_t kFast = 0;     // lock() acquired without waiting
-  static constexpr std::uint32_t kTryOk = 1;    // try_lock() succeeded
-  static constexpr std::uint32_t kTryFail = 2;  // try_lock() failed
-  static constexpr std::uint32_t kTimeout = 3;  // timed lock gave up after waiting
-  static constexpr std::uint32_t kCounters = 4;
+  static constexpr std::uint32_t kFast = 0;               // lock() acquired without waiting
+  static constexpr std::uint32_t kTryOk = 1;              // try_lock() succeeded
+  static constexpr std::uint32_t kTryFail = 2;            // try_lock() failed
+  static constexpr std::uint32_t kTimeout = 3;            // timed lock gave up after waiting
+  static constexpr std::uint32_t kExecutorBlockedNs = 4;  // contended waits inside a task slice
+  static constexpr std::uint32_t kCounters = 5;
   std::uint32_t base = kNoCell;
   HistogramCells wait;  // contended waits only; exported with the fast count in bucket 0
   HistogramCells hold;
 };
 
 class LockSite;
+
+// Guards the detectors' per-lock counts and event ring; never held by user code.
+std::mutex& held_across_mu() noexcept;
 
 class LockSeries final : public Series {
  public:
@@ -52,6 +69,9 @@ class LockSeries final : public Series {
   bool hold_time_default_;
   bool has_shared_;
   LiveList<LockSite> sites_;
+  // Held-across-suspend detections by task name; guarded by held_across_mu().
+  std::map<std::string, std::uint64_t, std::less<>> held_across_;
+  friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
 };
 
 // The per-object part of a lock wrapper.
@@ -81,6 +101,11 @@ class LockSite {
     if (op == LockOp::kExclusive) {
       const std::uint64_t s = state_.load(std::memory_order_relaxed) - 1;
       state_.store(s, std::memory_order_relaxed);
+      if (SliceContext* sc = tls_slice) [[unlikely]]
+        sc->released(this);
+      if (held_across_seq_.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+        held_across_released();
+      }
       if (time_holds_ && (s & kDepthMask) == 0) hold_end(op);
     } else if (time_holds_) {
       hold_end(op);
@@ -96,13 +121,17 @@ class LockSite {
 
  private:
   friend class LockSeries;
+  friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
   static constexpr std::uint64_t kDepthMask = 0xffff;
   static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 16;
 
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
     state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
+    if (SliceContext* sc = tls_slice) [[unlikely]]
+      sc->acquired(this);
   }
+  void held_across_released() noexcept;
   void hold_begin(LockOp op, std::int64_t t) noexcept;
   void hold_end(LockOp op) noexcept;
 
@@ -113,6 +142,8 @@ class LockSite {
   // When the current exclusive hold began, valid while held_since_state_ == state_.
   std::atomic<std::int64_t> held_since_ns_{0};
   std::atomic<std::uint64_t> held_since_state_{0};
+  // Set when a task suspended holding this lock: the detector event to complete on release.
+  std::atomic<std::uint64_t> held_across_seq_{0};
   // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
   std::uint64_t seen_state_ = 0;
   std::int64_t seen_at_ns_ = 0;

@@ -1,0 +1,116 @@
+#pragma once
+// Recording for blocking pools: one PoolSeries per name, one PoolSite per pool object.
+//
+// Cost per job that runs: three clock reads (submit, start, end), six per-thread cell adds and
+// a few relaxed stores into the site's atomics. Pool jobs are CPU-heavy or blocking work, so this
+// is noise next to the job; the pool itself takes its mutex and allocates once per job, the
+// recorder never does either.
+//
+// The pool publishes what scrapes need (queued jobs, the oldest one's submit time, which worker
+// runs a job since when) in the site's atomics, so a scrape never takes the pool's mutex.
+// Ordering: every value is an independent gauge written with relaxed stores (queue state under
+// the pool's mutex, a worker's slot only by that worker) and read with relaxed loads; a scrape
+// may see a job neither queued nor running for an instant, never a torn value. An age whose
+// start time is 0 (not published yet) is skipped. Counts are cells (see cells.hpp): exact.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "stallscope/clock.hpp"
+#include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/series.hpp"
+
+namespace stallscope::detail {
+
+// What finally happened to a job given to run(). Every submitted job ends in exactly one of these
+// or is still queued or running: submitted == sum(outcomes) + queued + running.
+enum class JobOutcome : std::uint8_t {
+  kCompleted,  // ran and returned
+  kFailed,     // ran and threw; the exception went to the caller
+  kCancelled,  // removed from the queue before it ran (cancellation slot, pool destruction)
+  kShed,       // refused at submission (queue full, or the pool is being destroyed)
+};
+inline constexpr std::uint32_t kJobOutcomes = 4;
+
+class PoolSite;
+
+class PoolSeries final : public Series {
+ public:
+  PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
+  void collect(Collector& out) override;
+
+  static constexpr std::uint32_t kSubmitted = 0;
+  static constexpr std::uint32_t kOutcomes = 1;  // + outcome
+  static constexpr std::uint32_t kCounters = kOutcomes + kJobOutcomes;
+
+  std::uint32_t base = kNoCell;
+  HistogramCells queue_wait;  // submit -> a pool thread starts it (or it is cancelled)
+  HistogramCells run_time;    // start -> end, jobs that ran
+
+ private:
+  friend class PoolSite;
+  BucketLayout wait_layout_;
+  BucketLayout run_layout_;
+  LiveList<PoolSite> sites_;
+};
+
+// The per-object part of a BlockingPool. Worker indices are 0 .. threads-1; worker i calls
+// started(i)/finished(i) only from its own thread.
+class PoolSite {
+ public:
+  // Throws std::invalid_argument on a bad name.
+  PoolSite(std::string_view name, std::size_t threads);
+  ~PoolSite();
+  PoolSite(const PoolSite&) = delete;
+  PoolSite& operator=(const PoolSite&) = delete;
+
+  const std::string& name() const noexcept { return series_->name(); }
+
+  void submitted() noexcept { add(series_->base + PoolSeries::kSubmitted); }
+  void shed() noexcept { outcome(JobOutcome::kShed); }
+  // The queue changed; called under the pool's mutex, so the two values stay paired.
+  void queue(std::size_t depth, std::int64_t oldest_since_ns) noexcept {
+    queued_.store(depth, std::memory_order_relaxed);
+    oldest_queued_since_.store(oldest_since_ns, std::memory_order_relaxed);
+  }
+  // A queued job was removed before it ran, after waiting `waited_ns`.
+  void cancelled(std::int64_t waited_ns) noexcept {
+    series_->queue_wait.record(waited_ns);
+    outcome(JobOutcome::kCancelled);
+  }
+  // Worker `worker` took a job that waited `waited_ns` and starts it at `now`.
+  void started(std::size_t worker, std::int64_t now, std::int64_t waited_ns) noexcept {
+    series_->queue_wait.record(waited_ns);
+    running_since_[worker].since_ns.store(now, std::memory_order_relaxed);
+  }
+  // Worker `worker` finished its job after `ran_ns`; `ok` false when the job threw.
+  void finished(std::size_t worker, std::int64_t ran_ns, bool ok) noexcept {
+    series_->run_time.record(ran_ns);
+    outcome(ok ? JobOutcome::kCompleted : JobOutcome::kFailed);
+    running_since_[worker].since_ns.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  friend class PoolSeries;
+  friend class LiveList<PoolSite>;
+  struct alignas(64) Running {  // one line per worker: workers never share a written line
+    std::atomic<std::int64_t> since_ns{0};  // 0: idle
+  };
+
+  void outcome(JobOutcome o) noexcept {
+    add(series_->base + PoolSeries::kOutcomes + static_cast<std::uint32_t>(o));
+  }
+
+  PoolSeries* series_;
+  const std::size_t threads_;
+  std::unique_ptr<Running[]> running_since_;
+  std::atomic<std::size_t> queued_{0};
+  std::atomic<std::int64_t> oldest_queued_since_{0};  // 0: nothing queued
+  LiveLink<PoolSite> link_;
+};
+
+}  // namespace stallscope::detail

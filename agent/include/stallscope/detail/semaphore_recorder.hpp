@@ -1,0 +1,121 @@
+#pragma once
+// Recording for the permit primitives: Semaphore (kind "semaphore", stallscope_semaphore_*) and
+// AsyncMutex (kind "async_lock", exported under the lock families stallscope_lock_*). One
+// SemaphoreSeries per (kind, name), one SemaphoreSite per object.
+//
+// The primitive calls its site under its own internal mutex, so every site atomic has one writer
+// at a time (load + store is enough); scrapes read them relaxed and may see a gauge one
+// operation stale, never torn. Waiters are counted from the primitive's own queue, not from the
+// threads' wait slots: a waiting coroutine is not a blocked thread.
+//
+// Holds are always timed: one clock read per acquisition and one per release (~25 ns each),
+// small next to the coroutine suspension an async acquisition costs, and it makes the holder age
+// of an async_lock exact. A contended acquisition reads the clock once when it queues; its wait
+// ends (and its hold begins) at the releaser's clock read.
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/series.hpp"
+
+namespace stallscope::detail {
+
+// Why a waiter left the queue without a permit.
+enum class WaitEnd : std::uint8_t {
+  kTimedOut,   // acquire_for/acquire_until, try_lock_for/try_lock_until gave up
+  kCancelled,  // the async operation was cancelled, or the object was destroyed
+};
+
+class SemaphoreSite;
+
+class SemaphoreSeries final : public Series {
+ public:
+  SemaphoreSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
+  void collect(Collector& out) override;
+
+  static constexpr std::uint32_t kFast = 0;       // acquired without waiting (not try_*)
+  static constexpr std::uint32_t kTryOk = 1;      // try_acquire/try_lock succeeded
+  static constexpr std::uint32_t kTryFail = 2;    // try_acquire/try_lock found nothing free
+  static constexpr std::uint32_t kTimedOut = 3;   // a timed wait gave up
+  static constexpr std::uint32_t kCancelled = 4;  // an async wait was cancelled or aborted
+  static constexpr std::uint32_t kCounters = 5;
+
+  std::uint32_t base = kNoCell;
+  HistogramCells wait;  // waits that queued; exported with the kFast count in bucket 0
+  HistogramCells hold;
+
+ private:
+  friend class SemaphoreSite;
+  BucketLayout wait_layout_;
+  BucketLayout hold_layout_;
+  LiveList<SemaphoreSite> sites_;
+};
+
+// The per-object part of a Semaphore or AsyncMutex. Every call but name() is made under the
+// primitive's internal mutex.
+class SemaphoreSite {
+ public:
+  // Throws std::invalid_argument on a bad name.
+  SemaphoreSite(ResourceKind kind, std::string_view name, std::size_t permits);
+  ~SemaphoreSite();
+  SemaphoreSite(const SemaphoreSite&) = delete;
+  SemaphoreSite& operator=(const SemaphoreSite&) = delete;
+
+  const std::string& name() const noexcept { return series_->name(); }
+
+  // acquire()/async_acquire()/lock() took a free permit at `now`: a zero wait.
+  void acquired(std::int64_t now) noexcept {
+    add(series_->base + SemaphoreSeries::kFast);
+    take(now);
+  }
+  // try_acquire()/try_lock() at `now`.
+  void tried(bool ok, std::int64_t now) noexcept {
+    add(series_->base + (ok ? SemaphoreSeries::kTryOk : SemaphoreSeries::kTryFail));
+    if (ok) take(now);
+  }
+  // A waiter queued since `since` was handed a permit at `now`.
+  void granted(std::int64_t since, std::int64_t now) noexcept {
+    series_->wait.record(now - since);
+    take(now);
+  }
+  // A waiter queued since `since` left at `now` without a permit.
+  void abandoned(WaitEnd why, std::int64_t since, std::int64_t now) noexcept {
+    series_->wait.record(now - since);
+    add(series_->base +
+        (why == WaitEnd::kTimedOut ? SemaphoreSeries::kTimedOut : SemaphoreSeries::kCancelled));
+  }
+  // A permit taken at `since` was released at `now`.
+  void released(std::int64_t since, std::int64_t now) noexcept {
+    series_->hold.record(now - since);
+    const std::size_t n = in_use_.load(std::memory_order_relaxed) - 1;
+    in_use_.store(n, std::memory_order_relaxed);
+    if (n == 0) held_since_.store(0, std::memory_order_relaxed);
+  }
+  // The queue changed: `n` waiters, the oldest queued since `oldest_since` (0: none).
+  void waiters(std::size_t n, std::int64_t oldest_since) noexcept {
+    waiters_.store(n, std::memory_order_relaxed);
+    oldest_since_.store(oldest_since, std::memory_order_relaxed);
+  }
+
+ private:
+  friend class SemaphoreSeries;
+  void take(std::int64_t now) noexcept {
+    in_use_.store(in_use_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    held_since_.store(now, std::memory_order_relaxed);  // the holder's, when there is one permit
+  }
+
+  SemaphoreSeries* series_;
+  const std::size_t permits_;
+  std::atomic<std::size_t> in_use_{0};
+  std::atomic<std::int64_t> held_since_{0};  // 0: not held
+  std::atomic<std::size_t> waiters_{0};
+  std::atomic<std::int64_t> oldest_since_{0};  // 0: nobody waits
+  friend class LiveList<SemaphoreSite>;
+  LiveLink<SemaphoreSite> link_;
+};
+
+}  // namespace stallscope::detail

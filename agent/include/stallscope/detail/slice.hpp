@@ -1,0 +1,42 @@
+#pragma once
+// The task slice (one resumption of an instrumented task) running on this thread.
+//
+// Set by the instrumented executor around the outermost execution of a task's handler; read by
+// the lock wrappers' detectors. Outside instrumented executors it is null and costs a lock one
+// thread-local load and a predicted branch.
+#include <cstdint>
+
+namespace stallscope::detail {
+
+class LockSite;
+class TaskSeries;
+
+struct SliceContext {
+  static constexpr std::uint32_t kMaxHeld = 8;
+  TaskSeries* series = nullptr;
+  std::int64_t start_ns = 0;
+  // Exclusive stallscope locks acquired during this slice and not yet released.
+  LockSite* held[kMaxHeld] = {};
+  std::uint32_t held_n = 0;
+
+  void acquired(LockSite* s) noexcept {
+    if (held_n < kMaxHeld) held[held_n] = s;
+    ++held_n;
+  }
+  void released(LockSite* s) noexcept {
+    const std::uint32_t n = held_n < kMaxHeld ? held_n : kMaxHeld;
+    for (std::uint32_t i = n; i-- > 0;) {
+      if (held[i] == s) {
+        held[i] = held[n - 1];
+        --held_n;
+        return;
+      }
+    }
+    // Acquired before this slice began (or beyond kMaxHeld): nothing to undo here.
+    if (held_n > kMaxHeld) --held_n;
+  }
+};
+
+extern constinit thread_local SliceContext* tls_slice;
+
+}  // namespace stallscope::detail

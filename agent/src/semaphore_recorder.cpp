@@ -1,0 +1,161 @@
+#include "stallscope/detail/semaphore_recorder.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+
+#include "cells_alloc.hpp"
+#include "stallscope/detail/lock_recorder.hpp"
+
+namespace stallscope::detail {
+
+namespace {
+
+// --- kind "semaphore" ---
+const FamilyDesc kSemAcquisitions{
+    "stallscope_semaphore_acquisitions_total",
+    "Permits acquired (acquire, async_acquire, try_acquire and timed acquires that got one).",
+    MetricType::kCounter};
+const FamilyDesc kSemContended{"stallscope_semaphore_contended_total",
+                               "Acquisitions that had to queue for a permit (waits that timed out "
+                               "or were cancelled included).",
+                               MetricType::kCounter};
+const FamilyDesc kSemTimeouts{"stallscope_semaphore_timeouts_total",
+                              "Timed acquisitions (acquire_for/acquire_until) that gave up.",
+                              MetricType::kCounter};
+const FamilyDesc kSemCancelled{
+    "stallscope_semaphore_cancelled_total",
+    "Queued acquisitions that ended without a permit: the async operation "
+    "was cancelled, or the semaphore was destroyed.",
+    MetricType::kCounter};
+const FamilyDesc kSemTryFailures{"stallscope_semaphore_try_failures_total",
+                                 "try_acquire() calls that found no free permit.",
+                                 MetricType::kCounter};
+const FamilyDesc kSemHold{"stallscope_semaphore_hold_seconds",
+                          "How long permits were held, from acquisition to release (always "
+                          "timed).",
+                          MetricType::kHistogram};
+const FamilyDesc kSemInUse{"stallscope_semaphore_permits_in_use",
+                           "Permits held now, summed over live objects.", MetricType::kGauge};
+const FamilyDesc kSemPermits{"stallscope_semaphore_permits",
+                             "Permits in total (the concurrency cap), summed over live objects.",
+                             MetricType::kGauge};
+const FamilyDesc kSemObjects{
+    "stallscope_semaphore_objects",
+    "Live semaphore objects sharing this name (one destroyed while its permits are still "
+    "held counts until they are released).",
+    MetricType::kGauge};
+
+// --- kind "async_lock": the lock families (lock_recorder.cpp), plus cancellations ---
+const FamilyDesc kLockCancelled{"stallscope_lock_cancelled_total",
+                                "Queued acquisitions that ended without the lock: the async_lock() "
+                                "was cancelled, or the mutex was destroyed (kind async_lock only).",
+                                MetricType::kCounter};
+
+struct Families {
+  const FamilyDesc* acquisitions;
+  const FamilyDesc* contended;
+  const FamilyDesc* timeouts;
+  const FamilyDesc* cancelled;
+  const FamilyDesc* try_failures;
+  const FamilyDesc* hold;
+  const FamilyDesc* objects;
+  const char* op;       // the op label of the wait families
+  bool op_on_counters;  // the lock families carry op on their per-op counters
+};
+
+constexpr Families kSemaphoreFamilies{&kSemAcquisitions, &kSemContended,   &kSemTimeouts,
+                                      &kSemCancelled,    &kSemTryFailures, &kSemHold,
+                                      &kSemObjects,      "acquire",        false};
+constexpr Families kAsyncLockFamilies{&kLockAcquisitions, &kLockContended,   &kLockTimeouts,
+                                      &kLockCancelled,    &kLockTryFailures, &kLockHold,
+                                      &kLockObjects,      "exclusive",       true};
+
+SemaphoreSeries* semaphore_series(ResourceKind kind, std::string_view name) {
+  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
+                 const Config& c) -> std::unique_ptr<Series> {
+    return std::make_unique<SemaphoreSeries>(k, std::move(n), id, c);
+  };
+  return static_cast<SemaphoreSeries*>(&Registry::global().series(kind, name, make));
+}
+
+double seconds(std::int64_t ns) { return static_cast<double>(ns) * 1e-9; }
+
+}  // namespace
+
+SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint32_t id,
+                                 const Config& config)
+    : Series(kind, std::move(name), id),
+      wait_layout_(config.wait_buckets),
+      hold_layout_(config.hold_buckets) {
+  base = cell_allocator().allocate(kCounters + wait_layout_.cells() + hold_layout_.cells());
+  wait.layout = &wait_layout_;
+  hold.layout = &hold_layout_;
+  if (base != kNoCell) {
+    wait.base = base + kCounters;
+    hold.base = wait.base + wait_layout_.cells();
+  }
+}
+
+void SemaphoreSeries::collect(Collector& out) {
+  const bool is_lock = this->kind() == ResourceKind::kAsyncLock;
+  const Families& f = is_lock ? kAsyncLockFamilies : kSemaphoreFamilies;
+  std::uint64_t c[kCounters];
+  sum_cells(base, kCounters, c);
+  HistogramData w = read(wait);
+  HistogramData h = read(hold);
+
+  std::size_t waiters = 0, in_use = 0, permits = 0;
+  std::int64_t oldest = 0, held_since = 0;
+  sites_.for_each([&](const SemaphoreSite& s) {
+    const std::size_t n = s.waiters_.load(std::memory_order_relaxed);
+    waiters += n;
+    const std::int64_t since = s.oldest_since_.load(std::memory_order_relaxed);
+    if (n > 0 && since != 0 && (oldest == 0 || since < oldest)) oldest = since;
+    in_use += s.in_use_.load(std::memory_order_relaxed);
+    permits += s.permits_;
+    const std::int64_t held = s.held_since_.load(std::memory_order_relaxed);
+    if (held != 0 && (held_since == 0 || held < held_since)) held_since = held;
+  });
+
+  const std::string kind(to_string(this->kind()));
+  const Labels res{{"kind", kind}, {"resource", name()}};
+  const Labels with_op{{"kind", kind}, {"resource", name()}, {"op", f.op}};
+  const Labels& per_op = f.op_on_counters ? with_op : res;
+
+  const std::uint64_t fast = c[kFast];
+  const std::uint64_t contended = w.count;
+  const std::uint64_t gave_up = c[kTimedOut] + c[kCancelled];
+  HistogramSnapshot ws{std::move(w.bounds), std::move(w.counts), w.count + fast, w.sum_seconds};
+  ws.counts[0] += fast;
+  out.add(kWaitSeconds, with_op, std::move(ws));
+  out.add(kWaiters, with_op, static_cast<double>(waiters));
+  out.add(kOldestWaitAge, with_op, oldest == 0 ? 0.0 : seconds(out.age_ns(oldest)));
+
+  // The cells are read without a common lock, so a scrape can see a give-up before its wait;
+  // clamp rather than wrap around.
+  const std::uint64_t granted = contended > gave_up ? contended - gave_up : 0;
+  out.add(*f.acquisitions, per_op, static_cast<double>(fast + c[kTryOk] + granted));
+  out.add(*f.contended, per_op, static_cast<double>(contended));
+  out.add(*f.timeouts, per_op, static_cast<double>(c[kTimedOut]));
+  out.add(*f.cancelled, per_op, static_cast<double>(c[kCancelled]));
+  out.add(*f.try_failures, per_op, static_cast<double>(c[kTryFail]));
+  out.add(*f.hold, per_op,
+          HistogramSnapshot{std::move(h.bounds), std::move(h.counts), h.count, h.sum_seconds});
+  if (is_lock) {
+    out.add(kLockHolderAge, res, held_since == 0 ? 0.0 : seconds(out.age_ns(held_since)));
+  } else {
+    out.add(kSemInUse, res, static_cast<double>(in_use));
+    out.add(kSemPermits, res, static_cast<double>(permits));
+  }
+  out.add(*f.objects, res, static_cast<double>(sites_.size()));
+}
+
+SemaphoreSite::SemaphoreSite(ResourceKind kind, std::string_view name, std::size_t permits)
+    : series_(semaphore_series(kind, name)), permits_(permits) {
+  series_->sites_.link(this);
+}
+
+SemaphoreSite::~SemaphoreSite() { series_->sites_.unlink(this); }
+
+}  // namespace stallscope::detail

@@ -1,0 +1,153 @@
+#pragma once
+/// stallscope::CancellationToken: a tree of cancellation scopes for tasks.
+///
+///   stallscope::CancellationToken root;
+///   auto requests = root.child();       // cancelled when root is, or on its own
+///   stallscope::spawn(ex, "handler", requests, serve, asio::detached);
+///   root.cancel();                      // every task bound below root wakes from what it awaits
+///
+/// cancel() is thread-safe and idempotent. A callback registered with on_cancel() runs exactly
+/// once: on the thread that cancels, or at once on the registering thread if the scope is
+/// already cancelled. Destroying a Registration unregisters; if its callback is running on
+/// another thread right then, the destructor waits for it to return (so the callback never
+/// outlives what it captured). A token is a cheap shared handle: copies share one scope.
+/// (Not built on std::stop_callback: libstdc++ 12's can hang in that wait, GCC PR 104928.)
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace stallscope {
+
+class CancellationToken final {
+  struct State;
+
+ public:
+  /// Unregisters its callback on destruction. Movable.
+  class [[nodiscard]] Registration {
+   public:
+    Registration() = default;
+    Registration(Registration&&) noexcept = default;
+    Registration& operator=(Registration&& other) noexcept {
+      if (this != &other) {
+        reset();
+        state_ = std::move(other.state_);
+        id_ = std::exchange(other.id_, 0);
+      }
+      return *this;
+    }
+    ~Registration() { reset(); }
+    void reset() {
+      if (auto s = state_.lock()) s->unregister(id_);
+      state_.reset();
+      id_ = 0;
+    }
+
+   private:
+    friend class CancellationToken;
+    Registration(std::weak_ptr<State> s, std::uint64_t id) : state_(std::move(s)), id_(id) {}
+    std::weak_ptr<State> state_;
+    std::uint64_t id_ = 0;
+  };
+
+  /// A new root scope.
+  CancellationToken() : state_(std::make_shared<State>()) {}
+
+  /// A child scope: cancelled when this one is (at once if it already is), or by itself.
+  CancellationToken child() const {
+    CancellationToken c;
+    bool born_cancelled = false;
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->cancelled) {
+        born_cancelled = true;
+      } else {
+        if (state_->children.size() >= state_->prune_at) {
+          std::erase_if(state_->children, [](const auto& w) { return w.expired(); });
+          state_->prune_at = 2 * state_->children.size() + 8;
+        }
+        state_->children.push_back(c.state_);
+      }
+    }
+    if (born_cancelled) c.cancel();
+    return c;
+  }
+
+  /// Cancels this scope and all its descendants. Thread-safe, idempotent.
+  void cancel() const { state_->cancel(); }
+  bool cancelled() const {
+    std::lock_guard lock(state_->mu);
+    return state_->cancelled;
+  }
+
+  /// Runs `fn` once when this scope is cancelled (at once if it already is). Keep the
+  /// Registration alive for as long as `fn` may run.
+  Registration on_cancel(std::function<void()> fn) const {
+    std::unique_lock lock(state_->mu);
+    if (state_->cancelled) {
+      lock.unlock();
+      fn();
+      return {};
+    }
+    const std::uint64_t id = state_->next_id++;
+    state_->callbacks.emplace(id, std::move(fn));
+    return Registration(state_, id);
+  }
+
+  friend bool operator==(const CancellationToken& a, const CancellationToken& b) noexcept {
+    return a.state_ == b.state_;
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable done;
+    bool cancelled = false;
+    std::thread::id canceller;
+    std::uint64_t running = 0;  // id of the callback running now
+    std::uint64_t next_id = 1;
+    std::map<std::uint64_t, std::function<void()>> callbacks;
+    std::vector<std::weak_ptr<State>> children;
+    std::size_t prune_at = 8;
+
+    void cancel() {
+      std::unique_lock lock(mu);
+      if (cancelled) return;
+      cancelled = true;
+      canceller = std::this_thread::get_id();
+      while (!callbacks.empty()) {
+        auto it = callbacks.begin();
+        running = it->first;
+        std::function<void()> fn = std::move(it->second);
+        callbacks.erase(it);
+        lock.unlock();
+        fn();  // unlocked: it may register, cancel or unregister freely
+        lock.lock();
+        running = 0;
+        done.notify_all();
+      }
+      std::vector<std::weak_ptr<State>> kids = std::move(children);
+      lock.unlock();
+      for (auto& w : kids) {
+        if (auto k = w.lock()) k->cancel();
+      }
+    }
+    void unregister(std::uint64_t id) {
+      std::unique_lock lock(mu);
+      if (callbacks.erase(id) != 0) return;
+      if (canceller != std::this_thread::get_id()) {
+        done.wait(lock, [&] { return running != id; });
+      }
+    }
+  };
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace stallscope

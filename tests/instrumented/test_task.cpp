@@ -1,0 +1,529 @@
+// Instrumented tasks: slices, scheduling delay, outcomes, cancellation, groups, detectors.
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
+
+#include "stallscope/channel.hpp"
+#include "stallscope/detectors.hpp"
+#include "stallscope/log.hpp"
+#include "stallscope/mutex.hpp"
+#include "stallscope/task.hpp"
+#include "stallscope/watchdog.hpp"
+#include "support/metrics.hpp"
+
+namespace asio = boost::asio;
+using stallscope::testing::histogram;
+using stallscope::testing::value;
+
+namespace {
+
+std::string unique_name(std::string_view stem) {
+  static std::atomic<int> n{0};
+  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
+}
+
+double task_value(std::string_view family, const std::string& task) {
+  return value(family, {{"kind", "task"}, {"resource", task}}).value_or(-1);
+}
+
+double finished(const std::string& task, std::string_view outcome) {
+  return value("stallscope_task_finished_total",
+               {{"resource", task}, {"outcome", std::string(outcome)}})
+      .value_or(-1);
+}
+
+std::uint64_t slices(const std::string& task) {
+  auto h = histogram("stallscope_task_slice_seconds", {{"resource", task}});
+  return h ? h->count : 0;
+}
+
+template <class Cond>
+bool eventually(Cond&& cond) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return cond();
+}
+
+}  // namespace
+
+TEST_CASE("the task executor stays within any_io_executor's small buffer", "[task]") {
+  using Ex = stallscope::TaskExecutor<asio::io_context::executor_type>;
+  STATIC_REQUIRE(sizeof(Ex) <= 24);
+  STATIC_REQUIRE(std::is_nothrow_copy_constructible_v<Ex>);
+  asio::io_context io;
+  asio::any_io_executor any = Ex(io.get_executor(), nullptr);
+  CHECK(any.target<Ex>() != nullptr);
+}
+
+TEST_CASE("a coroutine that suspends N times has N+1 slices", "[task][slices]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const int kSuspensions = GENERATE(1, 2, 5, 20);
+  const std::string name = unique_name("suspender");
+  asio::io_context io;
+  std::exception_ptr failure;
+  stallscope::spawn(
+      io.get_executor(), name,
+      [kSuspensions]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        for (int i = 0; i < kSuspensions; ++i) {
+          asio::steady_timer t(ex, std::chrono::microseconds(10));
+          co_await t.async_wait(asio::use_awaitable);
+        }
+      },
+      [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  CHECK_FALSE(failure);
+  CHECK(slices(name) == static_cast<std::uint64_t>(kSuspensions) + 1);
+  CHECK(task_value("stallscope_task_spawned_total", name) == 1);
+  CHECK(finished(name, "completed") == 1);
+  CHECK(task_value("stallscope_task_active", name) == 0);
+  auto life = histogram("stallscope_task_lifetime_seconds", {{"resource", name}});
+  REQUIRE(life.has_value());
+  CHECK(life->count == 1);
+}
+
+TEST_CASE("co_await post is one slice per resumption, not two", "[task][slices]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("poster");
+  asio::io_context io;
+  constexpr int kPosts = 10;
+  stallscope::spawn(
+      io.get_executor(), name,
+      []() -> asio::awaitable<void> {
+        for (int i = 0; i < kPosts; ++i) {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  CHECK(slices(name) == kPosts + 1);
+}
+
+TEST_CASE("scheduling delay is measured when the executor is busy", "[task][schedule]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("delayed");
+  asio::io_context io;
+  // A hog runs first on the only executor thread; the task is ready but waits behind it.
+  std::atomic<bool> hog_ran{false};
+  asio::post(io, [&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    hog_ran = true;
+  });
+  stallscope::spawn(
+      io.get_executor(), name, []() -> asio::awaitable<void> { co_return; }, asio::detached);
+  io.run();
+  REQUIRE(hog_ran);
+  auto sched = histogram("stallscope_wait_seconds", {{"resource", name}, {"op", "schedule"}});
+  REQUIRE(sched.has_value());
+  // Two slices: co_spawn adds a post after a body that never suspended (so its completion is
+  // not run inline); each waited in the queue.
+  CHECK(sched->count == 2);
+  // The task was submitted before the 20 ms hog started and ran after it ended.
+  CHECK(sched->sum >= 0.020);
+}
+
+TEST_CASE("exceptions are counted as failures and reach the completion token", "[task]") {
+  const std::string name = unique_name("thrower");
+  asio::io_context io;
+  std::exception_ptr got;
+  stallscope::spawn(
+      io.get_executor(), name,
+      []() -> asio::awaitable<void> {
+        throw std::runtime_error("boom");
+        co_return;
+      },
+      [&](std::exception_ptr e) { got = e; });
+  io.run();
+  REQUIRE(got);
+  CHECK_THROWS_WITH(std::rethrow_exception(got), "boom");
+  if constexpr (STALLSCOPE_ENABLED) CHECK(finished(name, "failed") == 1);
+}
+
+TEST_CASE("spawn returns values through use_awaitable", "[task]") {
+  asio::io_context io;
+  int result = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        result = co_await stallscope::spawn(
+            co_await asio::this_coro::executor, unique_name("child"),
+            []() -> asio::awaitable<int> { co_return 42; }, asio::use_awaitable);
+      },
+      asio::detached);
+  io.run();
+  CHECK(result == 42);
+}
+
+TEST_CASE("a bad task name is rejected", "[task]") {
+  asio::io_context io;
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK_THROWS_WITH(stallscope::spawn(io.get_executor(), "bad name",
+                                        []() -> asio::awaitable<void> { co_return; },
+                                        asio::detached),
+                      Catch::Contains("\"bad name\""));
+  }
+}
+
+TEST_CASE("cancelling a token wakes a task waiting on a timer at once", "[task][cancel]") {
+  const std::string name = unique_name("sleeper");
+  asio::io_context io;
+  stallscope::CancellationToken root;
+  auto scope = root.child();
+  std::exception_ptr got;
+  bool woke = false;
+  stallscope::spawn(
+      io.get_executor(), name, scope,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+        auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        woke = ec == asio::error::operation_aborted;
+      },
+      [&](std::exception_ptr e) { got = e; });
+  io.poll();
+  CHECK_FALSE(woke);
+  root.cancel();  // the parent scope: reaches the child scope and the task
+  io.run();       // returns only because the hour-long timer was cancelled
+  CHECK(woke);
+  CHECK(scope.cancelled());
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK(finished(name, "cancelled") == 1);
+    auto lat = histogram("stallscope_task_cancel_exit_seconds", {{"resource", name}});
+    REQUIRE(lat.has_value());
+    CHECK(lat->count == 1);
+  }
+}
+
+TEST_CASE("cancellation reaches a channel receive", "[task][cancel]") {
+  asio::io_context io;
+  stallscope::CancellationToken token;
+  stallscope::Channel<int> ch(unique_name("cancel-ch"), 4);
+  boost::system::error_code got;
+  stallscope::spawn(
+      io.get_executor(), unique_name("receiver"), token,
+      [&]() -> asio::awaitable<void> {
+        auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
+        got = ec;
+      },
+      asio::detached);
+  io.poll();
+  token.cancel();
+  io.run();
+  CHECK(got == asio::error::operation_aborted);
+  ch.send(1);
+  CHECK(ch.try_receive() == 1);  // the cancelled receive took nothing
+}
+
+TEST_CASE("cancellation reaches a socket read", "[task][cancel]") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
+  asio::ip::tcp::socket client(io);
+  client.connect(acceptor.local_endpoint());
+  asio::ip::tcp::socket server = acceptor.accept();
+  stallscope::CancellationToken token;
+  boost::system::error_code got;
+  stallscope::spawn(
+      io.get_executor(), unique_name("reader"), token,
+      [&]() -> asio::awaitable<void> {
+        char buf[16];
+        auto [ec, n] = co_await server.async_read_some(asio::buffer(buf),
+                                                       asio::as_tuple(asio::use_awaitable));
+        got = ec;
+      },
+      asio::detached);
+  io.poll();
+  token.cancel();
+  io.run();
+  CHECK(got == asio::error::operation_aborted);
+}
+
+TEST_CASE("a slot bound to the spawn token cancels the task", "[task][cancel]") {
+  const std::string name = unique_name("slot-cancel");
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  std::exception_ptr got;
+  stallscope::spawn(
+      io.get_executor(), name,
+      []() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+        co_await t.async_wait(asio::use_awaitable);
+      },
+      asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) { got = e; }));
+  io.poll();
+  signal.emit(asio::cancellation_type::terminal);
+  io.run();
+  REQUIRE(got);  // operation_aborted propagated
+  if constexpr (STALLSCOPE_ENABLED) CHECK(finished(name, "cancelled") == 1);
+}
+
+TEST_CASE("a task group shuts down in order and reports who lingers", "[task][group]") {
+  const std::string polite = unique_name("polite");
+  const std::string stubborn = unique_name("stubborn");
+  asio::io_context io;
+  stallscope::TaskGroup group(io.get_executor());
+  int polite_units = 0;
+  for (int i = 0; i < 3; ++i) {
+    CHECK(group.spawn(polite, [&]() -> asio::awaitable<void> {
+      for (;;) {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+        co_await t.async_wait(asio::use_awaitable);  // throws operation_aborted on cancel
+        ++polite_units;
+      }
+    }));
+  }
+  // Ignores cancellation: keeps waiting on timers with the error swallowed.
+  CHECK(group.spawn(stubborn, [&]() -> asio::awaitable<void> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    for (int i = 0; i < 1000; ++i) {
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await asio::this_coro::reset_cancellation_state();
+    }
+  }()));
+  CHECK(group.active() == 4);
+  std::optional<stallscope::ShutdownReport> report;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        report = co_await group.shutdown(std::chrono::milliseconds(50));
+        CHECK_FALSE(group.spawn(polite, []() -> asio::awaitable<void> { co_return; }));
+        group.cancel();
+      },
+      asio::detached);
+  io.run_for(std::chrono::seconds(30));
+  REQUIRE(report.has_value());
+  CHECK_FALSE(report->clean);
+  CHECK(report->lingering == std::vector<std::string>{stubborn});
+  CHECK(polite_units == 0);
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK(finished(polite, "cancelled") == 3);
+  }
+}
+
+TEST_CASE("a task group joins when every child is done", "[task][group]") {
+  asio::io_context io;
+  stallscope::TaskGroup group(io.get_executor());
+  int done = 0;
+  for (int i = 0; i < 5; ++i) {
+    group.spawn(unique_name("worker"), [&]() -> asio::awaitable<void> {
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+      ++done;
+    });
+  }
+  bool joined = false;
+  group.async_join([&](boost::system::error_code ec) { joined = !ec; });
+  io.run();
+  CHECK(joined);
+  CHECK(done == 5);
+  CHECK(group.active() == 0);
+}
+
+TEST_CASE("lingering tasks are counted after the grace period", "[task][cancel]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("linger");
+  auto& registry = stallscope::Registry::global();
+  const auto before = registry.config();
+  auto cfg = before;
+  cfg.cancel_grace = std::chrono::milliseconds(1);
+  registry.configure(cfg);  // applies to series created from now on
+  asio::io_context io;
+  stallscope::CancellationToken token;
+  std::atomic<bool> release{false};
+  stallscope::spawn(
+      io.get_executor(), name, token,
+      [&]() -> asio::awaitable<void> {
+        co_await asio::this_coro::throw_if_cancelled(false);  // ignores cancellation: the bug
+        while (!release) {
+          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+          co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+          co_await asio::this_coro::reset_cancellation_state();
+        }
+      },
+      asio::detached);
+  registry.configure(before);
+  token.cancel();
+  std::thread runner([&] { io.run(); });
+  CHECK(eventually([&] { return task_value("stallscope_task_lingering", name) == 1; }));
+  bool named = false;
+  for (const auto& t : stallscope::lingering_tasks()) named = named || t.task == name;
+  CHECK(named);
+  release = true;
+  runner.join();
+  CHECK(task_value("stallscope_task_lingering", name) == 0);
+}
+
+TEST_CASE("a lock held across co_await is detected per lock and task", "[task][detector]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string task = unique_name("holder");
+  const std::string lock_name = unique_name("held-lock");
+  stallscope::Mutex mu(lock_name);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), task,
+      [&]() -> asio::awaitable<void> {
+        mu.lock();
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);  // suspends holding mu: the bug
+        mu.unlock();
+      },
+      asio::detached);
+  io.run();
+  CHECK(value("stallscope_lock_held_across_suspend_total",
+              {{"resource", lock_name}, {"task", task}}) == 1);
+  bool found = false;
+  for (const auto& e : stallscope::recent_detector_events()) {
+    if (e.lock == lock_name && e.task == task) {
+      found = true;
+      CHECK(e.type == stallscope::DetectorEvent::Type::kLockHeldAcrossSuspend);
+      CHECK(e.duration_seconds > 0);  // completed when the lock was released
+    }
+  }
+  CHECK(found);
+}
+
+TEST_CASE("a lock released before co_await is not reported", "[task][detector]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string task = unique_name("scoped");
+  const std::string lock_name = unique_name("scoped-lock");
+  stallscope::Mutex mu(lock_name);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), task,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 3; ++i) {
+          {
+            std::lock_guard g(mu);
+          }
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  CHECK_FALSE(value("stallscope_lock_held_across_suspend_total",
+                    {{"resource", lock_name}, {"task", task}})
+                  .has_value());
+}
+
+TEST_CASE("a contended lock wait inside a task counts as executor-blocked time",
+          "[task][detector][concurrency]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string lock_name = unique_name("blocking-lock");
+  stallscope::Mutex mu(lock_name);
+  std::unique_lock held(mu);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), unique_name("blocked"),
+      [&]() -> asio::awaitable<void> {
+        std::lock_guard g(mu);  // blocks the executor thread
+        co_return;
+      },
+      asio::detached);
+  std::thread runner([&] { io.run(); });
+  REQUIRE(eventually([&] {
+    return value("stallscope_waiters", {{"resource", lock_name}}) == 1;
+  }));
+  held.unlock();
+  runner.join();
+  CHECK(value("stallscope_lock_executor_blocked_seconds_total", {{"resource", lock_name}})
+            .value_or(0) > 0);
+
+  // The same contended wait outside any task is not executor-blocked time.
+  const std::string other = unique_name("thread-lock");
+  stallscope::Mutex mu2(other);
+  std::unique_lock held2(mu2);
+  std::thread t([&] { std::lock_guard g(mu2); });
+  REQUIRE(eventually([&] { return value("stallscope_waiters", {{"resource", other}}) == 1; }));
+  held2.unlock();
+  t.join();
+  CHECK(value("stallscope_lock_executor_blocked_seconds_total", {{"resource", other}}) == 0);
+}
+
+TEST_CASE("the watchdog reports a running handler once, while it runs", "[task][watchdog]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("hog");
+  std::mutex log_mu;
+  std::vector<std::string> logged;
+  stallscope::set_log_sink([&](stallscope::LogLevel, std::string_view m) {
+    std::lock_guard g(log_mu);
+    logged.emplace_back(m);
+  });
+  stallscope::Watchdog dog({.threshold = std::chrono::milliseconds(5)});
+  asio::io_context io;
+  std::atomic<bool> reported_while_running{false};
+  stallscope::spawn(
+      io.get_executor(), name,
+      [&]() -> asio::awaitable<void> {
+        // Hog the thread until the watchdog has spoken (bounded by the helper's deadline).
+        reported_while_running = eventually([&] { return dog.reports() >= 1; });
+        co_return;
+      },
+      asio::detached);
+  io.run();
+  stallscope::set_log_sink({});
+  CHECK(reported_while_running);
+  CHECK(dog.reports() == 1);  // one report per slice, however long it runs
+  std::lock_guard g(log_mu);
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find(name) != std::string::npos);
+}
+
+TEST_CASE("the watchdog stays silent when handlers are short", "[task][watchdog]") {
+  stallscope::Watchdog dog({.threshold = std::chrono::seconds(5)});
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), unique_name("quick"),
+      []() -> asio::awaitable<void> {
+        for (int i = 0; i < 100; ++i) {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  CHECK(dog.reports() == 0);
+}
+
+TEST_CASE("bad watchdog options are rejected with the value named", "[task][watchdog]") {
+  CHECK_THROWS_WITH(stallscope::Watchdog({.threshold = std::chrono::microseconds(10)}),
+                    Catch::Contains("10000 ns"));
+  CHECK_THROWS_WITH(stallscope::Watchdog({.max_reports_per_second = 0}), Catch::Contains("0"));
+}
+
+TEST_CASE("cancellation tokens form a tree", "[task][cancel]") {
+  stallscope::CancellationToken root;
+  auto a = root.child();
+  auto a1 = a.child();
+  auto b = root.child();
+  int calls = 0;
+  auto reg = a1.on_cancel([&] { ++calls; });
+  a.cancel();
+  CHECK(a.cancelled());
+  CHECK(a1.cancelled());
+  CHECK_FALSE(b.cancelled());
+  CHECK_FALSE(root.cancelled());
+  a.cancel();  // idempotent
+  CHECK(calls == 1);
+  root.cancel();
+  CHECK(b.cancelled());
+  auto late = root.child();  // born cancelled
+  CHECK(late.cancelled());
+}
