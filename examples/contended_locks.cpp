@@ -54,8 +54,7 @@ int main(int argc, char** argv) {
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
     if (arg == "--duration" && value != nullptr && parse_int(value, duration_s)) {
       ++i;
-    } else if (arg == "--threads" && value != nullptr && parse_int(value, threads) &&
-               threads > 0) {
+    } else if (arg == "--threads" && value != nullptr && parse_int(value, threads) && threads > 0) {
       ++i;
     } else if (arg == "--listen" && value != nullptr) {
       options.listen = value;
@@ -112,7 +111,8 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   while (!g_stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (duration_s > 0 && std::chrono::steady_clock::now() - start >= std::chrono::seconds(duration_s)) {
+    if (duration_s > 0 &&
+        std::chrono::steady_clock::now() - start >= std::chrono::seconds(duration_s)) {
       g_stop.store(true);
     }
   }

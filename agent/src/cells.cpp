@@ -21,8 +21,8 @@ void push(ThreadShard* s) noexcept {
   ThreadShard* head = g_head.load(std::memory_order_relaxed);
   do {
     s->next = head;
-  } while (!g_head.compare_exchange_weak(head, s, std::memory_order_release,
-                                         std::memory_order_relaxed));
+  } while (
+      !g_head.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
 }
 
 ThreadShard* fallback_shard() noexcept {
@@ -162,7 +162,8 @@ std::uint32_t CellAllocator::allocate(std::uint32_t n) noexcept {
   if ((start & (kChunkCells - 1)) + n > kChunkCells) {
     start = (start + kChunkCells - 1) & ~(kChunkCells - 1);  // next chunk: never straddle
   }
-  if (static_cast<std::uint64_t>(start) + n > static_cast<std::uint64_t>(kChunkCells) * kMaxChunks) {
+  if (static_cast<std::uint64_t>(start) + n >
+      static_cast<std::uint64_t>(kChunkCells) * kMaxChunks) {
     return kNoCell;
   }
   next_ = start + n;

@@ -23,14 +23,14 @@ const FamilyDesc kQueueTime{"stallscope_channel_queue_seconds",
                             "Time items sat in the channel, from send to receive.",
                             MetricType::kHistogram};
 const FamilyDesc kSentFamily{"stallscope_channel_sent_total", "Items given to send calls, by lane.",
-                       MetricType::kCounter};
+                             MetricType::kCounter};
 const FamilyDesc kItems{"stallscope_channel_items_total",
                         "What became of sent items, by lane and outcome. sent_total == "
                         "sum(items_total) + depth.",
                         MetricType::kCounter};
 const FamilyDesc kMergeErrorsFamily{"stallscope_channel_merge_errors_total",
-                              "Merge functions that threw; the item was shed and returned.",
-                              MetricType::kCounter};
+                                    "Merge functions that threw; the item was shed and returned.",
+                                    MetricType::kCounter};
 const FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
                                 "Receivers waiting on an empty channel now.", MetricType::kGauge};
 
@@ -99,8 +99,7 @@ void ChannelSeries::collect(Collector& out) {
   const Labels send = with({{"op", "send"}});
   out.add(kWaitSeconds, send, snap(send_wait, c[kFastSend]));
   out.add(kWaiters, send, static_cast<double>(send_waiters));
-  out.add(kOldestWaitAge, send,
-          oldest == 0 ? 0.0 : static_cast<double>(out.age_ns(oldest)) * 1e-9);
+  out.add(kOldestWaitAge, send, oldest == 0 ? 0.0 : static_cast<double>(out.age_ns(oldest)) * 1e-9);
   out.add(kIdleSeconds, with({{"op", "receive"}}), snap(recv_idle, c[kFastRecv]));
   out.add(kIdleReceivers, res, static_cast<double>(idle));
   out.add(kDepth, res, static_cast<double>(depth));

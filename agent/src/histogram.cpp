@@ -14,14 +14,14 @@ namespace {
 void validate(std::span<const double> b) {
   if (b.empty()) throw std::invalid_argument("stallscope: bucket bounds must not be empty");
   if (b.size() > Buckets::kMaxBounds) {
-    throw std::invalid_argument(fmt::format("stallscope: {} bucket bounds given, at most {} allowed",
-                                            b.size(), Buckets::kMaxBounds));
+    throw std::invalid_argument(fmt::format(
+        "stallscope: {} bucket bounds given, at most {} allowed", b.size(), Buckets::kMaxBounds));
   }
   double prev_ns = -1;
   for (double v : b) {
     if (!std::isfinite(v) || v < 1e-9 || v > 3600) {
-      throw std::invalid_argument(fmt::format(
-          "stallscope: bucket bound {} is out of range (finite, 1e-9 s to 3600 s)", v));
+      throw std::invalid_argument(
+          fmt::format("stallscope: bucket bound {} is out of range (finite, 1e-9 s to 3600 s)", v));
     }
     const double ns = std::floor(v * 1e9);
     if (ns <= prev_ns) {
@@ -46,7 +46,7 @@ Buckets::Buckets(std::span<const double> bounds_seconds)
 Buckets Buckets::latency() {
   return Buckets{0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
                  0.0005,   0.001,     0.0025,   0.005,   0.01,     0.025,   0.05,   0.1,
-                 0.25,     0.5,       1,        2.5,     5,        10,       25,      50};
+                 0.25,     0.5,       1,        2.5,     5,        10,      25,     50};
 }
 
 namespace detail {

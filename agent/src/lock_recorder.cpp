@@ -1,8 +1,8 @@
 #include "stallscope/detail/lock_recorder.hpp"
 
-#include <fmt/format.h>
-
 #include <string>
+
+#include <fmt/format.h>
 
 #include "cells_alloc.hpp"
 #include "stallscope/detail/task_recorder.hpp"

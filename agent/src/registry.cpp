@@ -16,14 +16,22 @@ namespace stallscope {
 
 std::string_view to_string(ResourceKind kind) noexcept {
   switch (kind) {
-    case ResourceKind::kLock: return "lock";
-    case ResourceKind::kRwLock: return "rwlock";
-    case ResourceKind::kAsyncLock: return "async_lock";
-    case ResourceKind::kSemaphore: return "semaphore";
-    case ResourceKind::kChannel: return "channel";
-    case ResourceKind::kExecutor: return "executor";
-    case ResourceKind::kPool: return "pool";
-    case ResourceKind::kTask: return "task";
+    case ResourceKind::kLock:
+      return "lock";
+    case ResourceKind::kRwLock:
+      return "rwlock";
+    case ResourceKind::kAsyncLock:
+      return "async_lock";
+    case ResourceKind::kSemaphore:
+      return "semaphore";
+    case ResourceKind::kChannel:
+      return "channel";
+    case ResourceKind::kExecutor:
+      return "executor";
+    case ResourceKind::kPool:
+      return "pool";
+    case ResourceKind::kTask:
+      return "task";
   }
   return "unknown";
 }
@@ -125,8 +133,7 @@ Registry::~Registry() = default;
 
 void Registry::configure(const Config& config) {
   if (config.max_resources_per_kind == 0) {
-    throw std::invalid_argument(
-        "stallscope: max_resources_per_kind is 0; it must be at least 1");
+    throw std::invalid_argument("stallscope: max_resources_per_kind is 0; it must be at least 1");
   }
   std::lock_guard lock(mu_);
   config_ = config;
@@ -207,7 +214,8 @@ std::vector<FamilySnapshot> Registry::collect() const {
   }
   const detail::ShardStats st = detail::shard_stats();
   out.add(kThreads, {}, static_cast<double>(st.owned));
-  out.add(kMemory, {}, static_cast<double>(st.chunk_bytes + st.shards * sizeof(detail::ThreadShard)));
+  out.add(kMemory, {},
+          static_cast<double>(st.chunk_bytes + st.shards * sizeof(detail::ThreadShard)));
   return out.take();
 }
 

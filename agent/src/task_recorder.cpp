@@ -26,7 +26,7 @@ const FamilyDesc kSlow{"stallscope_task_slow_slices_total",
                        "an executor thread.",
                        MetricType::kCounter};
 const FamilyDesc kSpawnedFamily{"stallscope_task_spawned_total", "Tasks spawned.",
-                          MetricType::kCounter};
+                                MetricType::kCounter};
 const FamilyDesc kFinished{"stallscope_task_finished_total",
                            "Tasks that ended, by outcome: completed, failed (an exception), "
                            "cancelled (cancellation requested, or ended by operation_aborted).",
@@ -120,8 +120,7 @@ void TaskSeries::collect(Collector& out) {
   });
   out.add(kLingering, res, static_cast<double>(lingering));
   const std::int64_t running = out.running_since(id());
-  out.add(kRunning, res,
-          running == 0 ? 0.0 : static_cast<double>(out.age_ns(running)) * 1e-9);
+  out.add(kRunning, res, running == 0 ? 0.0 : static_cast<double>(out.age_ns(running)) * 1e-9);
 }
 
 TaskSeries* task_series(std::string_view name) {
@@ -164,8 +163,7 @@ void SliceScope::begin(TaskSeries* series, std::int64_t enqueued_ns) noexcept {
   tls_slice = &ctx;
   if (ThreadShard* s = own_shard()) {
     s->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
-    s->slice.seq.store(s->slice.seq.load(std::memory_order_relaxed) + 1,
-                       std::memory_order_relaxed);
+    s->slice.seq.store(s->slice.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     s->slice.series.store(series->id(), std::memory_order_release);
   }
 }
@@ -179,7 +177,8 @@ void SliceScope::end() noexcept {
   const std::int64_t ran = now - ctx.start_ns;
   ctx.series->slice.record(ran);
   if (ran > ctx.series->slow_slice_ns) add(ctx.series->base + TaskSeries::kSlowSlices);
-  if (ctx.held_n != 0) [[unlikely]] on_suspended_holding(ctx, now);
+  if (ctx.held_n != 0) [[unlikely]]
+    on_suspended_holding(ctx, now);
 }
 
 void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
@@ -275,8 +274,10 @@ std::vector<DetectorEvent> recent_detector_events() {
 
 std::string_view to_string(DetectorEvent::Type type) noexcept {
   switch (type) {
-    case DetectorEvent::Type::kLockHeldAcrossSuspend: return "lock_held_across_suspend";
-    case DetectorEvent::Type::kLongSlice: return "long_slice";
+    case DetectorEvent::Type::kLockHeldAcrossSuspend:
+      return "lock_held_across_suspend";
+    case DetectorEvent::Type::kLongSlice:
+      return "long_slice";
   }
   return "unknown";
 }

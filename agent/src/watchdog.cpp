@@ -11,7 +11,6 @@
 
 namespace stallscope {
 
-
 Watchdog::Watchdog(WatchdogOptions options) : options_(options) {
   if (options_.threshold < std::chrono::milliseconds(1)) {
     throw std::invalid_argument(
@@ -28,8 +27,8 @@ Watchdog::Watchdog(WatchdogOptions options) : options_(options) {
                     options_.max_reports_per_second));
   }
   if (options_.poll_interval.count() == 0) {
-    options_.poll_interval = std::max<std::chrono::nanoseconds>(options_.threshold / 4,
-                                                                std::chrono::milliseconds(1));
+    options_.poll_interval =
+        std::max<std::chrono::nanoseconds>(options_.threshold / 4, std::chrono::milliseconds(1));
   }
   thread_ = std::thread([this] { run(); });
 }

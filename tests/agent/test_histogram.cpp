@@ -43,8 +43,7 @@ TEST_CASE("bucket bounds are validated and errors name the bad value", "[buckets
   CHECK_THROWS_WITH(Buckets({0.001, 0.0005}), Catch::Contains("0.0005"));
   CHECK_THROWS_WITH(Buckets({0.001, 0.001}), Catch::Contains("0.001"));
   CHECK_THROWS_WITH(Buckets({-1.0}), Catch::Contains("-1"));
-  CHECK_THROWS_WITH(Buckets({std::numeric_limits<double>::quiet_NaN()}),
-                    Catch::Contains("nan"));
+  CHECK_THROWS_WITH(Buckets({std::numeric_limits<double>::quiet_NaN()}), Catch::Contains("nan"));
   CHECK_THROWS_WITH(Buckets({1e-12}), Catch::Contains("1e-12"));
   CHECK_THROWS_WITH(Buckets({1.0, std::numeric_limits<double>::infinity()}),
                     Catch::Contains("inf"));
@@ -64,8 +63,7 @@ TEST_CASE("the default latency buckets span a microsecond to tens of seconds", "
   CHECK(std::is_sorted(b.bounds().begin(), b.bounds().end()));
 }
 
-TEST_CASE("bucket lookup matches the definition at every bound and between them",
-          "[histogram]") {
+TEST_CASE("bucket lookup matches the definition at every bound and between them", "[histogram]") {
   for (const Buckets& b : {Buckets::latency(), Buckets({1e-9, 2e-9, 3e-9, 1e-3}),
                            Buckets({0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 3600.0})}) {
     const BucketLayout layout(b);
@@ -101,8 +99,8 @@ TEST_CASE("histogram counts and sums are exact under concurrency", "[histogram][
   const auto d = stallscope::detail::read(h);
   CHECK(d.count == std::uint64_t{kThreads} * kRecords);
   CHECK(d.sum_seconds == Approx(kRecords * (1 + 2 + 3 + 4) * 1e-6));
-  CHECK(d.counts[0] == kRecords);  // 1 us bucket
-  CHECK(d.counts[1] == kRecords);  // 2 us <= 2.5 us
+  CHECK(d.counts[0] == kRecords);      // 1 us bucket
+  CHECK(d.counts[1] == kRecords);      // 2 us <= 2.5 us
   CHECK(d.counts[2] == 2 * kRecords);  // 3 us and 4 us <= 5 us
 }
 

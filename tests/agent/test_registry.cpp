@@ -46,8 +46,8 @@ TEST_CASE("resource names are validated and errors name the bad value", "[regist
   CHECK_NOTHROW(validate_resource_name("sessions"));
   CHECK_NOTHROW(validate_resource_name("audit-writer.v2:shard/3@eu_1"));
   CHECK_THROWS_WITH(validate_resource_name(""), Catch::Contains("empty"));
-  CHECK_THROWS_WITH(validate_resource_name("has space"), Catch::Contains("\"has space\"") &&
-                                                            Catch::Contains("position 3"));
+  CHECK_THROWS_WITH(validate_resource_name("has space"),
+                    Catch::Contains("\"has space\"") && Catch::Contains("position 3"));
   CHECK_THROWS_WITH(validate_resource_name("quote\"d"), Catch::Contains("\\x22"));
   CHECK_THROWS_WITH(validate_resource_name("__reserved"), Catch::Contains("reserved"));
   CHECK_THROWS_WITH(validate_resource_name(std::string(129, 'a')), Catch::Contains("129"));
@@ -88,8 +88,8 @@ TEST_CASE("names beyond the cardinality cap go to one overflow series and are co
   CHECK(r.series_count(ResourceKind::kExecutor) == existing + 4);
   // Already-known names still resolve to their own series after the cap is hit.
   CHECK(&r.series(ResourceKind::kExecutor, "cap-1", make_null) == got[1]);
-  const auto overflowed = stallscope::testing::value("stallscope_resource_overflow_total",
-                                                     {{"kind", "executor"}});
+  const auto overflowed =
+      stallscope::testing::value("stallscope_resource_overflow_total", {{"kind", "executor"}});
   REQUIRE(overflowed.has_value());
   CHECK(*overflowed == 3.0);
 }

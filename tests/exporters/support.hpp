@@ -4,7 +4,6 @@
 
 #include <civetweb.h>
 #include <fcntl.h>
-#include <fmt/format.h>
 #include <spawn.h>
 #include <strings.h>
 #include <sys/wait.h>
@@ -24,6 +23,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "stallscope/log.hpp"
 

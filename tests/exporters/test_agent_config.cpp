@@ -1,10 +1,10 @@
 // Agent configuration and its errors: taken ports, bad addresses, the environment.
-#include <fmt/format.h>
-
-#include <catch2/catch.hpp>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "stallscope/agent.hpp"
 #include "stallscope/agent_options.hpp"

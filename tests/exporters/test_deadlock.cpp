@@ -1,15 +1,15 @@
 // The scrape path answers while the application is deadlocked on its own locks, and shows who
 // waits where; scrape-time gauges stay sane while waits begin and end during a scrape.
-#include <fmt/format.h>
-
 #include <algorithm>
-#include <catch2/catch.hpp>
 #include <chrono>
 #include <latch>
 #include <mutex>
 #include <stop_token>
 #include <string>
 #include <thread>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "stallscope/agent.hpp"
 #include "stallscope/mutex.hpp"

@@ -1,14 +1,9 @@
 // The embedded endpoint over real HTTP: exact series, promtool, bucket literals, HELP text, and
 // stallscope's Collectable inside a user's own Exposer.
-#include <fmt/format.h>
-#include <prometheus/counter.h>
-#include <prometheus/exposer.h>
-#include <prometheus/registry.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -17,6 +12,12 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 
 #include "stallscope/agent.hpp"
 #include "stallscope/buckets.hpp"

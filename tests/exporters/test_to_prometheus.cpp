@@ -1,11 +1,11 @@
 // to_prometheus(): the snapshot model turned into prometheus-cpp's, without any server.
-#include <prometheus/metric_family.h>
-#include <prometheus/metric_type.h>
-
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <catch2/catch.hpp>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
 
 #include "stallscope/prometheus.hpp"
 

@@ -17,10 +17,10 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <catch2/catch.hpp>
 
 #include "stallscope/channel.hpp"
@@ -96,10 +96,10 @@ TEST_CASE("bad channel configuration is rejected with the value named", "[channe
   CHECK_THROWS_WITH(
       Channel<int>("bad-ctl", ChannelOptions<int>{.capacity = 1, .control_capacity = 0}),
       Catch::Contains("control_capacity 0"));
-  CHECK_THROWS_WITH(Channel<int>("bad-shed", ChannelOptions<int>{.capacity = 1,
-                                                                 .shed_after =
-                                                                     std::chrono::seconds(1)}),
-                    Catch::Contains("shed_after"));
+  CHECK_THROWS_WITH(
+      Channel<int>("bad-shed",
+                   ChannelOptions<int>{.capacity = 1, .shed_after = std::chrono::seconds(1)}),
+      Catch::Contains("shed_after"));
   if constexpr (STALLSCOPE_ENABLED) {
     CHECK_THROWS_WITH(Channel<int>("bad name", 1), Catch::Contains("\"bad name\""));
   }
@@ -184,14 +184,14 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
       int key = 0;
       int value = 0;
     };
-    Channel<Update> ch(name, ChannelOptions<Update>{
-                                 .capacity = 2,
-                                 .policy = OverflowPolicy::kMerge,
-                                 .merge = [](Update& queued, Update& incoming) {
-                                   if (queued.key != incoming.key) return false;
-                                   queued.value = incoming.value;  // newest value wins
-                                   return true;
-                                 }});
+    Channel<Update> ch(name, ChannelOptions<Update>{.capacity = 2,
+                                                    .policy = OverflowPolicy::kMerge,
+                                                    .merge = [](Update& queued, Update& incoming) {
+                                                      if (queued.key != incoming.key) return false;
+                                                      queued.value =
+                                                          incoming.value;  // newest value wins
+                                                      return true;
+                                                    }});
     ch.send({1, 10});
     ch.send({2, 20});
     CHECK(ch.send({1, 11}).outcome == SendOutcome::kMerged);
@@ -205,11 +205,11 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
     if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "merged") == 1);
   }
   SECTION("a merge function that throws sheds the item and is counted") {
-    Channel<int> ch(name, ChannelOptions<int>{.capacity = 1,
-                                              .policy = OverflowPolicy::kMerge,
-                                              .merge = [](int&, int&) -> bool {
-                                                throw std::runtime_error("merge bug");
-                                              }});
+    Channel<int> ch(
+        name, ChannelOptions<int>{
+                  .capacity = 1, .policy = OverflowPolicy::kMerge, .merge = [](int&, int&) -> bool {
+                    throw std::runtime_error("merge bug");
+                  }});
     ch.send(1);
     auto r = ch.send(2);
     CHECK(r.outcome == SendOutcome::kShed);
@@ -401,9 +401,9 @@ TEST_CASE("callbacks complete on their executor, never inline", "[channel][asio]
   Channel<int> ch(unique_name("callback"), 1);
   bool sent_done = false;
   ch.async_send(5, asio::bind_executor(io, [&](stallscope::SendResult<int> r) {
-    CHECK(r.outcome == SendOutcome::kEnqueued);
-    sent_done = true;
-  }));
+                  CHECK(r.outcome == SendOutcome::kEnqueued);
+                  sent_done = true;
+                }));
   CHECK_FALSE(sent_done);  // posted, not run inside async_send
   int got = 0;
   ch.async_receive(asio::bind_executor(io, [&](boost::system::error_code ec, int v) {
@@ -424,8 +424,9 @@ TEST_CASE("a cancelled async send is not enqueued and gives its item back",
   asio::cancellation_signal signal;
   std::optional<stallscope::SendResult<std::unique_ptr<int>>> result;
   ch.async_send(std::make_unique<int>(2),
-                asio::bind_cancellation_slot(
-                    signal.slot(), asio::bind_executor(io, [&](auto r) { result = std::move(r); })));
+                asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](auto r) {
+                                               result = std::move(r);
+                                             })));
   io.poll();
   CHECK_FALSE(result.has_value());  // waiting: the channel is full
   signal.emit(asio::cancellation_type::terminal);
@@ -444,9 +445,8 @@ TEST_CASE("a cancelled async receive takes no item", "[channel][asio][cancel]") 
   asio::cancellation_signal signal;
   boost::system::error_code got_ec;
   ch.async_receive(asio::bind_cancellation_slot(
-      signal.slot(), asio::bind_executor(io, [&](boost::system::error_code ec, int) {
-        got_ec = ec;
-      })));
+      signal.slot(),
+      asio::bind_executor(io, [&](boost::system::error_code ec, int) { got_ec = ec; })));
   io.poll();
   signal.emit(asio::cancellation_type::terminal);
   io.run();

@@ -41,21 +41,20 @@ bool eventually(Cond&& cond) {
   return cond();
 }
 
-double counter(std::string_view family, const std::string& name, std::string_view op = "exclusive") {
+double counter(std::string_view family, const std::string& name,
+               std::string_view op = "exclusive") {
   return value(family, lock_labels(name, op)).value_or(-1);
 }
 
 }  // namespace
 
-#define ALL_LOCKS                                                                     \
-  stallscope::Mutex, stallscope::SharedMutex, stallscope::RecursiveMutex,            \
-      stallscope::TimedMutex, stallscope::RecursiveTimedMutex, stallscope::SharedTimedMutex
+#define ALL_LOCKS                                                                                 \
+  stallscope::Mutex, stallscope::SharedMutex, stallscope::RecursiveMutex, stallscope::TimedMutex, \
+      stallscope::RecursiveTimedMutex, stallscope::SharedTimedMutex
 
 TEMPLATE_TEST_CASE("locks work with the standard lock guards", "[locks][contract]", ALL_LOCKS) {
   TestType mu(unique_name("guards"));
-  {
-    std::lock_guard g(mu);
-  }
+  { std::lock_guard g(mu); }
   {
     std::unique_lock u(mu);
     CHECK(u.owns_lock());
@@ -75,8 +74,8 @@ TEMPLATE_TEST_CASE("locks work with the standard lock guards", "[locks][contract
   }
 }
 
-TEMPLATE_TEST_CASE("locks guard a critical section across threads", "[locks][contract][concurrency]",
-                   ALL_LOCKS) {
+TEMPLATE_TEST_CASE("locks guard a critical section across threads",
+                   "[locks][contract][concurrency]", ALL_LOCKS) {
   TestType mu(unique_name("exclusion"));
   long long shared_counter = 0;  // guarded by mu; TSan would flag a broken wrapper
   constexpr int kThreads = 4;
@@ -197,8 +196,8 @@ TEMPLATE_TEST_CASE("a contended wait is timed and attributed to its lock",
   CHECK(wait->sum > 0);
 }
 
-TEMPLATE_TEST_CASE("objects with the same name aggregate into one series",
-                   "[locks][registry]", ALL_LOCKS) {
+TEMPLATE_TEST_CASE("objects with the same name aggregate into one series", "[locks][registry]",
+                   ALL_LOCKS) {
   const std::string name = unique_name("conn");
   {
     std::vector<std::unique_ptr<TestType>> conns;
@@ -241,9 +240,7 @@ TEST_CASE("shared and exclusive acquisitions are recorded separately", "[locks][
   for (int i = 0; i < 3; ++i) {
     std::shared_lock s(mu);
   }
-  {
-    std::lock_guard g(mu);
-  }
+  { std::lock_guard g(mu); }
   if constexpr (!STALLSCOPE_ENABLED) return;
   CHECK(counter("stallscope_lock_acquisitions_total", name, "shared") == 3);
   CHECK(counter("stallscope_lock_acquisitions_total", name, "exclusive") == 1);
@@ -314,9 +311,7 @@ TEST_CASE("locking from thread-local destructors after the thread's shard is gon
   stallscope::Mutex local(name);
   mu = &local;
   struct LocksAtExit {
-    ~LocksAtExit() {
-      std::lock_guard g(*mu);
-    }
+    ~LocksAtExit() { std::lock_guard g(*mu); }
   };
   std::thread([] {
     {

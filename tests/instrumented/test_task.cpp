@@ -178,9 +178,9 @@ TEST_CASE("spawn returns values through use_awaitable", "[task]") {
 TEST_CASE("a bad task name is rejected", "[task]") {
   asio::io_context io;
   if constexpr (STALLSCOPE_ENABLED) {
-    CHECK_THROWS_WITH(stallscope::spawn(io.get_executor(), "bad name",
-                                        []() -> asio::awaitable<void> { co_return; },
-                                        asio::detached),
+    CHECK_THROWS_WITH(stallscope::spawn(
+                          io.get_executor(), "bad name",
+                          []() -> asio::awaitable<void> { co_return; }, asio::detached),
                       Catch::Contains("\"bad name\""));
   }
 }
@@ -246,8 +246,8 @@ TEST_CASE("cancellation reaches a socket read", "[task][cancel]") {
       io.get_executor(), unique_name("reader"), token,
       [&]() -> asio::awaitable<void> {
         char buf[16];
-        auto [ec, n] = co_await server.async_read_some(asio::buffer(buf),
-                                                       asio::as_tuple(asio::use_awaitable));
+        auto [ec, n] =
+            co_await server.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
         got = ec;
       },
       asio::detached);
@@ -411,17 +411,15 @@ TEST_CASE("a lock released before co_await is not reported", "[task][detector]")
       io.get_executor(), task,
       [&]() -> asio::awaitable<void> {
         for (int i = 0; i < 3; ++i) {
-          {
-            std::lock_guard g(mu);
-          }
+          { std::lock_guard g(mu); }
           co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
         }
       },
       asio::detached);
   io.run();
-  CHECK_FALSE(value("stallscope_lock_held_across_suspend_total",
-                    {{"resource", lock_name}, {"task", task}})
-                  .has_value());
+  CHECK_FALSE(
+      value("stallscope_lock_held_across_suspend_total", {{"resource", lock_name}, {"task", task}})
+          .has_value());
 }
 
 TEST_CASE("a contended lock wait inside a task counts as executor-blocked time",
@@ -439,9 +437,7 @@ TEST_CASE("a contended lock wait inside a task counts as executor-blocked time",
       },
       asio::detached);
   std::thread runner([&] { io.run(); });
-  REQUIRE(eventually([&] {
-    return value("stallscope_waiters", {{"resource", lock_name}}) == 1;
-  }));
+  REQUIRE(eventually([&] { return value("stallscope_waiters", {{"resource", lock_name}}) == 1; }));
   held.unlock();
   runner.join();
   CHECK(value("stallscope_lock_executor_blocked_seconds_total", {{"resource", lock_name}})

@@ -31,5 +31,6 @@
 #define STALLSCOPE_RELEASE(...) STALLSCOPE_TSA(release_capability(__VA_ARGS__))
 #define STALLSCOPE_RELEASE_SHARED(...) STALLSCOPE_TSA(release_shared_capability(__VA_ARGS__))
 #define STALLSCOPE_TRY_ACQUIRE(...) STALLSCOPE_TSA(try_acquire_capability(__VA_ARGS__))
-#define STALLSCOPE_TRY_ACQUIRE_SHARED(...) STALLSCOPE_TSA(try_acquire_shared_capability(__VA_ARGS__))
+#define STALLSCOPE_TRY_ACQUIRE_SHARED(...) \
+  STALLSCOPE_TSA(try_acquire_shared_capability(__VA_ARGS__))
 #define STALLSCOPE_EXCLUDES(...) STALLSCOPE_TSA(locks_excluded(__VA_ARGS__))

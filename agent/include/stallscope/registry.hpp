@@ -66,8 +66,7 @@ class Registry final {
 
   // --- for wrappers (detail) ---
   using SeriesFactory = std::unique_ptr<detail::Series> (*)(ResourceKind, std::string name,
-                                                              std::uint32_t id,
-                                                              const Config& config);
+                                                            std::uint32_t id, const Config& config);
   /// The series for (kind, name), created with `make` if new; beyond the cap, the kind's
   /// overflow series. Throws std::invalid_argument on a bad name.
   detail::Series& series(ResourceKind kind, std::string_view name, SeriesFactory make);

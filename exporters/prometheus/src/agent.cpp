@@ -46,12 +46,12 @@ void Agent::start(const AgentOptions& options) {
   host_ = addr.host;
   const std::string bind = fmt::format("{}:{}", addr.host, addr.port);
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(
-        bind, static_cast<std::size_t>(options.http_threads));
+    exposer_ =
+        std::make_unique<prometheus::Exposer>(bind, static_cast<std::size_t>(options.http_threads));
   } catch (const std::exception& e) {
-    throw std::system_error(std::make_error_code(std::errc::address_in_use),
-                            fmt::format("stallscope: cannot listen on {} ({})", options.listen,
-                                        e.what()));
+    throw std::system_error(
+        std::make_error_code(std::errc::address_in_use),
+        fmt::format("stallscope: cannot listen on {} ({})", options.listen, e.what()));
   }
   exposer_->RegisterCollectable(collectable_);
   const std::vector<int> ports = exposer_->GetListeningPorts();

@@ -14,9 +14,12 @@ namespace {
 
 prometheus::MetricType convert(MetricType t) {
   switch (t) {
-    case MetricType::kCounter: return prometheus::MetricType::Counter;
-    case MetricType::kGauge: return prometheus::MetricType::Gauge;
-    case MetricType::kHistogram: return prometheus::MetricType::Histogram;
+    case MetricType::kCounter:
+      return prometheus::MetricType::Counter;
+    case MetricType::kGauge:
+      return prometheus::MetricType::Gauge;
+    case MetricType::kHistogram:
+      return prometheus::MetricType::Histogram;
   }
   return prometheus::MetricType::Untyped;
 }
@@ -37,8 +40,12 @@ std::vector<prometheus::MetricFamily> to_prometheus(const std::vector<FamilySnap
       m.label.reserve(s.labels.size());
       for (const auto& [k, v] : s.labels) m.label.push_back({k, v});
       switch (f.type) {
-        case MetricType::kCounter: m.counter.value = s.value; break;
-        case MetricType::kGauge: m.gauge.value = s.value; break;
+        case MetricType::kCounter:
+          m.counter.value = s.value;
+          break;
+        case MetricType::kGauge:
+          m.gauge.value = s.value;
+          break;
         case MetricType::kHistogram: {
           const HistogramSnapshot& h = s.histogram;
           std::uint64_t cumulative = 0;

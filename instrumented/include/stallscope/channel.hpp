@@ -75,25 +75,38 @@ enum class SendOutcome : std::uint8_t {
 
 inline std::string_view to_string(SendOutcome outcome) noexcept {
   switch (outcome) {
-    case SendOutcome::kEnqueued: return "enqueued";
-    case SendOutcome::kDroppedOldest: return "dropped_oldest";
-    case SendOutcome::kDroppedNewest: return "dropped_newest";
-    case SendOutcome::kMerged: return "merged";
-    case SendOutcome::kShed: return "shed";
-    case SendOutcome::kClosed: return "closed";
-    case SendOutcome::kCancelled: return "cancelled";
-    case SendOutcome::kTimedOut: return "timed_out";
+    case SendOutcome::kEnqueued:
+      return "enqueued";
+    case SendOutcome::kDroppedOldest:
+      return "dropped_oldest";
+    case SendOutcome::kDroppedNewest:
+      return "dropped_newest";
+    case SendOutcome::kMerged:
+      return "merged";
+    case SendOutcome::kShed:
+      return "shed";
+    case SendOutcome::kClosed:
+      return "closed";
+    case SendOutcome::kCancelled:
+      return "cancelled";
+    case SendOutcome::kTimedOut:
+      return "timed_out";
   }
   return "unknown";
 }
 
 inline std::string_view to_string(OverflowPolicy policy) noexcept {
   switch (policy) {
-    case OverflowPolicy::kWait: return "wait";
-    case OverflowPolicy::kDropOldest: return "drop_oldest";
-    case OverflowPolicy::kDropNewest: return "drop_newest";
-    case OverflowPolicy::kMerge: return "merge";
-    case OverflowPolicy::kShed: return "shed";
+    case OverflowPolicy::kWait:
+      return "wait";
+    case OverflowPolicy::kDropOldest:
+      return "drop_oldest";
+    case OverflowPolicy::kDropNewest:
+      return "drop_newest";
+    case OverflowPolicy::kMerge:
+      return "merge";
+    case OverflowPolicy::kShed:
+      return "shed";
   }
   return "unknown";
 }
@@ -144,7 +157,16 @@ inline boost::system::error_code make_error_code(ChannelErrc e) noexcept {
 namespace detail {
 
 #if !STALLSCOPE_ENABLED
-enum class ItemFate { kDelivered, kDropped, kMerged, kShed, kClosed, kCancelled, kTimedOut, kDrained };
+enum class ItemFate {
+  kDelivered,
+  kDropped,
+  kMerged,
+  kShed,
+  kClosed,
+  kCancelled,
+  kTimedOut,
+  kDrained
+};
 enum class Lane { kData, kControl };
 #endif
 
@@ -177,7 +199,6 @@ inline std::int64_t channel_now() noexcept {
   return 0;
 #endif
 }
-
 
 // Type-erased completion of an async operation: posts the handler to its associated executor,
 // never runs it inline under the channel lock.
@@ -241,9 +262,9 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     rec_.fate(Lane::kData, ItemFate::kDropped, data_.size());
     rec_.fate(Lane::kControl, ItemFate::kDropped, control_.size());
     rec_.depth(0);
-    log(LogLevel::kWarning,
-        "stallscope: channel \"" + std::string(rec_.name()) + "\" destroyed with " +
-            std::to_string(left) + " items queued; counted as dropped (drain() it first)");
+    log(LogLevel::kWarning, "stallscope: channel \"" + std::string(rec_.name()) +
+                                "\" destroyed with " + std::to_string(left) +
+                                " items queued; counted as dropped (drain() it first)");
   }
 
   // ---- thread API ----
@@ -348,9 +369,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       return;
     }
     auto w = std::make_shared<RecvWaiter>();
-    w->async =
-        std::make_unique<HandlerCompletion<Handler, boost::system::error_code, T>>(
-            std::move(handler));
+    w->async = std::make_unique<HandlerCompletion<Handler, boost::system::error_code, T>>(
+        std::move(handler));
     w->self = w;
     enqueue_receiver(*w);
     if (slot.is_connected()) {
@@ -740,9 +760,10 @@ class Channel final {
   SendResult<T> try_send(T item) { return core_->send(std::move(item), lane_data(), false, {}); }
   template <class Rep, class Period>
   SendResult<T> send_for(T item, std::chrono::duration<Rep, Period> timeout) {
-    return core_->send(std::move(item), lane_data(), true,
-                       std::chrono::steady_clock::now() +
-                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+    return core_->send(
+        std::move(item), lane_data(), true,
+        std::chrono::steady_clock::now() +
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
   /// The control lane: received before any data; never waits; sheds when the lane is full.
   SendResult<T> send_control(T item) {
@@ -753,9 +774,9 @@ class Channel final {
   std::optional<T> try_receive() { return core_->receive(false, {}); }
   template <class Rep, class Period>
   std::optional<T> receive_for(std::chrono::duration<Rep, Period> timeout) {
-    return core_->receive(true, std::chrono::steady_clock::now() +
-                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                        timeout));
+    return core_->receive(
+        true, std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
 
   // ---- from coroutines and callbacks ----
@@ -770,7 +791,7 @@ class Channel final {
   /// Completion signature void(error_code, T): ChannelErrc::kClosed once closed and empty,
   /// operation_aborted when cancelled (a cancelled receive never takes an item).
   template <class Token = boost::asio::use_awaitable_t<>>
-    requires std::is_default_constructible_v<T>
+  requires std::is_default_constructible_v<T>
   auto async_receive(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(
         [core = core_](auto handler) { core->async_receive(std::move(handler)); }, token);

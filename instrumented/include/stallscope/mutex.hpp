@@ -3,7 +3,8 @@
 ///
 ///   stallscope::Mutex         for std::mutex            (kind "lock")
 ///   stallscope::SharedMutex   for std::shared_mutex     (kind "rwlock"; exclusive and shared
-///                                                        waits recorded as op="exclusive"/"shared")
+///                                                        waits recorded as
+///                                                        op="exclusive"/"shared")
 ///   stallscope::RecursiveMutex, TimedMutex, RecursiveTimedMutex, SharedTimedMutex
 ///   stallscope::Instrumented<L> for any other Lockable (kind "lock", or "rwlock" when L is
 ///                               SharedLockable)
@@ -116,20 +117,18 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
   }
 
   template <class Rep, class Period>
-    requires TimedLockable<L>
+  requires TimedLockable<L>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& d) STALLSCOPE_TRY_ACQUIRE(true) {
     return timed(detail_op_exclusive(), [&] { return inner_.try_lock_for(d); });
   }
   template <class Clock, class Duration>
-    requires TimedLockable<L>
+  requires TimedLockable<L>
   bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t)
       STALLSCOPE_TRY_ACQUIRE(true) {
     return timed(detail_op_exclusive(), [&] { return inner_.try_lock_until(t); });
   }
 
-  void lock_shared() STALLSCOPE_ACQUIRE_SHARED()
-    requires SharedLockable<L>
-  {
+  void lock_shared() STALLSCOPE_ACQUIRE_SHARED() requires SharedLockable<L> {
 #if STALLSCOPE_ENABLED
     if (inner_.try_lock_shared()) [[likely]] {
       site_.acquired_fast(detail::LockOp::kShared);
@@ -143,9 +142,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
 #endif
   }
 
-  bool try_lock_shared() STALLSCOPE_TRY_ACQUIRE_SHARED(true)
-    requires SharedLockable<L>
-  {
+  bool try_lock_shared() STALLSCOPE_TRY_ACQUIRE_SHARED(true) requires SharedLockable<L> {
     const bool ok = inner_.try_lock_shared();
 #if STALLSCOPE_ENABLED
     site_.tried(detail::LockOp::kShared, ok);
@@ -153,9 +150,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
     return ok;
   }
 
-  void unlock_shared() STALLSCOPE_RELEASE_SHARED()
-    requires SharedLockable<L>
-  {
+  void unlock_shared() STALLSCOPE_RELEASE_SHARED() requires SharedLockable<L> {
 #if STALLSCOPE_ENABLED
     site_.releasing(detail::LockOp::kShared);
 #endif
@@ -163,23 +158,20 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
   }
 
   template <class Rep, class Period>
-    requires SharedTimedLockable<L>
+  requires SharedTimedLockable<L>
   bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& d)
       STALLSCOPE_TRY_ACQUIRE_SHARED(true) {
     return timed(detail_op_shared(), [&] { return inner_.try_lock_shared_for(d); });
   }
   template <class Clock, class Duration>
-    requires SharedTimedLockable<L>
+  requires SharedTimedLockable<L>
   bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& t)
       STALLSCOPE_TRY_ACQUIRE_SHARED(true) {
     return timed(detail_op_shared(), [&] { return inner_.try_lock_shared_until(t); });
   }
 
-  auto native_handle()
-    requires requires(L& l) { l.native_handle(); }
-  {
-    return inner_.native_handle();
-  }
+  auto native_handle() requires requires(L& l) { l.native_handle(); }
+  { return inner_.native_handle(); }
 
   /// The resource name this lock records under ("" when compiled out).
   std::string_view name() const noexcept {

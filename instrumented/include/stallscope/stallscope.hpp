@@ -2,8 +2,8 @@
 /// Umbrella header: every wrapper and the embedded endpoint.
 ///
 ///   #include <stallscope/stallscope.hpp>
-///   stallscope::Agent agent;               // serves /metrics on STALLSCOPE_LISTEN (127.0.0.1:9464)
-///   stallscope::Mutex ledger{"ledger"};    // drop-in for std::mutex
+///   stallscope::Agent agent;               // serves /metrics on STALLSCOPE_LISTEN
+///   (127.0.0.1:9464) stallscope::Mutex ledger{"ledger"};    // drop-in for std::mutex
 ///   std::lock_guard lock(ledger);
 
 #include "stallscope/agent.hpp"          // IWYU pragma: export

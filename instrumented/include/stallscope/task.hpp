@@ -32,6 +32,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
@@ -40,7 +41,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "stallscope/cancellation.hpp"
@@ -98,24 +98,22 @@ class TaskExecutor {
   detail::TaskSeries* task_series() const noexcept { return series_; }
 
   template <class Property>
-    requires boost::asio::can_query<const Inner&, Property>::value
-  decltype(auto) query(const Property& p) const
+  requires boost::asio::can_query<const Inner&, Property>::value decltype(auto) query(
+      const Property& p) const
       noexcept(boost::asio::is_nothrow_query<const Inner&, Property>::value) {
     return boost::asio::query(inner_, p);
   }
 
   template <class Property>
-    requires boost::asio::can_require<const Inner&, Property>::value
-  auto require(const Property& p) const
-      noexcept(boost::asio::is_nothrow_require<const Inner&, Property>::value) {
+  requires boost::asio::can_require<const Inner&, Property>::value auto require(const Property& p)
+      const noexcept(boost::asio::is_nothrow_require<const Inner&, Property>::value) {
     using R = std::decay_t<typename boost::asio::require_result<const Inner&, Property>::type>;
     return TaskExecutor<R>(boost::asio::require(inner_, p), series_);
   }
 
   template <class Property>
-    requires boost::asio::can_prefer<const Inner&, Property>::value
-  auto prefer(const Property& p) const
-      noexcept(boost::asio::is_nothrow_prefer<const Inner&, Property>::value) {
+  requires boost::asio::can_prefer<const Inner&, Property>::value auto prefer(const Property& p)
+      const noexcept(boost::asio::is_nothrow_prefer<const Inner&, Property>::value) {
     using R = std::decay_t<typename boost::asio::prefer_result<const Inner&, Property>::type>;
     return TaskExecutor<R>(boost::asio::prefer(inner_, p), series_);
   }
@@ -309,13 +307,15 @@ struct TaskTraits<boost::asio::awaitable<T, E>> {
   using value_type = T;
 };
 template <class Task>
-  requires std::is_invocable_v<Task&> && IsAwaitable<std::invoke_result_t<Task&>>::value
-struct TaskTraits<Task> {
+requires std::is_invocable_v<Task&> &&
+    IsAwaitable<std::invoke_result_t<Task&>>::value struct TaskTraits<Task> {
   using value_type = typename std::invoke_result_t<Task&>::value_type;
 };
 
 template <class Task>
-concept SpawnableTask = requires { typename TaskTraits<std::decay_t<Task>>::value_type; };
+concept SpawnableTask = requires {
+  typename TaskTraits<std::decay_t<Task>>::value_type;
+};
 
 template <class Executor, class Task, class Token>
 auto spawn_impl(const Executor& executor, TaskSeries* series, const CancellationToken* cancel,
@@ -336,8 +336,7 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
                               SpawnCompletion<H, Inner>(std::move(handler), std::move(control)));
       },
       token, unwrap(executor), series,
-      cancel ? std::optional<CancellationToken>(*cancel) : std::nullopt,
-      std::forward<Task>(task));
+      cancel ? std::optional<CancellationToken>(*cancel) : std::nullopt, std::forward<Task>(task));
 }
 
 }  // namespace detail
@@ -352,8 +351,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
 /// signals must not be emitted concurrently with the coroutine itself.
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), nullptr,
-                            std::forward<Task>(task), std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::resolve_task(name), nullptr, std::forward<Task>(task),
+                            std::forward<Token>(token));
 }
 
 /// Like spawn(), bound to `cancel`: cancelling the token (or an ancestor) cancels whatever the
@@ -361,8 +360,8 @@ auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&&
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, const CancellationToken& cancel,
            Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), &cancel,
-                            std::forward<Task>(task), std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::resolve_task(name), &cancel, std::forward<Task>(task),
+                            std::forward<Token>(token));
 }
 
 /// What TaskGroup::shutdown() saw.
@@ -383,7 +382,8 @@ template <class Executor = boost::asio::any_io_executor>
 class TaskGroup final {
  public:
   /// `parent`: the scope the group's own scope descends from.
-  explicit TaskGroup(const Executor& executor, const CancellationToken& parent = CancellationToken())
+  explicit TaskGroup(const Executor& executor,
+                     const CancellationToken& parent = CancellationToken())
       : state_(std::make_shared<State>(executor, parent.child())) {
     state_->weak_self = state_;
   }
@@ -462,9 +462,8 @@ class TaskGroup final {
   struct HandlerJoiner final : Joiner {
     HandlerJoiner(Handler h, Executor fallback)
         : handler(std::move(h)),
-          work(boost::asio::prefer(
-              boost::asio::get_associated_executor(handler, fallback),
-              boost::asio::execution::outstanding_work.tracked)) {}
+          work(boost::asio::prefer(boost::asio::get_associated_executor(handler, fallback),
+                                   boost::asio::execution::outstanding_work.tracked)) {}
     void complete(boost::system::error_code ec) override {
       auto ex = boost::asio::get_associated_executor(handler, work);
       boost::asio::post(ex, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });

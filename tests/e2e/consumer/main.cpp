@@ -2,6 +2,7 @@
 // acquisition shows up in the registry (or, with STALLSCOPE_ENABLED=0, when nothing does).
 #include <cstdio>
 #include <mutex>
+
 #include <stallscope/stallscope.hpp>
 
 namespace {

@@ -24,7 +24,7 @@ namespace stallscope::detail {
 
 inline constexpr std::uint32_t kChunkBits = 10;
 inline constexpr std::uint32_t kChunkCells = 1u << kChunkBits;  // 8 KiB of counters
-inline constexpr std::uint32_t kMaxChunks = 1024;                // 1 Mi cells addressable
+inline constexpr std::uint32_t kMaxChunks = 1024;               // 1 Mi cells addressable
 inline constexpr std::uint32_t kNoCell = ~0u;
 
 using Cell = std::atomic<std::uint64_t>;
@@ -72,7 +72,8 @@ inline void add(std::uint32_t cell, std::uint64_t delta = 1) noexcept {
 }
 
 inline ThreadShard* own_shard() noexcept {
-  if (ThreadShard* s = tls_shard) [[likely]] return s;
+  if (ThreadShard* s = tls_shard) [[likely]]
+    return s;
   return own_shard_slow();
 }
 

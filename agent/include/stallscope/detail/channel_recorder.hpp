@@ -38,10 +38,10 @@ class ChannelSeries final : public Series {
   ChannelSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
   void collect(Collector& out) override;
 
-  static constexpr std::uint32_t kFastSend = 0;   // sends that did not wait
-  static constexpr std::uint32_t kFastRecv = 1;   // receives that found an item
-  static constexpr std::uint32_t kSent = 2;       // + lane
-  static constexpr std::uint32_t kFates = 4;      // + lane * kItemFates + fate
+  static constexpr std::uint32_t kFastSend = 0;  // sends that did not wait
+  static constexpr std::uint32_t kFastRecv = 1;  // receives that found an item
+  static constexpr std::uint32_t kSent = 2;      // + lane
+  static constexpr std::uint32_t kFates = 4;     // + lane * kItemFates + fate
   static constexpr std::uint32_t kMergeErrors = kFates + 2 * kItemFates;
   static constexpr std::uint32_t kFullNs = kMergeErrors + 1;
   static constexpr std::uint32_t kCounters = kFullNs + 1;

@@ -50,7 +50,7 @@ struct HistogramCells {
 };
 
 struct HistogramData {
-  std::vector<double> bounds;    // seconds, without +Inf
+  std::vector<double> bounds;         // seconds, without +Inf
   std::vector<std::uint64_t> counts;  // per bucket, not cumulative; size bounds + 1
   std::uint64_t count = 0;
   double sum_seconds = 0;

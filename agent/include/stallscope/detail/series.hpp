@@ -28,7 +28,7 @@ extern const FamilyDesc kIdleSeconds;
 struct WaitersNow {
   std::uint32_t count[2] = {0, 0};
   std::int64_t oldest_since_ns[2] = {0, 0};  // 0: none
-  std::int64_t running_since_ns = 0;          // tasks: the oldest slice running now; 0: none
+  std::int64_t running_since_ns = 0;         // tasks: the oldest slice running now; 0: none
 };
 
 class Collector {

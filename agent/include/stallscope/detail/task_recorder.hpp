@@ -94,5 +94,4 @@ void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept;
 void on_held_across_released(LockSite* site, std::uint64_t event_seq) noexcept;
 void on_long_slice(std::uint32_t task_series_id, std::int64_t ran_ns) noexcept;
 
-
 }  // namespace stallscope::detail
