@@ -122,6 +122,7 @@ Registry& Registry::global() noexcept {
 }
 
 Registry::Registry() {
+  detail::calibrate_clock();
   try {
     config_ = Config::from_env();
   } catch (const std::exception& e) {

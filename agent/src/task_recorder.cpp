@@ -154,33 +154,6 @@ void TaskState::finished(bool failed, bool aborted) noexcept {
   add(series_->base + outcome);
 }
 
-void SliceScope::begin(TaskSeries* series, std::int64_t enqueued_ns) noexcept {
-  if (tls_slice != nullptr) return;  // nested: part of the running slice
-  active = true;
-  ctx.series = series;
-  ctx.start_ns = now_ns();
-  series->sched.record(ctx.start_ns - enqueued_ns);
-  tls_slice = &ctx;
-  if (ThreadShard* s = own_shard()) {
-    s->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
-    s->slice.seq.store(s->slice.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    s->slice.series.store(series->id(), std::memory_order_release);
-  }
-}
-
-void SliceScope::end() noexcept {
-  if (!active) return;
-  active = false;
-  const std::int64_t now = now_ns();
-  if (ThreadShard* s = tls_shard) s->slice.series.store(0, std::memory_order_relaxed);
-  tls_slice = nullptr;
-  const std::int64_t ran = now - ctx.start_ns;
-  ctx.series->slice.record(ran);
-  if (ran > ctx.series->slow_slice_ns) add(ctx.series->base + TaskSeries::kSlowSlices);
-  if (ctx.held_n != 0) [[unlikely]]
-    on_suspended_holding(ctx, now);
-}
-
 void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
   try {
     std::lock_guard lock(held_across_mu());

@@ -53,8 +53,8 @@ std::uint64_t Watchdog::suppressed() const noexcept {
 }
 
 void Watchdog::run() {
-  // Per shard: the slice sequence number already reported, so each slice is reported once.
-  std::unordered_map<const detail::ThreadShard*, std::uint64_t> reported;
+  // Per shard: the start time of the slice already reported, so each slice is reported once.
+  std::unordered_map<const detail::ThreadShard*, std::int64_t> reported;
   std::int64_t window_start = 0;
   int in_window = 0;
   std::unique_lock lock(mu_);
@@ -70,12 +70,12 @@ void Watchdog::run() {
     detail::for_each_shard([&](detail::ThreadShard& s) {
       const std::uint32_t id = s.slice.series.load(std::memory_order_acquire);
       if (id == 0) return;
-      const std::uint64_t seq = s.slice.seq.load(std::memory_order_relaxed);
-      const std::int64_t ran = now - s.slice.start_ns.load(std::memory_order_relaxed);
+      const std::int64_t start = s.slice.start_ns.load(std::memory_order_relaxed);
+      const std::int64_t ran = now - start;
       if (ran <= options_.threshold.count()) return;
       auto [it, fresh] = reported.try_emplace(&s, 0);
-      if (!fresh && it->second == seq) return;
-      it->second = seq;
+      if (!fresh && it->second == start) return;
+      it->second = start;
       if (in_window >= options_.max_reports_per_second) {
         ++skipped;
         return;

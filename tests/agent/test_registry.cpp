@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "stallscope/agent_options.hpp"
+#include "stallscope/clock.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/log.hpp"
 #include "stallscope/options.hpp"
@@ -153,4 +154,24 @@ TEST_CASE("the log sink is replaceable and a throwing sink is contained", "[log]
   stallscope::set_log_sink({});
   REQUIRE(seen.size() == 1);
   CHECK(seen[0] == "hello");
+}
+
+TEST_CASE("the recording clock is monotonic and runs at steady_clock's rate", "[clock]") {
+  (void)Registry::global();  // calibrates the clock
+  const std::int64_t c0 = stallscope::now_ns();
+  const std::int64_t s0 = stallscope::detail::steady_ns();
+  std::int64_t prev = c0;
+  for (int i = 0; i < 100000; ++i) {
+    const std::int64_t t = stallscope::now_ns();
+    REQUIRE(t >= prev);  // one thread: never goes back
+    prev = t;
+  }
+  while (stallscope::detail::steady_ns() - s0 < 20'000'000) {
+  }
+  const double clock_elapsed = static_cast<double>(stallscope::now_ns() - c0);
+  const double steady_elapsed = static_cast<double>(stallscope::detail::steady_ns() - s0);
+  // Same rate within 1% over 20 ms (calibration error is ~1e-5; this catches a wrong scale).
+  CHECK(clock_elapsed == Approx(steady_elapsed).epsilon(0.01));
+  // Same epoch: both read "now" within a millisecond of each other.
+  CHECK(std::abs(stallscope::now_ns() - stallscope::detail::steady_ns()) < 1'000'000);
 }

@@ -121,7 +121,9 @@ class TaskExecutor {
   template <class F>
   void execute(F&& f) const {
 #if STALLSCOPE_ENABLED
-    const std::int64_t enqueued = now_ns();
+    // A handler that will run inline inside the slice already running here has no scheduling
+    // delay to measure: skip the clock read (0 tells the slice not to record one).
+    const std::int64_t enqueued = runs_inline_in_slice() ? 0 : now_ns();
 #else
     const std::int64_t enqueued = 0;
 #endif
@@ -136,6 +138,23 @@ class TaskExecutor {
   }
 
  private:
+#if STALLSCOPE_ENABLED
+  bool runs_inline_in_slice() const noexcept {
+    if (detail::tls_slice == nullptr) return false;
+    if constexpr (requires(const Inner& i) {
+                    { i.running_in_this_thread() } -> std::convertible_to<bool>;
+                  }) {
+      // io_context's and strand's executors run a non-blocking.never submission inline when
+      // called from their own thread.
+      return boost::asio::query(inner_, boost::asio::execution::blocking) !=
+                 boost::asio::execution::blocking.never &&
+             inner_.running_in_this_thread();
+    } else {
+      return false;
+    }
+  }
+#endif
+
   Inner inner_;
   detail::TaskSeries* series_;
 };

@@ -40,9 +40,8 @@ struct WaitSlot {
 // The task slice this thread runs right now, read by the watchdog and by scrapes. Written only by
 // the owning thread at slice start and end (two stores each).
 struct SliceSlot {
-  std::atomic<std::uint32_t> series{0};  // task series id; 0: not in a slice
-  std::atomic<std::int64_t> start_ns{0};
-  std::atomic<std::uint64_t> seq{0};  // slices started on this thread
+  std::atomic<std::uint32_t> series{0};   // task series id; 0: not in a slice
+  std::atomic<std::int64_t> start_ns{0};  // also identifies the slice for the watchdog
 };
 
 struct ThreadShard {

@@ -79,19 +79,49 @@ class TaskState {
   LiveLink<TaskState> link_;
 };
 
-// Slice bracketing for the instrumented executor. begin() returns false when a slice is already
-// running on this thread (a nested execution: it belongs to the outer slice).
-struct SliceScope {
-  SliceContext ctx;
-  bool active = false;
-  // `enqueued_ns`: when the handler was submitted (scheduling delay = start - enqueued).
-  void begin(TaskSeries* series, std::int64_t enqueued_ns) noexcept;
-  void end() noexcept;
-};
-
 // Detector hooks (slow paths).
 void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept;
 void on_held_across_released(LockSite* site, std::uint64_t event_seq) noexcept;
 void on_long_slice(std::uint32_t task_series_id, std::int64_t ran_ns) noexcept;
+
+// Slice bracketing for the instrumented executor, inline: it runs twice per resumption. A
+// slice already running on this thread makes begin() a no-op (a nested execution belongs to the
+// outer slice). Publishing to the thread's slice slot is what the watchdog and the scrape-time
+// "running slice" gauge read: two relaxed stores and a release store.
+struct SliceScope {
+  SliceContext ctx;
+  bool active = false;
+
+  // `enqueued_ns`: when the handler was submitted (scheduling delay = start - enqueued); 0 when
+  // not measured.
+  void begin(TaskSeries* series, std::int64_t enqueued_ns) noexcept {
+    if (tls_slice != nullptr) return;
+    active = true;
+    ctx.series = series;
+    ctx.start_ns = now_ns();
+    if (enqueued_ns != 0) series->sched.record(ctx.start_ns - enqueued_ns);
+    tls_slice = &ctx;
+    if (ThreadShard* s = own_shard()) [[likely]] {
+      s->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
+      s->slice.series.store(series->id(), std::memory_order_release);
+    }
+  }
+  void end() noexcept {
+    if (!active) return;
+    active = false;
+    const std::int64_t now = now_ns();
+    if (ThreadShard* s = tls_shard) [[likely]] {
+      s->slice.series.store(0, std::memory_order_relaxed);
+    }
+    tls_slice = nullptr;
+    const std::int64_t ran = now - ctx.start_ns;
+    ctx.series->slice.record(ran);
+    if (ran > ctx.series->slow_slice_ns) [[unlikely]] {
+      add(ctx.series->base + TaskSeries::kSlowSlices);
+    }
+    if (ctx.held_n != 0) [[unlikely]]
+      on_suspended_holding(ctx, now);
+  }
+};
 
 }  // namespace stallscope::detail
