@@ -38,8 +38,10 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "stallscope/clock.hpp"
@@ -200,34 +202,21 @@ inline std::int64_t channel_now() noexcept {
 #endif
 }
 
-// Type-erased completion of an async operation: posts the handler to its associated executor,
-// never runs it inline under the channel lock.
-template <class... Args>
-struct Completion {
-  virtual ~Completion() = default;
-  virtual void complete(Args... args) = 0;
-};
-
+// Posts handler(args...) to the handler's associated executor (system_executor if it has none):
+// an async operation never completes inline, and never under the channel lock.
 template <class Handler, class... Args>
-class HandlerCompletion final : public Completion<Args...> {
- public:
-  explicit HandlerCompletion(Handler h)
-      : work_(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
-        handler_(std::move(h)) {}
-  void complete(Args... args) override {
-    auto ex = work_.get_executor();
-    boost::asio::post(ex, [h = std::move(handler_), ... a = std::move(args)]() mutable {
-      std::move(h)(std::move(a)...);
-    });
-    work_.reset();
-  }
+void post_completion(Handler&& handler, Args&&... args) {
+  auto ex = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
+  boost::asio::post(
+      ex, [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
+        std::move(h)(std::move(a)...);
+      });
+}
 
- private:
-  boost::asio::executor_work_guard<
-      boost::asio::associated_executor_t<Handler, boost::asio::system_executor>>
-      work_;
-  Handler handler_;
-};
+// The associated executor of a handler, with outstanding work while the operation waits.
+template <class Handler>
+using WorkGuard = boost::asio::executor_work_guard<
+    boost::asio::associated_executor_t<Handler, boost::asio::system_executor>>;
 
 template <class T>
 class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
@@ -245,12 +234,40 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   struct SendWaiter : Waiter {
     std::optional<T> item;
     SendResult<T> result;
-    std::unique_ptr<Completion<SendResult<T>>> async;
+    virtual void complete_async() {}  // async waiters: post the handler with `result`
+    virtual ~SendWaiter() = default;
   };
   struct RecvWaiter : Waiter {
     std::optional<T> item;
     boost::system::error_code ec;
-    std::unique_ptr<Completion<boost::system::error_code, T>> async;
+    virtual void complete_async() {}
+    virtual ~RecvWaiter() = default;
+  };
+  // One allocation per waiting async operation (the handler lives in the waiter), from Asio's
+  // per-thread recycling allocator.
+  template <class Handler>
+  struct AsyncSend final : SendWaiter {
+    explicit AsyncSend(Handler h)
+        : work(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
+          handler(std::move(h)) {}
+    void complete_async() override {
+      post_completion(std::move(handler), std::move(this->result));
+      work.reset();
+    }
+    WorkGuard<Handler> work;
+    Handler handler;
+  };
+  template <class Handler>
+  struct AsyncRecv final : RecvWaiter {
+    explicit AsyncRecv(Handler h)
+        : work(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
+          handler(std::move(h)) {}
+    void complete_async() override {
+      post_completion(std::move(handler), this->ec, this->item ? std::move(*this->item) : T{});
+      work.reset();
+    }
+    WorkGuard<Handler> work;
+    Handler handler;
   };
 
   ChannelCore(std::string_view name, ChannelOptions<T> options)
@@ -337,12 +354,12 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     if (r) {
       lock.unlock();
       pending.run();
-      HandlerCompletion<Handler, SendResult<T>>(std::move(handler)).complete(std::move(*r));
+      post_completion(std::move(handler), std::move(*r));
       return;
     }
-    auto w = std::make_shared<SendWaiter>();
+    auto w = std::allocate_shared<AsyncSend<Handler>>(
+        boost::asio::recycling_allocator<AsyncSend<Handler>>(), std::move(handler));
     w->item.emplace(std::move(item));
-    w->async = std::make_unique<HandlerCompletion<Handler, SendResult<T>>>(std::move(handler));
     w->self = w;
     enqueue_sender(*w);
     if (slot.is_connected()) {
@@ -360,17 +377,15 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       const bool closed = !v;
       lock.unlock();
       pending.run();
-      HandlerCompletion<Handler, boost::system::error_code, T> c(std::move(handler));
       if (closed) {
-        c.complete(make_error_code(ChannelErrc::kClosed), T{});
+        post_completion(std::move(handler), make_error_code(ChannelErrc::kClosed), T{});
       } else {
-        c.complete(boost::system::error_code{}, std::move(*v));
+        post_completion(std::move(handler), boost::system::error_code{}, std::move(*v));
       }
       return;
     }
-    auto w = std::make_shared<RecvWaiter>();
-    w->async = std::make_unique<HandlerCompletion<Handler, boost::system::error_code, T>>(
-        std::move(handler));
+    auto w = std::allocate_shared<AsyncRecv<Handler>>(
+        boost::asio::recycling_allocator<AsyncRecv<Handler>>(), std::move(handler));
     w->self = w;
     enqueue_receiver(*w);
     if (slot.is_connected()) {
@@ -445,14 +460,13 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   };
 
   // Async completions gathered under the lock, run after it is released.
+  // Inline room for the usual one or two completions: no allocation per operation.
   struct Pending {
-    std::vector<std::shared_ptr<SendWaiter>> sends;
-    std::vector<std::shared_ptr<RecvWaiter>> recvs;
+    boost::container::small_vector<std::shared_ptr<SendWaiter>, 2> sends;
+    boost::container::small_vector<std::shared_ptr<RecvWaiter>, 2> recvs;
     void run() {
-      for (auto& s : sends) s->async->complete(std::move(s->result));
-      for (auto& r : recvs) {
-        r->async->complete(r->ec, r->item ? std::move(*r->item) : T{});
-      }
+      for (auto& s : sends) s->complete_async();
+      for (auto& r : recvs) r->complete_async();
     }
   };
 
