@@ -160,21 +160,27 @@ std::size_t Registry::series_count(ResourceKind kind) const {
 detail::Series& Registry::series(ResourceKind kind, std::string_view name, SeriesFactory make) {
   validate_resource_name(name);
   const auto k = static_cast<std::size_t>(kind);
-  std::string key = fmt::format("{}\x1f{}", static_cast<int>(kind), name);
+  // Key: one byte of kind, then the name, built on the stack: a lookup of a known name (every
+  // spawn of a named task) allocates nothing.
+  char buf[1 + 128];
+  buf[0] = static_cast<char>('0' + k);
+  name.copy(buf + 1, name.size());
+  std::string_view key(buf, 1 + name.size());
   std::lock_guard lock(mu_);
   if (auto it = by_key_.find(key); it != by_key_.end()) return *it->second;
 
   std::string series_name(name);
+  std::string owned_key(key);
   if (per_kind_[k] >= config_.max_resources_per_kind) {
     ++overflowed_[k];
-    key = fmt::format("{}\x1f{}", static_cast<int>(kind), kOverflowName);
-    if (auto it = by_key_.find(key); it != by_key_.end()) return *it->second;
+    owned_key = std::string(1, buf[0]) + std::string(kOverflowName);
+    if (auto it = by_key_.find(owned_key); it != by_key_.end()) return *it->second;
     series_name = std::string(kOverflowName);
   }
   const auto id = static_cast<std::uint32_t>(series_.size() + 1);
   series_.push_back(make(kind, std::move(series_name), id, config_));
   detail::Series* s = series_.back().get();
-  by_key_.emplace(std::move(key), s);
+  by_key_.emplace(std::move(owned_key), s);
   ++per_kind_[k];
   return *s;
 }

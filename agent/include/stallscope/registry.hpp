@@ -88,7 +88,13 @@ class Registry final {
 
   mutable std::mutex mu_;
   Config config_;
-  std::unordered_map<std::string, detail::Series*> by_key_;
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<std::string, detail::Series*, KeyHash, std::equal_to<>> by_key_;
   std::vector<std::unique_ptr<detail::Series>> series_;  // index + 1 == id
   std::size_t per_kind_[kResourceKinds] = {};
   std::uint64_t overflowed_[kResourceKinds] = {};
