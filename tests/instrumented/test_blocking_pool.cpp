@@ -28,28 +28,17 @@
 
 #include "stallscope/blocking_pool.hpp"
 #include "support/metrics.hpp"
+#include "support/poll.hpp"
 
 namespace asio = boost::asio;
 using stallscope::BlockingPool;
 using stallscope::PoolErrc;
 using stallscope::testing::value;
 
+using stallscope::testing::eventually;
+using stallscope::testing::unique_name;
+
 namespace {
-
-std::string unique_name(std::string_view stem) {
-  static std::atomic<int> n{0};
-  return "pool-" + std::string(stem) + "-" + std::to_string(n.fetch_add(1));
-}
-
-template <class Cond>
-bool eventually(Cond&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
-}
 
 // co_spawn completion: an unexpected exception escapes io.run() and fails the test.
 void rethrow(std::exception_ptr e) {

@@ -25,6 +25,7 @@
 
 #include "stallscope/channel.hpp"
 #include "support/metrics.hpp"
+#include "support/poll.hpp"
 
 namespace asio = boost::asio;
 using stallscope::Channel;
@@ -33,12 +34,10 @@ using stallscope::OverflowPolicy;
 using stallscope::SendOutcome;
 using stallscope::testing::value;
 
-namespace {
+using stallscope::testing::eventually;
+using stallscope::testing::unique_name;
 
-std::string unique_name(std::string_view stem) {
-  static std::atomic<int> n{0};
-  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
-}
+namespace {
 
 ChannelOptions<int> options_for(OverflowPolicy policy, std::size_t capacity) {
   ChannelOptions<int> o{.capacity = capacity, .policy = policy};
@@ -74,16 +73,6 @@ void check_identity(const std::string& name) {
   }
   const double depth = value("stallscope_channel_depth", {{"resource", name}}).value_or(0);
   CHECK(sent(name, "data") + sent(name, "control") == fates + depth);
-}
-
-template <class Cond>
-bool eventually(Cond&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
 }
 
 }  // namespace

@@ -13,33 +13,22 @@
 
 #include "stallscope/mutex.hpp"
 #include "support/metrics.hpp"
+#include "support/poll.hpp"
 
 using stallscope::testing::histogram;
 using stallscope::testing::lock_labels;
 using stallscope::testing::value;
 
+using stallscope::testing::eventually;
+using stallscope::testing::unique_name;
+
 namespace {
 
 // Unique resource names: every test shares the process registry.
-std::string unique_name(std::string_view stem) {
-  static std::atomic<int> n{0};
-  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
-}
 
 template <class Lock>
 constexpr bool kRecursive = std::is_same_v<typename Lock::inner_type, std::recursive_mutex> ||
                             std::is_same_v<typename Lock::inner_type, std::recursive_timed_mutex>;
-
-// Polls `cond` until true or a generous deadline; the deadline only guards against a hang.
-template <class Cond>
-bool eventually(Cond&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
-}
 
 double counter(std::string_view family, const std::string& name,
                std::string_view op = "exclusive") {

@@ -29,6 +29,7 @@
 #include "stallscope/mutex.hpp"
 #include "stallscope/semaphore.hpp"
 #include "support/metrics.hpp"
+#include "support/poll.hpp"
 
 namespace asio = boost::asio;
 using stallscope::AsyncMutex;
@@ -36,23 +37,10 @@ using stallscope::Semaphore;
 using stallscope::testing::histogram;
 using stallscope::testing::value;
 
+using stallscope::testing::eventually;
+using stallscope::testing::unique_name;
+
 namespace {
-
-std::string unique_name(std::string_view stem) {
-  static std::atomic<int> n{0};
-  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
-}
-
-// Polls `cond` until true or a generous deadline; the deadline only guards against a hang.
-template <class Cond>
-bool eventually(Cond&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-  }
-  return cond();
-}
 
 // A semaphore's metric: the stallscope_semaphore_* families carry {kind, resource}.
 double metric(std::string_view family, const std::string& name) {

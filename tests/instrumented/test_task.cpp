@@ -26,17 +26,16 @@
 #include "stallscope/task.hpp"
 #include "stallscope/watchdog.hpp"
 #include "support/metrics.hpp"
+#include "support/poll.hpp"
 
 namespace asio = boost::asio;
 using stallscope::testing::histogram;
 using stallscope::testing::value;
 
-namespace {
+using stallscope::testing::eventually;
+using stallscope::testing::unique_name;
 
-std::string unique_name(std::string_view stem) {
-  static std::atomic<int> n{0};
-  return std::string(stem) + "-" + std::to_string(n.fetch_add(1));
-}
+namespace {
 
 double task_value(std::string_view family, const std::string& task) {
   return value(family, {{"kind", "task"}, {"resource", task}}).value_or(-1);
@@ -51,16 +50,6 @@ double finished(const std::string& task, std::string_view outcome) {
 std::uint64_t slices(const std::string& task) {
   auto h = histogram("stallscope_task_slice_seconds", {{"resource", task}});
   return h ? h->count : 0;
-}
-
-template <class Cond>
-bool eventually(Cond&& cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return cond();
 }
 
 }  // namespace
