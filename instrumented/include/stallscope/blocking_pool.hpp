@@ -41,6 +41,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
 #include "stallscope/detail/pool_recorder.hpp"
@@ -133,7 +134,7 @@ template <class R, class Fn, class Handler>
 class PoolJobImpl final : public PoolJob {
  public:
   PoolJobImpl(Handler handler, Fn fn)
-      : work_(boost::asio::get_associated_executor(handler, boost::asio::system_executor())),
+      : work_(make_work_guard_for(handler)),
         handler_(std::move(handler)),
         fn_(std::in_place, std::move(fn)) {}
 
@@ -174,9 +175,7 @@ class PoolJobImpl final : public PoolJob {
   }
 
  private:
-  boost::asio::executor_work_guard<
-      boost::asio::associated_executor_t<Handler, boost::asio::system_executor>>
-      work_;
+  WorkGuard<Handler> work_;
   Handler handler_;
   std::optional<Fn> fn_;
   std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> result_{};

@@ -46,6 +46,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
 #include "stallscope/log.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
@@ -202,22 +203,6 @@ inline std::int64_t channel_now() noexcept {
 #endif
 }
 
-// Posts handler(args...) to the handler's associated executor (system_executor if it has none):
-// an async operation never completes inline, and never under the channel lock.
-template <class Handler, class... Args>
-void post_completion(Handler&& handler, Args&&... args) {
-  auto ex = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
-  boost::asio::post(
-      ex, [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
-        std::move(h)(std::move(a)...);
-      });
-}
-
-// The associated executor of a handler, with outstanding work while the operation waits.
-template <class Handler>
-using WorkGuard = boost::asio::executor_work_guard<
-    boost::asio::associated_executor_t<Handler, boost::asio::system_executor>>;
-
 template <class T>
 class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
  public:
@@ -247,9 +232,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   // per-thread recycling allocator.
   template <class Handler>
   struct AsyncSend final : SendWaiter {
-    explicit AsyncSend(Handler h)
-        : work(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
-          handler(std::move(h)) {}
+    explicit AsyncSend(Handler h) : work(make_work_guard_for(h)), handler(std::move(h)) {}
     void complete_async() override {
       post_completion(std::move(handler), std::move(this->result));
       work.reset();
@@ -259,9 +242,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   };
   template <class Handler>
   struct AsyncRecv final : RecvWaiter {
-    explicit AsyncRecv(Handler h)
-        : work(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
-          handler(std::move(h)) {}
+    explicit AsyncRecv(Handler h) : work(make_work_guard_for(h)), handler(std::move(h)) {}
     void complete_async() override {
       post_completion(std::move(handler), this->ec, this->item ? std::move(*this->item) : T{});
       work.reset();
@@ -470,40 +451,13 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     }
   };
 
-  // Intrusive FIFO of waiters.
-  struct WaitList {
-    Waiter* head = nullptr;
-    Waiter* tail = nullptr;
-    std::size_t size = 0;
-    Waiter* front() const noexcept { return head; }
-    void push(Waiter& w) noexcept {
-      w.prev = tail;
-      w.next = nullptr;
-      (tail ? tail->next : head) = &w;
-      tail = &w;
-      w.linked = true;
-      ++size;
-    }
-    void erase(Waiter& w) noexcept {
-      (w.prev ? w.prev->next : head) = w.next;
-      (w.next ? w.next->prev : tail) = w.prev;
-      w.prev = w.next = nullptr;
-      w.linked = false;
-      --size;
-    }
-  };
-
-  static bool is_cancel(boost::asio::cancellation_type type) noexcept {
-    using boost::asio::cancellation_type;
-    return (type & (cancellation_type::terminal | cancellation_type::partial |
-                    cancellation_type::total)) != cancellation_type::none;
-  }
+  using WaitList = IntrusiveFifo<Waiter>;
 
   struct CancelSend {
     std::weak_ptr<ChannelCore> core;
     std::weak_ptr<SendWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {
-      if (!is_cancel(type)) return;
+      if (!is_cancellation(type)) return;
       auto c = core.lock();
       auto w = waiter.lock();
       if (c && w) c->cancel_send(*w);
@@ -513,7 +467,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     std::weak_ptr<ChannelCore> core;
     std::weak_ptr<RecvWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {
-      if (!is_cancel(type)) return;
+      if (!is_cancellation(type)) return;
       auto c = core.lock();
       auto w = waiter.lock();
       if (c && w) c->cancel_recv(*w);

@@ -43,6 +43,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
 #include "stallscope/detail/semaphore_recorder.hpp"
@@ -282,18 +283,14 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
   template <class Handler, class Result>
   class HandlerWaiter final : public AsyncWaiter {
    public:
-    explicit HandlerWaiter(Handler h)
-        : work_(boost::asio::get_associated_executor(h, boost::asio::system_executor())),
-          handler_(std::move(h)) {}
+    explicit HandlerWaiter(Handler h) : work_(make_work_guard_for(h)), handler_(std::move(h)) {}
     void complete(boost::system::error_code ec, Lease lease) override {
       post_result<Result>(work_.get_executor(), std::move(handler_), ec, std::move(lease));
       work_.reset();
     }
 
    private:
-    boost::asio::executor_work_guard<
-        boost::asio::associated_executor_t<Handler, boost::asio::system_executor>>
-        work_;
+    WorkGuard<Handler> work_;
     Handler handler_;
   };
 
@@ -301,40 +298,14 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
     std::weak_ptr<PermitCore> core;
     std::weak_ptr<AsyncWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {
-      using boost::asio::cancellation_type;
-      // Leaving the queue has no side effects, so every kind of cancellation is honoured.
-      if ((type & (cancellation_type::terminal | cancellation_type::partial |
-                   cancellation_type::total)) == cancellation_type::none) {
-        return;
-      }
+      if (!is_cancellation(type)) return;
       auto c = core.lock();
       auto w = waiter.lock();
       if (c && w) c->cancel(*w);
     }
   };
 
-  // Intrusive FIFO of waiters.
-  struct WaitList {
-    Waiter* head = nullptr;
-    Waiter* tail = nullptr;
-    std::size_t size = 0;
-    Waiter* front() const noexcept { return head; }
-    void push(Waiter& w) noexcept {
-      w.prev = tail;
-      w.next = nullptr;
-      (tail != nullptr ? tail->next : head) = &w;
-      tail = &w;
-      w.linked = true;
-      ++size;
-    }
-    void erase(Waiter& w) noexcept {
-      (w.prev != nullptr ? w.prev->next : head) = w.next;
-      (w.next != nullptr ? w.next->prev : tail) = w.prev;
-      w.prev = w.next = nullptr;
-      w.linked = false;
-      --size;
-    }
-  };
+  using WaitList = IntrusiveFifo<Waiter>;
 
   template <class Result, class Executor, class Handler>
   static void post_result(const Executor& ex, Handler&& handler, boost::system::error_code ec,
