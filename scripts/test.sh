@@ -18,6 +18,7 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 
 bash scripts/setup.sh --test
+bash scripts/setup-node.sh
 
 passed=0
 failed=0
