@@ -150,7 +150,7 @@ TEST_CASE("histogram bucket bounds are exact literals and _count equals the +Inf
           "[endpoint][histogram]") {
   stallscope::Agent agent(ephemeral());
   REQUIRE(agent.listening());
-  stallscope::Mutex m("exp-hist");
+  stallscope::Mutex m("exp-hist", {.hold_time = true});
   for (int i = 0; i < 9; ++i) std::lock_guard lock(m);
   contend_once(m, "exp-hist", agent.port());
 
