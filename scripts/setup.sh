@@ -11,7 +11,7 @@ packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev l
           libfmt-dev catch2 libbenchmark-dev curl ca-certificates)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format) ;;
+  --test) packages+=(prometheus clang-format chromium) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2

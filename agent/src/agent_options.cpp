@@ -61,6 +61,18 @@ AgentOptions AgentOptions::from_env() {
           "stallscope: STALLSCOPE_AGENT=\"{}\" is not one of 0, 1, true, false, on, off", s));
     }
   }
+  if (const char* v = std::getenv("STALLSCOPE_WATCHDOG_MS"); v != nullptr && *v != '\0') {
+    const std::string_view s(v);
+    unsigned ms = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
+    if (ec != std::errc() || end != s.data() + s.size() || ms > 3'600'000) {
+      throw std::invalid_argument(fmt::format(
+          "stallscope: STALLSCOPE_WATCHDOG_MS=\"{}\" is not a whole number of milliseconds from 0 "
+          "to 3600000",
+          s));
+    }
+    o.watchdog_threshold = std::chrono::milliseconds(ms);
+  }
   return o;
 }
 

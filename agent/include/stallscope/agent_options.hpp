@@ -1,6 +1,7 @@
 #pragma once
 /// Configuration of the Agent (the embedded endpoint), from code or the environment.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -16,8 +17,12 @@ struct AgentOptions {
   /// What a failure to serve does: false (default) logs it and the Agent runs without an
   /// endpoint; true throws std::system_error naming the address.
   bool throw_on_error = false;
+  /// The Agent runs a Watchdog (see watchdog.hpp) reporting task slices that run longer than
+  /// this; 0 runs none. STALLSCOPE_WATCHDOG_MS overrides it.
+  std::chrono::nanoseconds watchdog_threshold = std::chrono::milliseconds(100);
 
-  /// Defaults overridden by STALLSCOPE_LISTEN=HOST:PORT and STALLSCOPE_AGENT=0|1.
+  /// Defaults overridden by STALLSCOPE_LISTEN=HOST:PORT, STALLSCOPE_AGENT=0|1 and
+  /// STALLSCOPE_WATCHDOG_MS=<0..3600000>.
   /// Throws std::invalid_argument naming the variable and its bad value.
   static AgentOptions from_env();
 };

@@ -7,6 +7,8 @@
 
 #include "stallscope/log.hpp"
 #include "stallscope/prometheus.hpp"
+#include "stallscope/watchdog.hpp"
+#include "stallz_endpoint.hpp"
 
 namespace stallscope {
 
@@ -26,14 +28,25 @@ Agent::Agent(AgentOptions options) : collectable_(make_collectable()) { init(opt
 
 void Agent::init(const AgentOptions& options) {
   if (!options.enabled) return;
+  if (options.watchdog_threshold.count() > 0) {
+    try {
+      WatchdogOptions w;
+      w.threshold = options.watchdog_threshold;
+      watchdog_ = std::make_unique<Watchdog>(w);
+    } catch (const std::exception& e) {  // a threshold under 1 ms
+      if (options.throw_on_error) throw;
+      log(LogLevel::kError, fmt::format("{}; no watchdog", e.what()));
+    }
+  }
   try {
     start(options);
   } catch (const std::exception& e) {
     error_ = e.what();
     exposer_.reset();
+    stallz_.reset();
     port_ = 0;
     if (options.throw_on_error) throw;
-    log(LogLevel::kError, fmt::format("{}; /metrics is not served", error_));
+    log(LogLevel::kError, fmt::format("{}; /metrics and /stallz are not served", error_));
   }
 }
 
@@ -45,9 +58,14 @@ void Agent::start(const AgentOptions& options) {
   }
   host_ = addr.host;
   const std::string bind = fmt::format("{}:{}", addr.host, addr.port);
+  stallz_ = std::make_unique<detail::StallzEndpoint>(Registry::global());
   try {
-    exposer_ =
-        std::make_unique<prometheus::Exposer>(bind, static_cast<std::size_t>(options.http_threads));
+    // The callbacks serve /stallz next to /metrics (prometheus-cpp has no way to add handlers).
+    exposer_ = stallz_->serve([&] {
+      return std::make_unique<prometheus::Exposer>(bind,
+                                                   static_cast<std::size_t>(options.http_threads),
+                                                   &detail::StallzEndpoint::callbacks());
+    });
   } catch (const std::exception& e) {
     throw std::system_error(
         std::make_error_code(std::errc::address_in_use),
@@ -56,13 +74,23 @@ void Agent::start(const AgentOptions& options) {
   exposer_->RegisterCollectable(collectable_);
   const std::vector<int> ports = exposer_->GetListeningPorts();
   port_ = ports.empty() ? addr.port : ports.front();
+  stallz_->start_sampler();
 }
 
-Agent::~Agent() = default;
+Agent::~Agent() {
+  if (stallz_) stallz_->stop_sampler();  // prompt: it waits on a condition variable
+  exposer_.reset();                      // joins CivetWeb's threads: no request is in flight after
+  stallz_.reset();
+}
 
 std::string Agent::url() const {
   if (!listening()) return {};
   return fmt::format("http://{}:{}/metrics", host_, port_);
+}
+
+std::string Agent::stallz_url() const {
+  if (!listening()) return {};
+  return fmt::format("http://{}:{}/stallz", host_, port_);
 }
 
 }  // namespace stallscope

@@ -1,0 +1,193 @@
+#include "text_format.hpp"
+
+#include <cmath>
+#include <iterator>
+#include <limits>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_type.h>
+
+namespace stallscope::detail {
+
+namespace {
+
+using Buffer = fmt::memory_buffer;
+
+void append(Buffer& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
+
+// Label values escape backslash, double quote and newline (as \n).
+void append_escaped(Buffer& out, std::string_view s) {
+  for (char c : s) {
+    if (c == '\n') {
+      append(out, "\\n");
+      continue;
+    }
+    if (c == '\\' || c == '"') out.push_back('\\');
+    out.push_back(c);
+  }
+}
+
+// 16 significant digits, like TextSerializer's %.16g; NaN and infinities spelled its way.
+void append_number(Buffer& out, double v) {
+  if (std::isnan(v)) {
+    append(out, "Nan");
+  } else if (std::isinf(v)) {
+    append(out, v < 0 ? "-Inf" : "+Inf");
+  } else {
+    fmt::format_to(std::back_inserter(out), "{:.16g}", v);
+  }
+}
+
+// name + suffix, then {labels[, extra="value"]}, then a space.
+void append_head(Buffer& out, const prometheus::MetricFamily& family,
+                 const prometheus::ClientMetric& metric, std::string_view suffix,
+                 std::string_view extra_name = {}, std::string_view extra_value = {}) {
+  append(out, family.name);
+  append(out, suffix);
+  if (!metric.label.empty() || !extra_name.empty()) {
+    out.push_back('{');
+    const char* sep = "";
+    for (const auto& l : metric.label) {
+      append(out, sep);
+      append(out, l.name);
+      append(out, "=\"");
+      append_escaped(out, l.value);
+      out.push_back('"');
+      sep = ",";
+    }
+    if (!extra_name.empty()) {
+      append(out, sep);
+      append(out, extra_name);
+      append(out, "=\"");
+      append(out, extra_value);
+      out.push_back('"');
+    }
+    out.push_back('}');
+  }
+  out.push_back(' ');
+}
+
+void append_tail(Buffer& out, const prometheus::ClientMetric& metric) {
+  if (metric.timestamp_ms != 0) fmt::format_to(std::back_inserter(out), " {}", metric.timestamp_ms);
+  out.push_back('\n');
+}
+
+std::string bound_text(double v) {
+  Buffer b;
+  append_number(b, v);
+  return fmt::to_string(b);
+}
+
+// The le="..." texts, formatted once: every series of a family shares its bounds.
+class BoundTexts {
+ public:
+  std::string_view get(std::size_t i, double bound) {
+    if (i >= cache_.size()) cache_.resize(i + 1);
+    auto& [b, text] = cache_[i];
+    if (text.empty() || b != bound) {
+      b = bound;
+      text = bound_text(bound);
+    }
+    return text;
+  }
+
+ private:
+  std::vector<std::pair<double, std::string>> cache_;
+};
+
+void append_histogram(Buffer& out, const prometheus::MetricFamily& f,
+                      const prometheus::ClientMetric& m, BoundTexts& bounds) {
+  append_head(out, f, m, "_count");
+  fmt::format_to(std::back_inserter(out), "{}", m.histogram.sample_count);
+  append_tail(out, m);
+  append_head(out, f, m, "_sum");
+  append_number(out, m.histogram.sample_sum);
+  append_tail(out, m);
+  double last = -std::numeric_limits<double>::infinity();
+  for (std::size_t i = 0; i < m.histogram.bucket.size(); ++i) {
+    const auto& b = m.histogram.bucket[i];
+    append_head(out, f, m, "_bucket", "le", bounds.get(i, b.upper_bound));
+    fmt::format_to(std::back_inserter(out), "{}", b.cumulative_count);
+    append_tail(out, m);
+    last = b.upper_bound;
+  }
+  if (last != std::numeric_limits<double>::infinity()) {
+    append_head(out, f, m, "_bucket", "le", "+Inf");
+    fmt::format_to(std::back_inserter(out), "{}", m.histogram.sample_count);
+    append_tail(out, m);
+  }
+}
+
+void append_summary(Buffer& out, const prometheus::MetricFamily& f,
+                    const prometheus::ClientMetric& m) {
+  append_head(out, f, m, "_count");
+  fmt::format_to(std::back_inserter(out), "{}", m.summary.sample_count);
+  append_tail(out, m);
+  append_head(out, f, m, "_sum");
+  append_number(out, m.summary.sample_sum);
+  append_tail(out, m);
+  for (const auto& q : m.summary.quantile) {
+    append_head(out, f, m, "", "quantile", bound_text(q.quantile));
+    append_number(out, q.value);
+    append_tail(out, m);
+  }
+}
+
+std::string_view type_name(prometheus::MetricType t) {
+  switch (t) {
+    case prometheus::MetricType::Counter:
+      return "counter";
+    case prometheus::MetricType::Gauge:
+      return "gauge";
+    case prometheus::MetricType::Summary:
+      return "summary";
+    case prometheus::MetricType::Histogram:
+      return "histogram";
+    case prometheus::MetricType::Untyped:
+      return "untyped";
+  }
+  return "untyped";
+}
+
+}  // namespace
+
+std::string write_text(const std::vector<prometheus::MetricFamily>& families) {
+  Buffer out;
+  BoundTexts bounds;
+  for (const auto& f : families) {
+    if (!f.help.empty()) fmt::format_to(std::back_inserter(out), "# HELP {} {}\n", f.name, f.help);
+    fmt::format_to(std::back_inserter(out), "# TYPE {} {}\n", f.name, type_name(f.type));
+    for (const auto& m : f.metric) {
+      switch (f.type) {
+        case prometheus::MetricType::Counter:
+          append_head(out, f, m, "");
+          append_number(out, m.counter.value);
+          append_tail(out, m);
+          break;
+        case prometheus::MetricType::Gauge:
+          append_head(out, f, m, "");
+          append_number(out, m.gauge.value);
+          append_tail(out, m);
+          break;
+        case prometheus::MetricType::Untyped:
+          append_head(out, f, m, "");
+          append_number(out, m.untyped.value);
+          append_tail(out, m);
+          break;
+        case prometheus::MetricType::Summary:
+          append_summary(out, f, m);
+          break;
+        case prometheus::MetricType::Histogram:
+          append_histogram(out, f, m, bounds);
+          break;
+      }
+    }
+  }
+  return fmt::to_string(out);
+}
+
+}  // namespace stallscope::detail
