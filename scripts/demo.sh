@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The README's first command: installs the packages, builds the demo in Release and runs it.
+# The README's first command: installs the packages, builds the demo service in Release, runs it.
 #
-#   bash scripts/demo.sh [--duration SECONDS] [--listen HOST:PORT] [--threads N]
+#   bash scripts/demo.sh [--variant slow|fixed] [--duration SECONDS] [--listen HOST:PORT] ...
 #
-# The arguments go to the demo (build/release/examples/stallscope-example-locks), which prints
-# the URL of its /metrics and runs until Ctrl-C (or for --duration seconds). It serves on
-# 127.0.0.1:9464 unless --listen (or STALLSCOPE_LISTEN) says otherwise.
+# The arguments go to stallscope-demo (build/release/examples/demo/; `--help` lists them all),
+# which prints the URLs of its /metrics and /stallz, a summary every 5 s, and runs until Ctrl-C
+# (or for --duration seconds). It serves on 127.0.0.1:9464 unless --listen (or STALLSCOPE_LISTEN).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-target=stallscope-example-locks
-binary=build/release/examples/$target
+target=stallscope-demo
+binary=build/release/examples/demo/$target
 
 case "${1:-}" in
   -h | --help)

@@ -288,7 +288,7 @@ TEST_CASE("a task group shuts down in order and reports who lingers", "[task][gr
       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       co_await asio::this_coro::reset_cancellation_state();
     }
-  }()));
+  }));
   CHECK(group.active() == 4);
   std::optional<stallscope::ShutdownReport> report;
   asio::co_spawn(

@@ -59,9 +59,16 @@ class CancellationToken final {
   /// A new root scope.
   CancellationToken() : state_(std::make_shared<State>()) {}
 
+  /// No scope at all: never cancelled, cancel() and on_cancel() do nothing, child() is a new
+  /// root. Allocates nothing (what spawn() uses for a task bound to no token).
+  static CancellationToken none() noexcept { return CancellationToken(nullptr); }
+  /// False only for none().
+  bool bindable() const noexcept { return state_ != nullptr; }
+
   /// A child scope: cancelled when this one is (at once if it already is), or by itself.
   CancellationToken child() const {
     CancellationToken c;
+    if (!state_) return c;
     bool born_cancelled = false;
     {
       std::lock_guard lock(state_->mu);
@@ -80,8 +87,11 @@ class CancellationToken final {
   }
 
   /// Cancels this scope and all its descendants. Thread-safe, idempotent.
-  void cancel() const { state_->cancel(); }
+  void cancel() const {
+    if (state_) state_->cancel();
+  }
   bool cancelled() const {
+    if (!state_) return false;
     std::lock_guard lock(state_->mu);
     return state_->cancelled;
   }
@@ -89,6 +99,7 @@ class CancellationToken final {
   /// Runs `fn` once when this scope is cancelled (at once if it already is). Keep the
   /// Registration alive for as long as `fn` may run.
   Registration on_cancel(std::function<void()> fn) const {
+    if (!state_) return {};
     std::unique_lock lock(state_->mu);
     if (state_->cancelled) {
       lock.unlock();
@@ -146,6 +157,8 @@ class CancellationToken final {
       }
     }
   };
+
+  explicit CancellationToken(std::nullptr_t) noexcept {}
 
   std::shared_ptr<State> state_;
 };

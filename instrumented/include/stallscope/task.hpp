@@ -342,10 +342,9 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
   using Inner = decltype(unwrap(executor));
   using T = typename TaskTraits<std::decay_t<Task>>::value_type;
   return boost::asio::async_initiate<Token, typename SpawnSignature<T>::type>(
-      [](auto handler, Inner inner, TaskSeries* s, std::optional<CancellationToken> c,
-         std::decay_t<Task> t) {
+      [](auto handler, Inner inner, TaskSeries* s, CancellationToken c, std::decay_t<Task> t) {
         auto control = std::make_shared<TaskControl<Inner>>(inner, s);
-        if (c) control->bind(*c);
+        if (c.bindable()) control->bind(c);
         auto user_slot = boost::asio::get_associated_cancellation_slot(handler);
         if (user_slot.is_connected()) {
           user_slot.template emplace<ForwardCancel<Inner>>(ForwardCancel<Inner>{control});
@@ -354,8 +353,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
         boost::asio::co_spawn(TaskExecutor<Inner>(inner, s), std::move(t),
                               SpawnCompletion<H, Inner>(std::move(handler), std::move(control)));
       },
-      token, unwrap(executor), series,
-      cancel ? std::optional<CancellationToken>(*cancel) : std::nullopt, std::forward<Task>(task));
+      token, unwrap(executor), series, cancel != nullptr ? *cancel : CancellationToken::none(),
+      std::forward<Task>(task));
 }
 
 }  // namespace detail
