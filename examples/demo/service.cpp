@@ -65,7 +65,8 @@ namespace {
 constexpr auto kFetchBase = std::chrono::milliseconds(4);
 constexpr double kFetchTailMeanMs = 6;
 constexpr double kFetchTailMaxMs = 150;
-// The fixed variant gives a fetch this long (about 1.3% of fetches run past it), then gives up.
+// The fixed variant gives a fetch this long (with retries, a few percent run past it), then
+// gives up.
 constexpr auto kFetchDeadline = std::chrono::milliseconds(30);
 constexpr double kFetchFailure = 0.10;
 // slow: retry every failure after 5 ms, forever. fixed: at most 2 retries per request, with
