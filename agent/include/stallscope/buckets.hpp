@@ -25,7 +25,9 @@ class Buckets final {
   /// stuck lock alike.
   static Buckets latency();
 
-  std::span<const double> bounds() const noexcept { return bounds_; }
+  std::span<const double> bounds() const& noexcept { return bounds_; }
+  /// Not on a temporary: the span would dangle (`Buckets::latency().bounds()`).
+  std::span<const double> bounds() && = delete;
   std::size_t size() const noexcept { return bounds_.size(); }
 
   friend bool operator==(const Buckets&, const Buckets&) = default;

@@ -1,0 +1,80 @@
+// Task benchmarks: what the instrumented executor adds to the operations a coroutine does most.
+//
+//  post_round_trip_*   `co_await post(executor)` in a loop on one io_context thread: plain
+//                      co_spawn (baseline) vs stallscope::spawn (a TaskExecutor), and the same
+//                      with a stallscope::Watchdog thread polling every 1 ms
+//  spawn_*             spawning a coroutine that returns at once and running it to completion:
+//                      co_spawn vs stallscope::spawn
+#include <chrono>
+
+#include <benchmark/benchmark.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <stallscope/task.hpp>
+#include <stallscope/watchdog.hpp>
+
+namespace asio = boost::asio;
+
+namespace {
+
+asio::awaitable<void> post_loop(benchmark::State& state) {
+  auto ex = co_await asio::this_coro::executor;
+  for (auto _ : state) co_await asio::post(ex, asio::use_awaitable);
+}
+
+void BM_post_round_trip_plain(benchmark::State& state) {
+  asio::io_context io(1);
+  asio::co_spawn(io, post_loop(state), asio::detached);
+  io.run();
+}
+
+void BM_post_round_trip_stallscope(benchmark::State& state) {
+  asio::io_context io(1);
+  stallscope::spawn(io.get_executor(), "bench-post", post_loop(state), asio::detached);
+  io.run();
+}
+
+void BM_post_round_trip_stallscope_watchdog(benchmark::State& state) {
+  stallscope::WatchdogOptions options;
+  options.threshold = std::chrono::milliseconds(100);
+  options.poll_interval = std::chrono::milliseconds(1);  // the most frequent useful polling
+  stallscope::Watchdog dog(options);
+  asio::io_context io(1);
+  stallscope::spawn(io.get_executor(), "bench-post-watchdog", post_loop(state), asio::detached);
+  io.run();
+}
+
+void BM_spawn_plain(benchmark::State& state) {
+  asio::io_context io(1);
+  for (auto _ : state) {
+    asio::co_spawn(
+        io, []() -> asio::awaitable<void> { co_return; }, asio::detached);
+    io.run();
+    io.restart();
+  }
+}
+
+void BM_spawn_stallscope(benchmark::State& state) {
+  asio::io_context io(1);
+  for (auto _ : state) {
+    stallscope::spawn(
+        io.get_executor(), "bench-spawn", []() -> asio::awaitable<void> { co_return; },
+        asio::detached);
+    io.run();
+    io.restart();
+  }
+}
+
+BENCHMARK(BM_post_round_trip_plain)->Name("post_round_trip_plain");
+BENCHMARK(BM_post_round_trip_stallscope)->Name("post_round_trip_stallscope");
+BENCHMARK(BM_post_round_trip_stallscope_watchdog)->Name("post_round_trip_stallscope_watchdog");
+BENCHMARK(BM_spawn_plain)->Name("spawn_plain");
+BENCHMARK(BM_spawn_stallscope)->Name("spawn_stallscope");
+
+}  // namespace
+
+BENCHMARK_MAIN();
