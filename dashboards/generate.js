@@ -1241,12 +1241,19 @@ function locks() {
   });
 }
 
-function channels() {
-  const C = `${F},kind="channel",resource=~"$resource"`;
-  const s = (m, extra) => `${m}{${C}${extra ? ',' + extra : ''}}`;
+// Query builders over one drill-down's base selector: s(metric) a selector, r(metric) its rate,
+// q(quantile, histogram) a per-resource quantile.
+function selectors(base) {
+  const s = (m, extra) => `${m}{${base}${extra ? ',' + extra : ''}}`;
   const r = (m, extra) => `rate(${s(m, extra)}[${RI}])`;
   const q = (qq, m, extra) =>
     `histogram_quantile(${qq}, sum by (resource, le) (${r(m + '_bucket', extra)}))`;
+  return { s, r, q };
+}
+
+function channels() {
+  const C = `${F},kind="channel",resource=~"$resource"`;
+  const { s, r, q } = selectors(C);
   return dashboard({
     uid: UIDS.channels,
     title: 'stallscope / Channels',
@@ -1477,10 +1484,7 @@ function channels() {
 
 function tasks() {
   const T = `${F},kind="task",resource=~"$resource"`;
-  const s = (m, extra) => `${m}{${T}${extra ? ',' + extra : ''}}`;
-  const r = (m, extra) => `rate(${s(m, extra)}[${RI}])`;
-  const q = (qq, m, extra) =>
-    `histogram_quantile(${qq}, sum by (resource, le) (${r(m + '_bucket', extra)}))`;
+  const { s, r, q } = selectors(T);
   return dashboard({
     uid: UIDS.tasks,
     title: 'stallscope / Tasks',
