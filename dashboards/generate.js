@@ -401,6 +401,24 @@ const STALL_SCORE_NOTE =
   'The stall score of a resource is rate(stallscope_wait_seconds_sum): by Little\'s law, the ' +
   'average number of threads or tasks waiting on it.';
 
+// A level against its cap, both summed by resource: the level solid, the cap dashed.
+function levelVsCap(sel, { title, description, level, levelLegend, cap, capLegend, ...rest }) {
+  return timeseries({
+    title,
+    description,
+    unit: 'short',
+    min: 0,
+    ...(rest.decimals !== undefined ? { decimals: rest.decimals } : {}),
+    dashed: [` ${capLegend}$`],
+    targets: [
+      { expr: `sum by (resource) (${sel(level)})`, legend: `{{resource}} ${levelLegend}` },
+      { expr: `sum by (resource) (${sel(cap)})`, legend: `{{resource}} ${capLegend}` },
+    ],
+    w: rest.w,
+    h: rest.h,
+  });
+}
+
 function overview() {
   const ranking = bargauge({
     title: 'Stall ranking: average waiters per resource',
@@ -601,24 +619,15 @@ function overview() {
         w: 8,
         h: 8,
       }),
-      timeseries({
+      levelVsCap(sel, {
         title: 'Depth vs capacity',
         description:
           'Items queued in the data lane now (solid) against the capacity (dashed), both summed ' +
           'over the live channel objects sharing a name.',
-        unit: 'short',
-        min: 0,
-        dashed: [' capacity$'],
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_channel_depth')})`,
-            legend: '{{resource}} depth',
-          },
-          {
-            expr: `sum by (resource) (${sel('stallscope_channel_capacity')})`,
-            legend: '{{resource}} capacity',
-          },
-        ],
+        level: 'stallscope_channel_depth',
+        levelLegend: 'depth',
+        cap: 'stallscope_channel_capacity',
+        capLegend: 'capacity',
         w: 8,
         h: 8,
       }),
@@ -823,24 +832,15 @@ function overview() {
       }),
 
       row('Semaphores and pools'),
-      timeseries({
+      levelVsCap(sel, {
         title: 'Semaphore permits in use vs permits',
         description:
           'Permits held now (solid) against the cap (dashed), summed over the live semaphore ' +
           'objects sharing a name.',
-        unit: 'short',
-        min: 0,
-        dashed: [' permits$'],
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_semaphore_permits_in_use')})`,
-            legend: '{{resource}} in use',
-          },
-          {
-            expr: `sum by (resource) (${sel('stallscope_semaphore_permits')})`,
-            legend: '{{resource}} permits',
-          },
-        ],
+        level: 'stallscope_semaphore_permits_in_use',
+        levelLegend: 'in use',
+        cap: 'stallscope_semaphore_permits',
+        capLegend: 'permits',
         w: 8,
         h: 8,
       }),
@@ -880,25 +880,16 @@ function overview() {
         w: 8,
         h: 8,
       }),
-      timeseries({
+      levelVsCap(sel, {
         title: 'Pool busy threads vs threads',
         description:
           'Pool threads running a job now (solid) against the pool size (dashed). A pool that ' +
           'stays at its size with a queue is the bottleneck.',
-        unit: 'short',
-        min: 0,
+        level: 'stallscope_pool_busy_threads',
+        levelLegend: 'busy',
+        cap: 'stallscope_pool_threads',
+        capLegend: 'threads',
         decimals: 0,
-        dashed: [' threads$'],
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_pool_busy_threads')})`,
-            legend: '{{resource}} busy',
-          },
-          {
-            expr: `sum by (resource) (${sel('stallscope_pool_threads')})`,
-            legend: '{{resource}} threads',
-          },
-        ],
         w: 24,
         h: 8,
       }),

@@ -259,6 +259,11 @@ class Html {
     text(s);
     out_ += "</td>";
   }
+  // The name cell and the kind badge that start every resource row.
+  void resource_tds(std::string_view resource, std::string_view kind) {
+    td(resource, "name");
+    raw("<td class=\"kind\"><span>").text(kind).raw("</span></td>");
+  }
   void score_td(const std::optional<double>& x, double max) {
     out_ += "<td class=\"n\"><div class=\"score\"><div class=\"bar\"><span style=\"width:";
     out_ += fmt_pct(x, max);
@@ -789,8 +794,7 @@ std::string stallz_html(const StallzReport& r) {
          [&](const StallzResource& res, std::size_t i) {
            fmt::format_to(std::back_inserter(out), "<tr data-rank=\"{}\">", i + 1);
            h.td(std::to_string(i + 1), "n");
-           h.td(res.resource, "name");
-           h.raw("<td class=\"kind\"><span>").text(res.kind).raw("</span></td>");
+           h.resource_tds(res.resource, res.kind);
            for (std::size_t w = 0; w < kStallzWindowCount; ++w) h.score_td(res.score[w], max[w]);
            h.td(fmt_rate(res.waits_per_second.front()), "n");
            h.td(fmt_count(res.waiters), "n");
@@ -804,8 +808,7 @@ std::string stallz_html(const StallzReport& r) {
       "<th>op</th><th class=\"n\">waiters</th><th class=\"n\">oldest wait</th></tr></thead>");
   h.rows("waiting", r.waiting, 5, kEmptyWaiting, [&](const StallzWaiting& w, std::size_t) {
     h.raw("<tr>");
-    h.td(w.resource, "name");
-    h.raw("<td class=\"kind\"><span>").text(w.kind).raw("</span></td>");
+    h.resource_tds(w.resource, w.kind);
     h.td(w.op);
     h.td(fmt_count(w.waiters), "n");
     h.td(fmt_seconds(w.oldest_wait_age_seconds), "n");
@@ -819,8 +822,7 @@ std::string stallz_html(const StallzReport& r) {
       "</thead>");
   h.rows("holding", r.holding, 5, kEmptyHolding, [&](const StallzHolding& x, std::size_t) {
     h.raw("<tr>");
-    h.td(x.resource, "name");
-    h.raw("<td class=\"kind\"><span>").text(x.kind).raw("</span></td>");
+    h.resource_tds(x.resource, x.kind);
     h.td(x.what);
     h.td(fmt_count(x.count), "n");
     h.td(fmt_seconds(x.age_seconds), "n");
