@@ -3,7 +3,8 @@
 // boost::asio::experimental::concurrent_channel, the channel an Asio user would otherwise pick.
 //
 //  ping_pong_*   one io_context thread; a round trip over two channels of capacity 1
-//  spsc_*        1 producer coroutine + 1 consumer coroutine, each on its own thread, capacity 64
+//  spsc_*        1 producer coroutine + 1 consumer coroutine, each on its own io_context and
+//                thread, capacity 64
 //  mpmc_*        2 producers + 2 consumers on a 2-thread io_context, capacity 64
 // Throughput benchmarks move a batch of kBatch items per iteration and report items/s.
 #include <atomic>
@@ -87,11 +88,15 @@ void ping_pong(benchmark::State& state) {
   io.run();
 }
 
-// Moves kBatch items from `producers` coroutines to `consumers` coroutines.
+// Moves kBatch items from `producers` coroutines to `consumers` coroutines. Split: producers run
+// on one io_context and consumers on another, one thread each (the usual pipeline stage shape);
+// otherwise all of them share one io_context run by `threads` threads.
 template <class Impl>
-void throughput(benchmark::State& state, int producers, int consumers, int threads) {
+void throughput(benchmark::State& state, int producers, int consumers, int threads, bool split) {
   for (auto _ : state) {
-    asio::io_context io(threads);
+    asio::io_context io(split ? 1 : threads);
+    asio::io_context consumer_io(1);
+    asio::io_context& cio = split ? consumer_io : io;
     auto ch = Impl::make(io, "bench-throughput", kCapacity);
     std::atomic<int> producers_left{producers};
     std::atomic<std::int64_t> received{0};
@@ -106,7 +111,7 @@ void throughput(benchmark::State& state, int producers, int consumers, int threa
     }
     for (int c = 0; c < consumers; ++c) {
       asio::co_spawn(
-          io,
+          cio,
           [&]() -> asio::awaitable<void> {
             int v = 0;
             std::int64_t n = 0;
@@ -116,7 +121,8 @@ void throughput(benchmark::State& state, int producers, int consumers, int threa
           asio::detached);
     }
     std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back([&] { io.run(); });
+    if (split) pool.emplace_back([&] { consumer_io.run(); });
+    for (int t = 1; t < (split ? 1 : threads); ++t) pool.emplace_back([&] { io.run(); });
     io.run();
     for (auto& t : pool) t.join();
     benchmark::DoNotOptimize(received.load());
@@ -131,8 +137,8 @@ void throughput(benchmark::State& state, int producers, int consumers, int threa
 #endif
 
 void BM_ping_pong_stallscope(benchmark::State& s) { ping_pong<Stall>(s); }
-void BM_spsc_stallscope(benchmark::State& s) { throughput<Stall>(s, 1, 1, 2); }
-void BM_mpmc_stallscope(benchmark::State& s) { throughput<Stall>(s, 2, 2, 2); }
+void BM_spsc_stallscope(benchmark::State& s) { throughput<Stall>(s, 1, 1, 2, true); }
+void BM_mpmc_stallscope(benchmark::State& s) { throughput<Stall>(s, 2, 2, 2, false); }
 BENCHMARK(BM_ping_pong_stallscope)->Name("ping_pong_" STALL_VARIANT);
 BENCHMARK(BM_spsc_stallscope)
     ->Name("spsc_" STALL_VARIANT)
@@ -145,8 +151,8 @@ BENCHMARK(BM_mpmc_stallscope)
 
 #if STALLSCOPE_ENABLED
 void BM_ping_pong_asio(benchmark::State& s) { ping_pong<Asio>(s); }
-void BM_spsc_asio(benchmark::State& s) { throughput<Asio>(s, 1, 1, 2); }
-void BM_mpmc_asio(benchmark::State& s) { throughput<Asio>(s, 2, 2, 2); }
+void BM_spsc_asio(benchmark::State& s) { throughput<Asio>(s, 1, 1, 2, true); }
+void BM_mpmc_asio(benchmark::State& s) { throughput<Asio>(s, 2, 2, 2, false); }
 BENCHMARK(BM_ping_pong_asio)->Name("ping_pong_asio_concurrent_channel");
 BENCHMARK(BM_spsc_asio)
     ->Name("spsc_asio_concurrent_channel")

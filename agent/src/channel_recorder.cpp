@@ -52,18 +52,27 @@ ChannelSeries* channel_series(std::string_view name) {
 ChannelSeries::ChannelSeries(ResourceKind kind, std::string name, std::uint32_t id,
                              const Config& config)
     : Series(kind, std::move(name), id), layout_(config.wait_buckets) {
-  base = cell_allocator().allocate(kCounters + 3 * layout_.cells());
-  for (HistogramCells* h : {&send_wait, &recv_idle, &queue_time}) h->layout = &layout_;
-  if (base != kNoCell) {
-    send_wait.base = base + kCounters;
-    recv_idle.base = send_wait.base + layout_.cells();
-    queue_time.base = recv_idle.base + layout_.cells();
-  }
+  base_ = cell_allocator().allocate(cells());
 }
 
 void ChannelSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  // What destroyed sites recorded, plus every live site's own cells.
+  std::vector<std::uint64_t> c(cells(), 0);
+  sum_cells(base_, cells(), c.data());
+  sites_.for_each([&](const ChannelSite& site) {
+    for (std::uint32_t i = 0; i < cells(); ++i) {
+      c[i] += site.cells_[i].load(std::memory_order_relaxed);
+    }
+  });
+  // Fold the combined fast-path cells into the counters they stand for (see kHandoff).
+  for (std::uint32_t lane = 0; lane < 2; ++lane) {
+    c[kSent + lane] += c[kHandoff + lane] + c[kQueued + lane];
+    c[kFates + lane * kItemFates + static_cast<std::uint32_t>(ItemFate::kDelivered)] +=
+        c[kHandoff + lane] + c[kTaken + lane];
+    c[kFastRecv] += c[kTaken + lane];
+  }
+  c[kFastSend] += c[kHandoff] + c[kQueued];  // data lane only: control sends never wait
+
   const std::string kind(to_string(this->kind()));
   const Labels res{{"kind", kind}, {"resource", name()}};
   auto with = [&](std::initializer_list<std::pair<std::string, std::string>> more) {
@@ -71,12 +80,15 @@ void ChannelSeries::collect(Collector& out) {
     l.insert(l.end(), more.begin(), more.end());
     return l;
   };
-  auto snap = [](const HistogramCells& h, std::uint64_t zero_waits) {
-    HistogramData d = read(h);
-    HistogramSnapshot s{std::move(d.bounds), std::move(d.counts), d.count + zero_waits,
-                        d.sum_seconds};
-    s.counts[0] += zero_waits;
-    return s;
+  // A histogram from its cells; `zero_waits` more observations of 0 (the fast paths).
+  auto snap = [&](std::uint32_t first, std::uint64_t zero_waits) {
+    HistogramSnapshot h;
+    h.bounds.assign(layout_.buckets().bounds().begin(), layout_.buckets().bounds().end());
+    h.counts.assign(c.begin() + first, c.begin() + first + layout_.bucket_count());
+    h.counts[0] += zero_waits;
+    for (std::uint64_t n : h.counts) h.count += n;
+    h.sum = static_cast<double>(c[first + layout_.bucket_count()]) * 1e-9;
+    return h;
   };
 
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
@@ -97,10 +109,10 @@ void ChannelSeries::collect(Collector& out) {
   });
 
   const Labels send = with({{"op", "send"}});
-  out.add(kWaitSeconds, send, snap(send_wait, c[kFastSend]));
+  out.add(kWaitSeconds, send, snap(send_wait_cell(), c[kFastSend]));
   out.add(kWaiters, send, static_cast<double>(send_waiters));
   out.add(kOldestWaitAge, send, oldest == 0 ? 0.0 : static_cast<double>(out.age_ns(oldest)) * 1e-9);
-  out.add(kIdleSeconds, with({{"op", "receive"}}), snap(recv_idle, c[kFastRecv]));
+  out.add(kIdleSeconds, with({{"op", "receive"}}), snap(recv_idle_cell(), c[kFastRecv]));
   out.add(kIdleReceivers, res, static_cast<double>(idle));
   out.add(kDepth, res, static_cast<double>(depth));
   out.add(kCapacity, res, static_cast<double>(capacity));
@@ -109,7 +121,7 @@ void ChannelSeries::collect(Collector& out) {
   // one scrape can count an interval that is just closing twice; never report less than before.
   full_reported_ns_ = std::max(full_reported_ns_, full_ns);
   out.add(kFullSeconds, res, full_reported_ns_ * 1e-9);
-  out.add(kQueueTime, res, snap(queue_time, 0));
+  out.add(kQueueTime, res, snap(queue_time_cell(), c[kHandoff] + c[kHandoff + 1]));
   out.add(kMergeErrorsFamily, res, static_cast<double>(c[kMergeErrors]));
   for (std::uint32_t lane = 0; lane < 2; ++lane) {
     out.add(kSentFamily, with({{"lane", kLaneNames[lane]}}), static_cast<double>(c[kSent + lane]));
@@ -121,25 +133,34 @@ void ChannelSeries::collect(Collector& out) {
 }
 
 ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
-    : series_(channel_series(name)), capacity_(capacity) {
+    : series_(channel_series(name)),
+      layout_(&series_->layout()),
+      cells_(new Cell[series_->cells()]()),
+      recv_idle_cell_(series_->recv_idle_cell()),
+      queue_time_cell_(series_->queue_time_cell()),
+      sum_offset_(layout_->bucket_count()),
+      capacity_(capacity) {
   series_->sites_.link(this);
 }
 
 ChannelSite::~ChannelSite() {
-  depth(0);  // closes an open "full" interval into the counter
-  series_->sites_.unlink(this);
+  depth(0, now_ns());  // closes an open "full" interval into its cell
+  series_->sites_.unlink(this, [&] {
+    if (series_->base_ == kNoCell) return;  // cell space used up: counts end with the object
+    for (std::uint32_t i = 0; i < series_->cells(); ++i) {
+      if (const std::uint64_t v = cells_[i].load(std::memory_order_relaxed)) {
+        add(series_->base_ + i, v);
+      }
+    }
+  });
 }
 
-void ChannelSite::depth(std::size_t d) noexcept {
-  depth_.store(d, std::memory_order_relaxed);
-  if (d > high_water_.load(std::memory_order_relaxed)) {
-    high_water_.store(d, std::memory_order_relaxed);
-  }
+void ChannelSite::fullness_changed(std::size_t d, std::int64_t now) noexcept {
   const std::int64_t full = full_since_.load(std::memory_order_relaxed);
-  if (d >= capacity_ && full == 0) {
-    full_since_.store(now_ns(), std::memory_order_relaxed);
-  } else if (d < capacity_ && full != 0) {
-    add(series_->base + ChannelSeries::kFullNs, static_cast<std::uint64_t>(now_ns() - full));
+  if (d >= capacity_) {
+    full_since_.store(now == 0 ? 1 : now, std::memory_order_relaxed);  // 0 means "not full"
+  } else {
+    bump(ChannelSeries::kFullNs, static_cast<std::uint64_t>(std::max<std::int64_t>(now - full, 0)));
     full_since_.store(0, std::memory_order_relaxed);
   }
 }

@@ -44,7 +44,7 @@ bool calibrate_clock() noexcept;
 }  // namespace detail
 
 /// Monotonic nanoseconds since an unspecified epoch (steady_clock's). Thread-safe, noexcept.
-inline std::int64_t now_ns() noexcept {
+[[gnu::always_inline]] inline std::int64_t now_ns() noexcept {
 #if defined(__x86_64__)
   if (const detail::TscScale* s = detail::g_tsc_scale.load(std::memory_order_acquire)) [[likely]] {
     const detail::Uint128 ticks = static_cast<std::uint64_t>(__rdtsc() - s->tsc0);

@@ -180,15 +180,16 @@ using ChannelRecorder = ChannelSite;
 class ChannelRecorder {
  public:
   ChannelRecorder(std::string_view, std::size_t) {}
+  void handed_off(Lane, std::int64_t) noexcept {}
+  void queued(Lane) noexcept {}
+  void taken(Lane, std::int64_t) noexcept {}
   void sent(Lane) noexcept {}
   void fate(Lane, ItemFate, std::uint64_t = 1) noexcept {}
   void merge_error() noexcept {}
   void send_no_wait() noexcept {}
   void send_waited(std::int64_t) noexcept {}
-  void recv_no_wait() noexcept {}
   void recv_idled(std::int64_t) noexcept {}
-  void queued_for(std::int64_t) noexcept {}
-  void depth(std::size_t) noexcept {}
+  void depth(std::size_t, std::int64_t) noexcept {}
   void send_waiters(std::size_t, std::int64_t) noexcept {}
   void recv_waiters(std::size_t) noexcept {}
   std::string_view name() const noexcept { return {}; }
@@ -259,7 +260,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     if (left == 0) return;
     rec_.fate(Lane::kData, ItemFate::kDropped, data_.size());
     rec_.fate(Lane::kControl, ItemFate::kDropped, control_.size());
-    rec_.depth(0);
+    rec_.depth(0, channel_now());
     log(LogLevel::kWarning, "stallscope: channel \"" + std::string(rec_.name()) +
                                 "\" destroyed with " + std::to_string(left) +
                                 " items queued; counted as dropped (drain() it first)");
@@ -268,9 +269,10 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   // ---- thread API ----
   SendResult<T> send(T item, Lane lane, bool may_wait,
                      std::optional<std::chrono::steady_clock::time_point> deadline) {
+    const std::int64_t now = channel_now();  // before the lock: not part of its hold time
     std::unique_lock lock(mu_);
     Pending pending;
-    std::optional<SendResult<T>> r = start_send(item, lane, may_wait, pending);
+    std::optional<SendResult<T>> r = start_send(item, lane, may_wait, pending, now);
     if (r) {
       lock.unlock();
       pending.run();
@@ -280,7 +282,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     SendWaiter w;
     w.cv = &cv;
     w.item.emplace(std::move(item));
-    enqueue_sender(w);
+    enqueue_sender(w, now);
     ++thread_waiters_;
     if (deadline) {
       cv.wait_until(lock, *deadline, [&] { return w.done; });
@@ -299,9 +301,10 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
 
   std::optional<T> receive(bool may_wait,
                            std::optional<std::chrono::steady_clock::time_point> deadline) {
+    const std::int64_t now = channel_now();
     std::unique_lock lock(mu_);
     Pending pending;
-    if (std::optional<T> v = take(pending)) {
+    if (std::optional<T> v = take(pending, now)) {
       lock.unlock();
       pending.run();
       return v;
@@ -310,7 +313,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     std::condition_variable cv;
     RecvWaiter w;
     w.cv = &cv;
-    enqueue_receiver(w);
+    enqueue_receiver(w, now);
     ++thread_waiters_;
     if (deadline) {
       cv.wait_until(lock, *deadline, [&] { return w.done; });
@@ -329,9 +332,10 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   template <class Handler>
   void async_send(Handler handler, T item) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    const std::int64_t now = channel_now();
     std::unique_lock lock(mu_);
     Pending pending;
-    std::optional<SendResult<T>> r = start_send(item, Lane::kData, true, pending);
+    std::optional<SendResult<T>> r = start_send(item, Lane::kData, true, pending, now);
     if (r) {
       lock.unlock();
       pending.run();
@@ -342,7 +346,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
         boost::asio::recycling_allocator<AsyncSend<Handler>>(), std::move(handler));
     w->item.emplace(std::move(item));
     w->self = w;
-    enqueue_sender(*w);
+    enqueue_sender(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelSend>(this->weak_from_this(), std::weak_ptr<SendWaiter>(w));
     }
@@ -351,9 +355,10 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   template <class Handler>
   void async_receive(Handler handler) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    const std::int64_t now = channel_now();
     std::unique_lock lock(mu_);
     Pending pending;
-    std::optional<T> v = take(pending);
+    std::optional<T> v = take(pending, now);
     if (v || closed_) {
       const bool closed = !v;
       lock.unlock();
@@ -368,7 +373,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     auto w = std::allocate_shared<AsyncRecv<Handler>>(
         boost::asio::recycling_allocator<AsyncRecv<Handler>>(), std::move(handler));
     w->self = w;
-    enqueue_receiver(*w);
+    enqueue_receiver(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelRecv>(this->weak_from_this(), std::weak_ptr<RecvWaiter>(w));
     }
@@ -409,7 +414,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     for (auto& s : data_) out.push_back(std::move(s.value));
     control_.clear();
     data_.clear();
-    rec_.depth(0);
+    rec_.depth(0, channel_now());
     return out;
   }
 
@@ -520,37 +525,41 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   }
 
   // Tries to complete a send without waiting. nullopt: the caller must wait (kWait, full).
-  std::optional<SendResult<T>> start_send(T& item, Lane lane, bool may_wait, Pending& pending) {
-    rec_.sent(lane);
+  // The two common paths (handed to a waiting receiver, queued) count themselves in one cell;
+  // every other path counts rec_.sent() and its fate.
+  // `now` is the caller's clock read, taken before the lock so the lock is held for less.
+  std::optional<SendResult<T>> start_send(T& item, Lane lane, bool may_wait, Pending& pending,
+                                          std::int64_t now) {
     if (closed_) {
+      rec_.sent(lane);
       rec_.fate(lane, ItemFate::kClosed);
       return SendResult<T>{SendOutcome::kClosed, std::move(item)};
     }
-    const std::int64_t now = channel_now();
     if (lane == Lane::kControl) {
       if (hand_to_receiver(item, lane, now, pending)) return SendResult<T>{};
       if (control_.size() >= options_.control_capacity) {
+        rec_.sent(lane);
         rec_.fate(lane, ItemFate::kShed);
         return SendResult<T>{SendOutcome::kShed, std::move(item)};
       }
       control_.push_back(Slot{std::move(item), now});
+      rec_.queued(lane);
       return SendResult<T>{};
     }
-    if (hand_to_receiver(item, lane, now, pending)) {
-      rec_.send_no_wait();
-      return SendResult<T>{};
-    }
+    if (hand_to_receiver(item, lane, now, pending)) return SendResult<T>{};
     if (options_.policy == OverflowPolicy::kShed && options_.shed_after.count() > 0 &&
         !data_.empty() && now - data_.front().enqueued_ns > options_.shed_after.count()) {
+      rec_.sent(lane);
       rec_.fate(lane, ItemFate::kShed);
       return SendResult<T>{SendOutcome::kShed, std::move(item)};
     }
     if (data_.size() < options_.capacity) {
-      rec_.send_no_wait();
       data_.push_back(Slot{std::move(item), now});
-      rec_.depth(data_.size());
+      rec_.queued(lane);
+      rec_.depth(data_.size(), now);
       return SendResult<T>{};
     }
+    rec_.sent(lane);
     switch (options_.policy) {
       case OverflowPolicy::kWait:
         if (may_wait) return std::nullopt;
@@ -597,25 +606,20 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     if (front == nullptr) return false;
     auto& r = static_cast<RecvWaiter&>(*front);
     unlink_receiver(r);
-    rec_.recv_idled(now - r.since_ns);
-    rec_.queued_for(0);
-    rec_.fate(lane, ItemFate::kDelivered);
+    rec_.handed_off(lane, now - r.since_ns);
     r.item.emplace(std::move(item));
     finish_recv(r, pending);
     return true;
   }
 
   // Takes the next item (control first); refills the data lane from a waiting sender.
-  std::optional<T> take(Pending& pending) {
+  std::optional<T> take(Pending& pending, std::int64_t now) {
     std::deque<Slot>* q = !control_.empty() ? &control_ : (!data_.empty() ? &data_ : nullptr);
     if (q == nullptr) return std::nullopt;
     const Lane lane = q == &control_ ? Lane::kControl : Lane::kData;
-    const std::int64_t now = channel_now();
     std::optional<T> v(std::move(q->front().value));
-    rec_.queued_for(now - q->front().enqueued_ns);
+    rec_.taken(lane, now - q->front().enqueued_ns);
     q->pop_front();
-    rec_.recv_no_wait();
-    rec_.fate(lane, ItemFate::kDelivered);
     if (lane == Lane::kData) {
       if (Waiter* front = senders_.front()) {
         auto& s = static_cast<SendWaiter&>(*front);
@@ -625,13 +629,13 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
         s.item.reset();
         finish_send(s, SendResult<T>{}, pending);
       }
-      rec_.depth(data_.size());
+      rec_.depth(data_.size(), now);
     }
     return v;
   }
 
-  void enqueue_sender(SendWaiter& w) {
-    w.since_ns = channel_now();
+  void enqueue_sender(SendWaiter& w, std::int64_t now) {
+    w.since_ns = now;
     senders_.push(w);
     publish_senders();
   }
@@ -643,8 +647,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     const Waiter* f = senders_.front();
     rec_.send_waiters(senders_.size, f ? f->since_ns : 0);
   }
-  void enqueue_receiver(RecvWaiter& w) {
-    w.since_ns = channel_now();
+  void enqueue_receiver(RecvWaiter& w, std::int64_t now) {
+    w.since_ns = now;
     receivers_.push(w);
     rec_.recv_waiters(receivers_.size);
   }

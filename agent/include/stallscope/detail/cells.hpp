@@ -59,7 +59,7 @@ void add_slow(std::uint32_t cell, std::uint64_t delta) noexcept;
 ThreadShard* own_shard_slow() noexcept;  // nullptr once this thread's shard is gone
 
 // Adds `delta` to `cell` in this thread's shard. Wait-free after the first touch of a chunk.
-inline void add(std::uint32_t cell, std::uint64_t delta = 1) noexcept {
+[[gnu::always_inline]] inline void add(std::uint32_t cell, std::uint64_t delta = 1) noexcept {
   if (ThreadShard* s = tls_shard) [[likely]] {
     if (Cell* c = s->chunks[cell >> kChunkBits].load(std::memory_order_relaxed)) [[likely]] {
       Cell& x = c[cell & (kChunkCells - 1)];

@@ -6,6 +6,7 @@
 // channel's mutex, which runs user code (a merge function) while held.
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -38,26 +39,48 @@ class ChannelSeries final : public Series {
   ChannelSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
   void collect(Collector& out) override;
 
+  // Cell layout, the same in a site's own cells and in the series' retired cells. The two common
+  // paths each touch one counter cell, and scrapes derive the rest from it:
+  //   kHandoff + lane:  sent, handed straight to a waiting receiver (a fast send, delivered,
+  //                     queue time 0)
+  //   kQueued + lane:   sent and queued without waiting (a fast send on the data lane)
+  //   kTaken + lane:    taken from the queue by a receiver (a fast receive, delivered)
+  // kSent, kFastSend and kFates count every other path; kFastRecv is derived from kTaken.
   static constexpr std::uint32_t kFastSend = 0;  // sends that did not wait
   static constexpr std::uint32_t kFastRecv = 1;  // receives that found an item
   static constexpr std::uint32_t kSent = 2;      // + lane
-  static constexpr std::uint32_t kFates = 4;     // + lane * kItemFates + fate
+  static constexpr std::uint32_t kHandoff = 4;   // + lane
+  static constexpr std::uint32_t kQueued = 6;    // + lane
+  static constexpr std::uint32_t kTaken = 8;     // + lane
+  static constexpr std::uint32_t kFates = 10;    // + lane * kItemFates + fate
   static constexpr std::uint32_t kMergeErrors = kFates + 2 * kItemFates;
   static constexpr std::uint32_t kFullNs = kMergeErrors + 1;
   static constexpr std::uint32_t kCounters = kFullNs + 1;
-
-  std::uint32_t base = kNoCell;
-  HistogramCells send_wait;
-  HistogramCells recv_idle;
-  HistogramCells queue_time;
+  // Then three histograms of layout().cells() each: send wait, receive idle, queue time.
+  std::uint32_t send_wait_cell() const noexcept { return kCounters; }
+  std::uint32_t recv_idle_cell() const noexcept { return kCounters + layout_.cells(); }
+  std::uint32_t queue_time_cell() const noexcept { return kCounters + 2 * layout_.cells(); }
+  std::uint32_t cells() const noexcept { return kCounters + 3 * layout_.cells(); }
+  const BucketLayout& layout() const noexcept { return layout_; }
 
  private:
   friend class ChannelSite;
   BucketLayout layout_;
+  std::uint32_t base_ = kNoCell;  // per-thread cells: what destroyed sites recorded
   LiveList<ChannelSite> sites_;
   double full_reported_ns_ = 0;  // scrape-owned: keeps the counter monotonic
 };
 
+// The recorder of one channel object.
+//
+// Every call happens under the channel's own mutex, so the site keeps its counts in cells of its
+// own instead of the recording thread's shard: the lock holder is their only writer (a relaxed
+// load + store, as in a shard), the lines are the ones the channel's lock and queue already
+// bring into the writer's cache, and the address is one pointer away instead of a per-thread
+// directory lookup. Measured on the ping-pong benchmark (bench/README.md) this is what brought
+// recording within budget. Scrapes add the live sites' cells to the series' own; a destroyed site
+// folds its cells into the series (under the registry's live mutex, so a scrape sees each count
+// exactly once).
 class ChannelSite {
  public:
   ChannelSite(std::string_view name, std::size_t capacity);
@@ -69,20 +92,38 @@ class ChannelSite {
   const ChannelSeries& series() const noexcept { return *series_; }
 
   // --- called by the channel under its own mutex ---
-  void sent(Lane lane) noexcept { add(series_->base + ChannelSeries::kSent + lane_index(lane)); }
-  void fate(Lane lane, ItemFate f, std::uint64_t n = 1) noexcept {
-    add(series_->base + ChannelSeries::kFates + lane_index(lane) * kItemFates +
-            static_cast<std::uint32_t>(f),
-        n);
+  // The item was handed to a receiver that had waited `idle_ns` on an empty channel.
+  void handed_off(Lane lane, std::int64_t idle_ns) noexcept {
+    bump(ChannelSeries::kHandoff + lane_index(lane));
+    record(recv_idle_cell_, idle_ns);
   }
-  void merge_error() noexcept { add(series_->base + ChannelSeries::kMergeErrors); }
-  void send_no_wait() noexcept { add(series_->base + ChannelSeries::kFastSend); }
-  void send_waited(std::int64_t ns) noexcept { series_->send_wait.record(ns); }
-  void recv_no_wait() noexcept { add(series_->base + ChannelSeries::kFastRecv); }
-  void recv_idled(std::int64_t ns) noexcept { series_->recv_idle.record(ns); }
-  void queued_for(std::int64_t ns) noexcept { series_->queue_time.record(ns); }
-  // The data depth changed to `depth`; `now` is read only when fullness changes.
-  void depth(std::size_t depth) noexcept;
+  // The item was queued without waiting.
+  void queued(Lane lane) noexcept { bump(ChannelSeries::kQueued + lane_index(lane)); }
+  // A receiver took an item that had been queued for `ns`.
+  void taken(Lane lane, std::int64_t ns) noexcept {
+    bump(ChannelSeries::kTaken + lane_index(lane));
+    record(queue_time_cell_, ns);
+  }
+  // Any other send (refused, dropped, merged, waiting): counted here, its fate separately.
+  void sent(Lane lane) noexcept { bump(ChannelSeries::kSent + lane_index(lane)); }
+  void fate(Lane lane, ItemFate f, std::uint64_t n = 1) noexcept {
+    bump(ChannelSeries::kFates + lane_index(lane) * kItemFates + static_cast<std::uint32_t>(f), n);
+  }
+  void merge_error() noexcept { bump(ChannelSeries::kMergeErrors); }
+  void send_no_wait() noexcept { bump(ChannelSeries::kFastSend); }
+  void send_waited(std::int64_t ns) noexcept { record(series_->send_wait_cell(), ns); }
+  void recv_idled(std::int64_t ns) noexcept { record(recv_idle_cell_, ns); }
+  // The data depth changed to `depth` at `now` (the caller's clock read, used only when the
+  // channel becomes full or stops being full).
+  void depth(std::size_t depth, std::int64_t now) noexcept {
+    depth_.store(depth, std::memory_order_relaxed);
+    if (depth > high_water_.load(std::memory_order_relaxed)) {
+      high_water_.store(depth, std::memory_order_relaxed);
+    }
+    if ((depth >= capacity_) != (full_since_.load(std::memory_order_relaxed) != 0)) {
+      fullness_changed(depth, now);
+    }
+  }
   void send_waiters(std::size_t n, std::int64_t oldest_since_ns) noexcept {
     send_waiters_.store(n, std::memory_order_relaxed);
     oldest_send_since_.store(oldest_since_ns, std::memory_order_relaxed);
@@ -92,8 +133,24 @@ class ChannelSite {
  private:
   friend class ChannelSeries;
   static std::uint32_t lane_index(Lane l) noexcept { return static_cast<std::uint32_t>(l); }
+  void bump(std::uint32_t i, std::uint64_t delta = 1) noexcept {
+    Cell& c = cells_[i];
+    c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  void record(std::uint32_t histogram, std::int64_t ns) noexcept {
+    if (ns < 0) ns = 0;
+    bump(histogram + layout_->index(ns));
+    bump(histogram + sum_offset_, static_cast<std::uint64_t>(ns));
+  }
+  void fullness_changed(std::size_t depth, std::int64_t now) noexcept;
 
   ChannelSeries* series_;
+  const BucketLayout* layout_;
+  std::unique_ptr<Cell[]> cells_;  // series_->cells() of them
+  // Offsets precomputed so the hot path does not reach into the series.
+  const std::uint32_t recv_idle_cell_;
+  const std::uint32_t queue_time_cell_;
+  const std::uint32_t sum_offset_;  // within a histogram: its sum cell
   const std::size_t capacity_;
   std::atomic<std::size_t> depth_{0};
   std::atomic<std::size_t> high_water_{0};

@@ -83,7 +83,14 @@ class LiveList {
     ++count_;
   }
   void unlink(Site* s) {
+    unlink(s, [] {});
+  }
+  // Runs `last()` under the same lock, just before unlinking: a site that keeps counts of its own
+  // folds them into its series there, so every scrape sees them exactly once.
+  template <class Fn>
+  void unlink(Site* s, Fn&& last) {
     std::lock_guard lock(Registry::global().live_mutex());
+    last();
     (s->link_.prev != nullptr ? s->link_.prev->link_.next : head_) = s->link_.next;
     if (s->link_.next != nullptr) s->link_.next->link_.prev = s->link_.prev;
     s->link_ = {};
