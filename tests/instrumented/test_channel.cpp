@@ -545,6 +545,42 @@ TEST_CASE("threads and coroutines mixed account for every item exactly",
   check_identity(name);
 }
 
+TEST_CASE("counts of a destroyed channel stay, and objects sharing a name add up",
+          "[channel][accounting]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("shared-name");
+  using stallscope::testing::histogram;
+  auto queue_count = [&] {
+    auto h = histogram("stallscope_channel_queue_seconds", {{"resource", name}});
+    return h ? static_cast<double>(h->count) : -1.0;
+  };
+  auto a = std::make_unique<Channel<int>>(name, 4);
+  Channel<int> b(name, 4);
+  for (int i = 0; i < 3; ++i) REQUIRE(a->send(i).outcome == SendOutcome::kEnqueued);
+  REQUIRE(a->receive() == 0);
+  REQUIRE(b.send(7).outcome == SendOutcome::kEnqueued);
+  REQUIRE(b.send_control(8).outcome == SendOutcome::kEnqueued);
+  REQUIRE(b.receive() == 8);  // control first
+  CHECK(sent(name) == 4);
+  CHECK(sent(name, "control") == 1);
+  CHECK(items(name, "delivered") == 1);
+  CHECK(items(name, "delivered", "control") == 1);
+  CHECK(queue_count() == 2);
+  CHECK(value("stallscope_channel_depth", {{"resource", name}}) == 3);
+
+  a->drain();  // 2 items
+  a.reset();   // its counts fold into the series
+  CHECK(sent(name) == 4);
+  CHECK(items(name, "delivered") == 1);
+  CHECK(items(name, "drained") == 2);
+  CHECK(queue_count() == 2);
+  CHECK(value("stallscope_channel_depth", {{"resource", name}}) == 1);
+  REQUIRE(b.receive() == 7);
+  CHECK(items(name, "delivered") == 2);
+  CHECK(queue_count() == 3);
+  check_identity(name);
+}
+
 TEST_CASE("close during active traffic loses nothing, many times over",
           "[channel][close][concurrency]") {
   const std::string name = unique_name("close-race");

@@ -697,12 +697,14 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
 /// depth, capacity, high water, time at capacity, queue time, and what became of every item.
 ///
 /// Thread-safe: any mix of threads and coroutines may send and receive. Cost per operation: one
-/// internal mutex, two clock reads per item (queue time), no allocation for thread sends and
-/// receives that do not wait. Asio completion handlers run on their associated executor (the
-/// coroutine's for use_awaitable; system_executor for a plain callback), never inline.
-/// Destruction closes the channel and waits for blocked threads to leave; pending async
-/// operations complete with kClosed / ChannelErrc::kClosed; items still queued are counted
-/// as dropped and logged. T must be nothrow move constructible (and default constructible for
+/// internal mutex, two clock reads per item (queue time, or a waiting receiver's idle time), read
+/// outside the lock, no allocation for thread sends and receives that do not wait. Asio completion
+/// handlers run on their associated executor (the coroutine's for use_awaitable; system_executor
+/// for a plain callback), never inline. Destruction closes the channel and waits for blocked
+/// threads to leave; pending async operations complete with kClosed / ChannelErrc::kClosed; items
+/// still queued are counted as dropped and logged. As with Asio's own I/O objects, an async
+/// operation must be started (a stored awaitable co_awaited, a deferred operation launched) while
+/// the channel still exists. T must be nothrow move constructible (and default constructible for
 /// async_receive).
 template <class T>
 class Channel final {
@@ -757,7 +759,9 @@ class Channel final {
   template <class Token = boost::asio::use_awaitable_t<>>
   auto async_send(T item, Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(SendResult<T>)>(
-        [core = core_](auto handler, T v) { core->async_send(std::move(handler), std::move(v)); },
+        [core = core_.get()](auto handler, T v) {
+          core->async_send(std::move(handler), std::move(v));
+        },
         token, std::move(item));
   }
   /// Completion signature void(error_code, T): ChannelErrc::kClosed once closed and empty,
@@ -766,7 +770,7 @@ class Channel final {
   requires std::is_default_constructible_v<T>
   auto async_receive(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(
-        [core = core_](auto handler) { core->async_receive(std::move(handler)); }, token);
+        [core = core_.get()](auto handler) { core->async_receive(std::move(handler)); }, token);
   }
 
   // ---- lifecycle ----

@@ -91,8 +91,10 @@ class TaskExecutor {
  public:
   using inner_executor_type = Inner;
 
-  TaskExecutor(const Inner& inner, detail::TaskSeries* series) noexcept
-      : inner_(inner), series_(series) {}
+  // By value, moved in: require/prefer hand over a fresh inner executor, and copying an
+  // outstanding_work.tracked one costs an atomic increment and decrement per resumption.
+  TaskExecutor(Inner inner, detail::TaskSeries* series) noexcept
+      : inner_(std::move(inner)), series_(series) {}
 
   const Inner& get_inner_executor() const noexcept { return inner_; }
   detail::TaskSeries* task_series() const noexcept { return series_; }

@@ -40,7 +40,7 @@ struct HistogramCells {
   const BucketLayout* layout = nullptr;
   std::uint32_t base = kNoCell;
 
-  void record(std::int64_t ns) const noexcept {
+  [[gnu::always_inline]] void record(std::int64_t ns) const noexcept {
     if (ns < 0) ns = 0;
     add(base + layout->index(ns));
     add(base + layout->bucket_count(), static_cast<std::uint64_t>(ns));

@@ -16,7 +16,7 @@ struct SliceContext {
   TaskSeries* series = nullptr;
   std::int64_t start_ns = 0;
   // Exclusive stallscope locks acquired during this slice and not yet released.
-  LockSite* held[kMaxHeld] = {};
+  LockSite* held[kMaxHeld];  // [0, min(held_n, kMaxHeld)) are set; not zeroed: a slice is hot
   std::uint32_t held_n = 0;
 
   void acquired(LockSite* s) noexcept {
