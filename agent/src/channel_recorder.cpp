@@ -155,14 +155,4 @@ ChannelSite::~ChannelSite() {
   });
 }
 
-void ChannelSite::fullness_changed(std::size_t d, std::int64_t now) noexcept {
-  const std::int64_t full = full_since_.load(std::memory_order_relaxed);
-  if (d >= capacity_) {
-    full_since_.store(now == 0 ? 1 : now, std::memory_order_relaxed);  // 0 means "not full"
-  } else {
-    bump(ChannelSeries::kFullNs, static_cast<std::uint64_t>(std::max<std::int64_t>(now - full, 0)));
-    full_since_.store(0, std::memory_order_relaxed);
-  }
-}
-
 }  // namespace stallscope::detail

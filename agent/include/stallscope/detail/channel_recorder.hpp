@@ -142,7 +142,15 @@ class ChannelSite {
     bump(histogram + layout_->index(ns));
     bump(histogram + sum_offset_, static_cast<std::uint64_t>(ns));
   }
-  void fullness_changed(std::size_t depth, std::int64_t now) noexcept;
+  void fullness_changed(std::size_t depth, std::int64_t now) noexcept {
+    if (depth >= capacity_) {
+      full_since_.store(now == 0 ? 1 : now, std::memory_order_relaxed);  // 0 means "not full"
+    } else {
+      const std::int64_t ns = now - full_since_.load(std::memory_order_relaxed);
+      bump(ChannelSeries::kFullNs, static_cast<std::uint64_t>(ns > 0 ? ns : 0));
+      full_since_.store(0, std::memory_order_relaxed);
+    }
+  }
 
   ChannelSeries* series_;
   const BucketLayout* layout_;
