@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -110,11 +111,14 @@ void TaskSeries::collect(Collector& out) {
   out.add(kFinished, with("outcome", "completed"), static_cast<double>(c[kCompleted]));
   out.add(kFinished, with("outcome", "failed"), static_cast<double>(c[kFailed]));
   out.add(kFinished, with("outcome", "cancelled"), static_cast<double>(c[kCancelled]));
-  out.add(kActive, res, static_cast<double>(tasks_.size()));
+  // Read without a common lock with the threads that spawn and end tasks: clamp a transient
+  // negative (an exit seen before its spawn) at 0.
+  out.add(kActive, res,
+          c[kSpawned] > c[kDestroyed] ? static_cast<double>(c[kSpawned] - c[kDestroyed]) : 0.0);
   out.add(kLifetime, res, snap(lifetime));
   out.add(kCancelExit, res, snap(cancel_exit));
   std::size_t lingering = 0;
-  tasks_.for_each([&](const TaskState& t) {
+  cancelled_.for_each([&](const TaskState& t) {
     const std::int64_t c_ns = t.cancel_ns_.load(std::memory_order_relaxed);
     if (c_ns != 0 && out.age_ns(c_ns) > grace_ns_) ++lingering;
   });
@@ -124,23 +128,47 @@ void TaskSeries::collect(Collector& out) {
 }
 
 TaskSeries* task_series(std::string_view name) {
+  // Every spawn names its task: remember this thread's recent names, so spawning does not take
+  // the registry's mutex each time (series live as long as the process). Trivially destructible,
+  // so a spawn during thread exit still finds it; a hit is confirmed against the series' name
+  // (a name folded into the overflow series is never a hit).
+  struct Recent {
+    std::size_t hash;
+    TaskSeries* series;
+  };
+  constinit thread_local std::array<Recent, 8> recent{};
+  constinit thread_local std::uint32_t next = 0;
+  const std::size_t hash = std::hash<std::string_view>{}(name);
+  for (const Recent& r : recent) {
+    if (r.series != nullptr && r.hash == hash && r.series->name() == name) return r.series;
+  }
   auto make = [](ResourceKind k, std::string n, std::uint32_t id,
                  const Config& c) -> std::unique_ptr<Series> {
     return std::make_unique<TaskSeries>(k, std::move(n), id, c);
   };
-  return static_cast<TaskSeries*>(&Registry::global().series(ResourceKind::kTask, name, make));
+  auto* series =
+      static_cast<TaskSeries*>(&Registry::global().series(ResourceKind::kTask, name, make));
+  recent[next++ % recent.size()] = Recent{hash, series};
+  return series;
 }
 
 TaskState::TaskState(TaskSeries* series) : series_(series), spawned_ns_(now_ns()) {
   add(series_->base + TaskSeries::kSpawned);
-  series_->tasks_.link(this);
 }
 
-TaskState::~TaskState() { series_->tasks_.unlink(this); }
+TaskState::~TaskState() {
+  // A cancel_requested() that linked this task returned before the owner let go of it.
+  if (cancel_ns_.load(std::memory_order_relaxed) != 0) series_->cancelled_.unlink(this);
+  add(series_->base + TaskSeries::kDestroyed);
+}
 
 bool TaskState::cancel_requested() noexcept {
   std::int64_t expected = 0;
-  return cancel_ns_.compare_exchange_strong(expected, now_ns(), std::memory_order_relaxed);
+  if (!cancel_ns_.compare_exchange_strong(expected, now_ns(), std::memory_order_relaxed)) {
+    return false;
+  }
+  series_->cancelled_.link(this);
+  return true;
 }
 
 void TaskState::finished(bool failed, bool aborted) noexcept {
@@ -218,7 +246,7 @@ std::vector<LingeringTask> lingering_tasks() {
   Registry::global().for_each_series(ResourceKind::kTask, [&](Series& s) {
     auto& ts = static_cast<TaskSeries&>(s);
     const std::int64_t now = now_ns();
-    ts.for_each_task([&](const TaskState& t) {
+    ts.for_each_cancelled_task([&](const TaskState& t) {
       const std::int64_t c = t.cancel_ns();
       if (c != 0 && now - c > ts.grace_ns()) {
         out.push_back({ts.name(), static_cast<double>(now - c) * 1e-9});

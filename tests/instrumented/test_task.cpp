@@ -512,3 +512,21 @@ TEST_CASE("cancellation tokens form a tree", "[task][cancel]") {
   auto late = root.child();  // born cancelled
   CHECK(late.cancelled());
 }
+
+TEST_CASE("a task destroyed before it ends stops counting as active", "[task]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("abandoned");
+  {
+    asio::io_context io;
+    asio::steady_timer never(io, std::chrono::hours(1));
+    stallscope::spawn(
+        io.get_executor(), name,
+        [&]() -> asio::awaitable<void> { co_await never.async_wait(asio::use_awaitable); },
+        asio::detached);
+    io.poll();  // runs the task to its wait
+    CHECK(task_value("stallscope_task_active", name) == 1);
+  }  // the io_context goes with the task still waiting: its frame is destroyed, never finished
+  CHECK(task_value("stallscope_task_active", name) == 0);
+  CHECK(task_value("stallscope_task_spawned_total", name) == 1);
+  CHECK(finished(name, "completed") + finished(name, "failed") + finished(name, "cancelled") == 0);
+}

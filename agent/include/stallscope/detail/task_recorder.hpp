@@ -26,7 +26,8 @@ class TaskSeries final : public Series {
   static constexpr std::uint32_t kFailed = 2;
   static constexpr std::uint32_t kCancelled = 3;
   static constexpr std::uint32_t kSlowSlices = 4;
-  static constexpr std::uint32_t kCounters = 5;
+  static constexpr std::uint32_t kDestroyed = 5;  // TaskStates gone: active = spawned - this
+  static constexpr std::uint32_t kCounters = 6;
 
   std::uint32_t base = kNoCell;
   HistogramCells sched;        // ready -> running (the unified wait, op="schedule")
@@ -36,17 +37,18 @@ class TaskSeries final : public Series {
   std::int64_t slow_slice_ns;
 
   std::int64_t grace_ns() const noexcept { return grace_ns_; }
-  // Caller holds Registry::live_mutex().
+  // The tasks whose cancellation was requested and that are still alive (only those are
+  // linked: spawn and exit take no lock). Caller holds Registry::live_mutex().
   template <class Fn>
-  void for_each_task(Fn&& fn) const {
-    tasks_.for_each(fn);
+  void for_each_cancelled_task(Fn&& fn) const {
+    cancelled_.for_each(fn);
   }
 
  private:
   friend class TaskState;
   BucketLayout layout_;
   std::int64_t grace_ns_;
-  LiveList<TaskState> tasks_;
+  LiveList<TaskState> cancelled_;
 };
 
 // The series for a task name (created on first use). Throws std::invalid_argument on a bad name.
@@ -60,7 +62,9 @@ class TaskState {
   TaskState(const TaskState&) = delete;
   TaskState& operator=(const TaskState&) = delete;
 
-  // First call stamps the time; later calls do nothing. Returns true on the first call.
+  // First call stamps the time and links the task into its series' cancelled list (for the
+  // lingering gauge); later calls do nothing. Returns true on the first call. The caller keeps
+  // the task alive during the call.
   bool cancel_requested() noexcept;
   bool cancelling() const noexcept { return cancel_ns() != 0; }
   std::int64_t cancel_ns() const noexcept { return cancel_ns_.load(std::memory_order_relaxed); }
