@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <latch>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
@@ -324,6 +326,37 @@ TEST_CASE("a task group joins when every child is done", "[task][group]") {
   io.run();
   CHECK(joined);
   CHECK(done == 5);
+  CHECK(group.active() == 0);
+}
+
+TEST_CASE("one task group cancels and joins children on other executors", "[task][group]") {
+  asio::io_context io;
+  auto a = asio::make_strand(io);
+  auto b = asio::make_strand(io);
+  stallscope::TaskGroup group(io.get_executor());
+  int on_own_strand = 0;
+  int woke = 0;
+  for (auto* strand : {&a, &b}) {
+    REQUIRE(
+        group.spawn(*strand, unique_name("strand-child"), [&, strand]() -> asio::awaitable<void> {
+          if (strand->running_in_this_thread()) ++on_own_strand;
+          asio::steady_timer never(co_await asio::this_coro::executor, std::chrono::hours(1));
+          auto [ec] = co_await never.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec == asio::error::operation_aborted) ++woke;
+        }));
+  }
+  CHECK(group.active() == 2);
+  io.poll();  // both children reach their wait
+  REQUIRE(on_own_strand == 2);
+  std::optional<stallscope::ShutdownReport> report;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> { report = co_await group.shutdown(std::chrono::hours(1)); },
+      asio::detached);
+  io.run();
+  REQUIRE(report.has_value());
+  CHECK(report->clean);
+  CHECK(woke == 2);
   CHECK(group.active() == 0);
 }
 

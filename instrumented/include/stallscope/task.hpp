@@ -10,6 +10,7 @@
 /// recorded under the task's name, with spawned / active / completed / failed / cancelled
 /// counts, lifetimes and cancel-to-exit latency.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -411,19 +413,29 @@ class TaskGroup final {
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
-  /// Spawns a child bound to the group's scope. Returns false, spawning nothing, once the group
-  /// is closed. Throws std::invalid_argument on a bad name.
+  /// Spawns a child bound to the group's scope, on the group's executor. Returns false,
+  /// spawning nothing, once the group is closed. Throws std::invalid_argument on a bad name.
   template <detail::SpawnableTask Task>
   bool spawn(std::string_view name, Task&& task) {
+    return spawn(state_->executor, name, std::forward<Task>(task));
+  }
+
+  /// The same, on another executor (a strand per connection, another io_context): one group
+  /// can cancel, join and shut down children that run in different places.
+  template <class ChildExecutor, detail::SpawnableTask Task>
+  requires(boost::asio::execution::is_executor<ChildExecutor>::value ||
+           boost::asio::is_executor<ChildExecutor>::value) bool spawn(const ChildExecutor& executor,
+                                                                      std::string_view name,
+                                                                      Task&& task) {
     detail::TaskSeries* series = detail::resolve_task(name);
     std::uint64_t id;
     {
       std::lock_guard lock(state_->mu);
       if (state_->closed) return false;
       id = state_->next_id++;
-      state_->children.emplace_back(id, std::string(name));
+      state_->children.emplace(id, std::string(name));
     }
-    detail::spawn_impl(state_->executor, series, &state_->token, std::forward<Task>(task),
+    detail::spawn_impl(executor, series, &state_->token, std::forward<Task>(task),
                        [s = state_, id](std::exception_ptr e, auto&&...) { s->child_done(id, e); });
     return true;
   }
@@ -466,6 +478,7 @@ class TaskGroup final {
     {
       std::lock_guard lock(state_->mu);
       for (const auto& c : state_->children) r.lingering.push_back(c.second);
+      std::sort(r.lingering.begin(), r.lingering.end());
     }
     r.clean = r.lingering.empty();
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -501,12 +514,7 @@ class TaskGroup final {
       std::vector<std::shared_ptr<Joiner>> done;
       {
         std::lock_guard lock(mu);
-        for (auto it = children.begin(); it != children.end(); ++it) {
-          if (it->first == id) {
-            children.erase(it);
-            break;
-          }
-        }
+        children.erase(id);
         if (e) {
           try {
             std::rethrow_exception(e);
@@ -556,7 +564,7 @@ class TaskGroup final {
     bool closed = false;
     std::uint64_t next_id = 1;
     std::size_t failures = 0;
-    std::vector<std::pair<std::uint64_t, std::string>> children;
+    std::unordered_map<std::uint64_t, std::string> children;  // by spawn id: O(1) exit
     std::vector<std::shared_ptr<Joiner>> joiners;
     std::weak_ptr<State> weak_self;
   };
