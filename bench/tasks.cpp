@@ -4,7 +4,7 @@
 //                      co_spawn (baseline) vs stallscope::spawn (a TaskExecutor), and the same
 //                      with a stallscope::Watchdog thread polling every 1 ms
 //  spawn_*             spawning a coroutine that returns at once and running it to completion:
-//                      co_spawn vs stallscope::spawn
+//                      co_spawn vs stallscope::spawn; on one thread, and on two at once
 #include <chrono>
 
 #include <benchmark/benchmark.h>
@@ -74,6 +74,10 @@ BENCHMARK(BM_post_round_trip_stallscope)->Name("post_round_trip_stallscope");
 BENCHMARK(BM_post_round_trip_stallscope_watchdog)->Name("post_round_trip_stallscope_watchdog");
 BENCHMARK(BM_spawn_plain)->Name("spawn_plain");
 BENCHMARK(BM_spawn_stallscope)->Name("spawn_stallscope");
+// Two threads spawning at once, each on its own io_context: what the two share is stallscope's
+// (the task name's series), so this shows whether spawning contends.
+BENCHMARK(BM_spawn_plain)->Name("spawn_plain")->Threads(2)->UseRealTime();
+BENCHMARK(BM_spawn_stallscope)->Name("spawn_stallscope")->Threads(2)->UseRealTime();
 
 }  // namespace
 

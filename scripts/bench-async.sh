@@ -70,7 +70,9 @@ print("| operation | plain Asio | stallscope | ratio | difference |\n|---|---:|-
 rows = [("co_await post round trip", "post_round_trip_plain", "post_round_trip_stallscope"),
         ("the same, with a Watchdog polling every 1 ms", "post_round_trip_plain",
          "post_round_trip_stallscope_watchdog"),
-        ("spawn + run a coroutine that returns at once", "spawn_plain", "spawn_stallscope")]
+        ("spawn + run a coroutine that returns at once", "spawn_plain", "spawn_stallscope"),
+        ("the same, two threads spawning at once (per spawn, both together)",
+         "spawn_plain/threads:2", "spawn_stallscope/threads:2")]
 for label, a, b in rows:
     print(f"| {label} | {tk[a]:.0f} | {tk[b]:.0f} | {tk[b] / tk[a]:.2f}x | +{tk[b] - tk[a]:.0f} |")
 PY
