@@ -51,7 +51,7 @@ ChannelSeries* channel_series(std::string_view name) {
 
 ChannelSeries::ChannelSeries(ResourceKind kind, std::string name, std::uint32_t id,
                              const Config& config)
-    : Series(kind, std::move(name), id), layout_(config.wait_buckets) {
+    : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
   base_ = cell_allocator().allocate(cells());
 }
 

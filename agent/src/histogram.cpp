@@ -1,9 +1,13 @@
 #include "stallscope/detail/histogram.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -67,6 +71,20 @@ BucketLayout::BucketLayout(const Buckets& buckets)
     while (i < n_ && static_cast<std::uint64_t>(bounds_ns_[i]) < lo) ++i;
     first_[w] = static_cast<std::uint8_t>(i);
   }
+}
+
+const BucketLayout& shared_layout(const Buckets& buckets) {
+  static std::mutex mu;
+  // Leaked on purpose: series (and so their layouts) are used until the very end of the process.
+  static auto* const layouts = new std::vector<std::unique_ptr<BucketLayout>>;
+  std::lock_guard lock(mu);
+  for (const auto& l : *layouts) {
+    const auto have = l->buckets().bounds();
+    const auto want = buckets.bounds();
+    if (std::equal(have.begin(), have.end(), want.begin(), want.end())) return *l;
+  }
+  layouts->push_back(std::make_unique<BucketLayout>(buckets));
+  return *layouts->back();
 }
 
 HistogramData read(const HistogramCells& h) {

@@ -91,8 +91,8 @@ std::string site_name(const std::source_location& where) {
 
 LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id),
-      wait_layout_(config.wait_buckets),
-      hold_layout_(config.hold_buckets),
+      wait_layout_(shared_layout(config.wait_buckets)),
+      hold_layout_(shared_layout(config.hold_buckets)),
       hold_time_default_(config.hold_time),
       has_shared_(kind == ResourceKind::kRwLock) {
   for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {

@@ -52,8 +52,8 @@ double age_seconds(std::int64_t now, std::int64_t since) {
 
 PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id),
-      wait_layout_(config.wait_buckets),
-      run_layout_(config.hold_buckets) {
+      wait_layout_(shared_layout(config.wait_buckets)),
+      run_layout_(shared_layout(config.hold_buckets)) {
   base = cell_allocator().allocate(kCounters + wait_layout_.cells() + run_layout_.cells());
   queue_wait.layout = &wait_layout_;
   run_time.layout = &run_layout_;

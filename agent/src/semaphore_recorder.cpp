@@ -86,8 +86,8 @@ double seconds(std::int64_t ns) { return static_cast<double>(ns) * 1e-9; }
 SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint32_t id,
                                  const Config& config)
     : Series(kind, std::move(name), id),
-      wait_layout_(config.wait_buckets),
-      hold_layout_(config.hold_buckets) {
+      wait_layout_(shared_layout(config.wait_buckets)),
+      hold_layout_(shared_layout(config.hold_buckets)) {
   base = cell_allocator().allocate(kCounters + wait_layout_.cells() + hold_layout_.cells());
   wait.layout = &wait_layout_;
   hold.layout = &hold_layout_;

@@ -79,7 +79,7 @@ std::mutex& held_across_mu() noexcept {
 TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id),
       slow_slice_ns(config.slow_slice.count()),
-      layout_(config.wait_buckets),
+      layout_(shared_layout(config.wait_buckets)),
       grace_ns_(config.cancel_grace.count()) {
   base = cell_allocator().allocate(kCounters + 4 * layout_.cells());
   HistogramCells* hs[] = {&sched, &slice, &lifetime, &cancel_exit};

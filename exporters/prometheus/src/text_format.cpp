@@ -1,5 +1,6 @@
 #include "text_format.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <iterator>
 #include <limits>
@@ -156,7 +157,12 @@ std::string_view type_name(prometheus::MetricType t) {
 }  // namespace
 
 std::string write_text(const std::vector<prometheus::MetricFamily>& families) {
+  // Sized from the previous scrape (a little more, for growth): growing the buffer step by step
+  // was about 30% of writing 1,000 locks' text.
+  static std::atomic<std::size_t> last_size{0};
   Buffer out;
+  const std::size_t last = last_size.load(std::memory_order_relaxed);
+  out.reserve(last + last / 8);
   BoundTexts bounds;
   for (const auto& f : families) {
     if (!f.help.empty()) fmt::format_to(std::back_inserter(out), "# HELP {} {}\n", f.name, f.help);
@@ -187,6 +193,7 @@ std::string write_text(const std::vector<prometheus::MetricFamily>& families) {
       }
     }
   }
+  last_size.store(out.size(), std::memory_order_relaxed);
   return fmt::to_string(out);
 }
 

@@ -65,7 +65,7 @@ class ChannelSeries final : public Series {
 
  private:
   friend class ChannelSite;
-  BucketLayout layout_;
+  const BucketLayout& layout_;    // shared_layout()
   std::uint32_t base_ = kNoCell;  // per-thread cells: what destroyed sites recorded
   LiveList<ChannelSite> sites_;
   double full_reported_ns_ = 0;  // scrape-owned: keeps the counter monotonic

@@ -58,4 +58,9 @@ struct HistogramData {
 
 HistogramData read(const HistogramCells& h);
 
+// The one layout for these bounds, shared by every series that uses them (series are created
+// with the registry's configured buckets, so there are a handful at most). Lives as long as the
+// process. Thread-safe; for series construction, not the hot path.
+const BucketLayout& shared_layout(const Buckets& buckets);
+
 }  // namespace stallscope::detail

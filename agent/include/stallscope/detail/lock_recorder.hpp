@@ -63,8 +63,8 @@ class LockSeries final : public Series {
 
  private:
   friend class LockSite;
-  BucketLayout wait_layout_;
-  BucketLayout hold_layout_;
+  const BucketLayout& wait_layout_;  // shared_layout()
+  const BucketLayout& hold_layout_;  // shared_layout()
   LockOpCells ops_[2];
   bool hold_time_default_;
   bool has_shared_;

@@ -53,8 +53,8 @@ class PoolSeries final : public Series {
 
  private:
   friend class PoolSite;
-  BucketLayout wait_layout_;
-  BucketLayout run_layout_;
+  const BucketLayout& wait_layout_;  // shared_layout()
+  const BucketLayout& run_layout_;   // shared_layout()
   LiveList<PoolSite> sites_;
 };
 

@@ -50,8 +50,8 @@ class SemaphoreSeries final : public Series {
 
  private:
   friend class SemaphoreSite;
-  BucketLayout wait_layout_;
-  BucketLayout hold_layout_;
+  const BucketLayout& wait_layout_;  // shared_layout()
+  const BucketLayout& hold_layout_;  // shared_layout()
   LiveList<SemaphoreSite> sites_;
 };
 

@@ -46,7 +46,7 @@ class TaskSeries final : public Series {
 
  private:
   friend class TaskState;
-  BucketLayout layout_;
+  const BucketLayout& layout_;  // shared_layout()
   std::int64_t grace_ns_;
   LiveList<TaskState> cancelled_;
 };
