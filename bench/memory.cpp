@@ -96,9 +96,9 @@ int main() {
   }
 
   const stallscope::Config config = stallscope::Registry::global().config();
-  const std::uint32_t cells_per_series = sd::LockOpCells::kCounters +
-                                         sd::BucketLayout(config.wait_buckets).cells() +
-                                         sd::BucketLayout(config.hold_buckets).cells();
+  // Hold cells only once an object of the series times its holds (off by default).
+  const std::uint32_t cells_per_series =
+      sd::LockOpCells::kCounters + sd::BucketLayout(config.wait_buckets).cells();
 
   // 1000 distinct names: one series each.
   MutexArray named;
@@ -157,7 +157,8 @@ int main() {
   row("heap per further object sharing a name", heap_per_shared_object,
       "mallinfo2() delta over 1000 objects of one existing name / 1000");
   row("cells per lock series", cells_per_series,
-      fmt::format("LockOpCells::kCounters {} + wait {} + hold {} (bounds + Inf + sum each)",
+      fmt::format("LockOpCells::kCounters {} + wait {} (bounds + Inf + sum); hold timing adds "
+                  "{} once an object of the name times its holds",
                   sd::LockOpCells::kCounters, sd::BucketLayout(config.wait_buckets).cells(),
                   sd::BucketLayout(config.hold_buckets).cells()));
   row("counter bytes per lock series, per recording thread",

@@ -97,15 +97,21 @@ LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, co
       has_shared_(kind == ResourceKind::kRwLock) {
   for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
     LockOpCells& c = ops_[o];
-    const std::uint32_t n = LockOpCells::kCounters + wait_layout_.cells() + hold_layout_.cells();
-    c.base = cell_allocator().allocate(n);
+    c.base = cell_allocator().allocate(LockOpCells::kCounters + wait_layout_.cells());
     c.wait.layout = &wait_layout_;
     c.hold.layout = &hold_layout_;
-    if (c.base != kNoCell) {
-      c.wait.base = c.base + LockOpCells::kCounters;
-      c.hold.base = c.wait.base + wait_layout_.cells();
-    }
+    if (c.base != kNoCell) c.wait.base = c.base + LockOpCells::kCounters;
   }
+}
+
+void LockSeries::ensure_hold_cells() noexcept {
+  if (hold_cells_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(hold_mu_);
+  if (hold_cells_.load(std::memory_order_relaxed)) return;
+  for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
+    ops_[o].hold.base = cell_allocator().allocate(hold_layout_.cells());
+  }
+  hold_cells_.store(true, std::memory_order_release);
 }
 
 void LockSeries::collect(Collector& out) {
@@ -115,7 +121,10 @@ void LockSeries::collect(Collector& out) {
     std::uint64_t counters[LockOpCells::kCounters];
     sum_cells(c.base, LockOpCells::kCounters, counters);
     HistogramData wait = read(c.wait);
-    HistogramData hold = read(c.hold);
+    // Before the first hold-timing object set them up, the hold cells do not exist (kNoCell).
+    HistogramCells hold_cells{c.hold.layout, kNoCell};
+    if (hold_cells_.load(std::memory_order_acquire)) hold_cells.base = c.hold.base;
+    HistogramData hold = read(hold_cells);
     const std::uint64_t fast = counters[LockOpCells::kFast];
     const std::uint64_t contended = wait.count;
     const std::uint64_t timeouts = counters[LockOpCells::kTimeout];
@@ -181,6 +190,7 @@ void LockSeries::collect(Collector& out) {
 LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& options)
     : series_(lock_series(kind, name)),
       time_holds_(options.hold_time.value_or(series_->hold_time_default())) {
+  if (time_holds_) series_->ensure_hold_cells();
   series_->sites_.link(this);
 }
 

@@ -237,6 +237,26 @@ TEST_CASE("shared and exclusive acquisitions are recorded separately", "[locks][
   CHECK(value("stallscope_wait_seconds", {{"kind", "rwlock"}, {"resource", name}}).has_value());
 }
 
+TEST_CASE("a name gets hold timing when its first hold-timing object appears", "[locks][hold]") {
+  const std::string name = unique_name("late-hold");
+  stallscope::SharedMutex plain(name);
+  { std::lock_guard g(plain); }
+  { std::shared_lock s(plain); }
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK_FALSE(histogram("stallscope_lock_hold_seconds", lock_labels(name)).has_value());
+  }
+  stallscope::SharedMutex timed(name, {.hold_time = true});
+  { std::lock_guard g(timed); }
+  for (int i = 0; i < 2; ++i) {
+    std::shared_lock s(timed);
+  }
+  { std::lock_guard g(plain); }  // still untimed: adds no hold
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  CHECK(histogram("stallscope_lock_hold_seconds", lock_labels(name))->count == 1);
+  CHECK(histogram("stallscope_lock_hold_seconds", lock_labels(name, "shared"))->count == 2);
+  CHECK(counter("stallscope_lock_acquisitions_total", name, "exclusive") == 3);
+}
+
 TEMPLATE_TEST_CASE("a timed lock that gives up is counted as a timeout, not an acquisition",
                    "[locks][accounting][concurrency]", stallscope::TimedMutex,
                    stallscope::RecursiveTimedMutex, stallscope::SharedTimedMutex) {

@@ -45,6 +45,9 @@ struct LockOpCells {
   static constexpr std::uint32_t kCounters = 5;
   std::uint32_t base = kNoCell;
   HistogramCells wait;  // contended waits only; exported with the fast count in bucket 0
+  // Allocated by the first object of the series that times its holds (LockSeries::
+  // ensure_hold_cells); kNoCell until then, so locks without hold timing (the default) carry
+  // no hold cells in any thread's shard.
   HistogramCells hold;
 };
 
@@ -60,12 +63,17 @@ class LockSeries final : public Series {
 
   const LockOpCells& op(LockOp o) const noexcept { return ops_[static_cast<int>(o)]; }
   bool hold_time_default() const noexcept { return hold_time_default_; }
+  // Gives the series its hold cells (once); called by every object that times its holds before
+  // it can record one.
+  void ensure_hold_cells() noexcept;
 
  private:
   friend class LockSite;
   const BucketLayout& wait_layout_;  // shared_layout()
   const BucketLayout& hold_layout_;  // shared_layout()
   LockOpCells ops_[2];
+  std::mutex hold_mu_;
+  std::atomic<bool> hold_cells_{false};  // ops_[*].hold.base set (release), for scrapes
   bool hold_time_default_;
   bool has_shared_;
   LiveList<LockSite> sites_;
