@@ -63,8 +63,12 @@ TEST_CASE("a deadlocked application still answers /metrics and shows both waiter
   const std::string waiters_b = lock_series("stallscope_waiters", "exp-deadlock-b");
   const std::string age_a = lock_series("stallscope_oldest_wait_age_seconds", "exp-deadlock-a");
   const std::string age_b = lock_series("stallscope_oldest_wait_age_seconds", "exp-deadlock-b");
+  // A wait that begins while a scrape runs has age 0 in it (live state is read after the
+  // scrape's one clock read), so the first scrape that sees both waiters may show age 0 for them:
+  // scrape until both waits began before a scrape did.
   const std::string body = scrape_until(port, [&](const std::string& s) {
-    return value_of(s, waiters_a) == 1.0 && value_of(s, waiters_b) == 1.0;
+    return value_of(s, waiters_a) == 1.0 && value_of(s, waiters_b) == 1.0 &&
+           value_of(s, age_a).value_or(0) > 0 && value_of(s, age_b).value_or(0) > 0;
   });
   {
     INFO(body);
