@@ -38,6 +38,20 @@ function quantile(q, metric, extra, by) {
   return `histogram_quantile(${q}, sum by (${by}, le) (${rate(metric + '_bucket', extra)}))`;
 }
 
+// A "p50 and p99" panel: the median and 99th percentile of one histogram, a line per series.
+// `q(quantile, metric, arg)` is the dashboard's own quantile query; `legend` prefixes "p50"/"p99".
+function percentiles({ q, metric, arg, legend, ...panel }) {
+  return timeseries({
+    ...panel,
+    unit: 's',
+    min: 0,
+    targets: [0.5, 0.99].map((p) => ({
+      expr: q(p, metric, arg),
+      legend: `${legend} p${Math.round(p * 100)}`,
+    })),
+  });
+}
+
 // --- variables -------------------------------------------------------------------------------
 
 function datasourceVar() {
@@ -1032,17 +1046,15 @@ function locks() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Wait p50 and p99',
         description:
           'Median and 99th percentile of the acquisition wait; uncontended acquisitions count ' +
           'as zero waits.',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_wait_seconds', BY), legend: `${LEG} p50` },
-          { expr: q(0.99, 'stallscope_wait_seconds', BY), legend: `${LEG} p99` },
-        ],
+        q,
+        metric: 'stallscope_wait_seconds',
+        arg: BY,
+        legend: LEG,
         w: 12,
         h: 8,
       }),
@@ -1134,18 +1146,16 @@ function locks() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Hold p50 and p99',
         description:
           'Median and 99th percentile of hold time (stallscope_lock_hold_seconds), for locks ' +
           'with hold timing on (LockOptions::hold_time, STALLSCOPE_HOLD_TIME=1; always for ' +
           'async_lock).',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_lock_hold_seconds', BY), legend: `${LEG} p50` },
-          { expr: q(0.99, 'stallscope_lock_hold_seconds', BY), legend: `${LEG} p99` },
-        ],
+        q,
+        metric: 'stallscope_lock_hold_seconds',
+        arg: BY,
+        legend: LEG,
         w: 12,
         h: 8,
       }),
@@ -1277,17 +1287,15 @@ function channels() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Send delay p50 and p99',
         description:
           'Median and 99th percentile of the time a send waited for room; sends that found ' +
           'room count as zero.',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_wait_seconds', 'op="send"'), legend: '{{resource}} p50' },
-          { expr: q(0.99, 'stallscope_wait_seconds', 'op="send"'), legend: '{{resource}} p99' },
-        ],
+        q,
+        metric: 'stallscope_wait_seconds',
+        arg: 'op="send"',
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1369,17 +1377,14 @@ function channels() {
         w: 8,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Queue time p50 and p99',
         description:
           'Median and 99th percentile of the time items sat in the channel, send to receive ' +
           '(stallscope_channel_queue_seconds).',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_channel_queue_seconds'), legend: '{{resource}} p50' },
-          { expr: q(0.99, 'stallscope_channel_queue_seconds'), legend: '{{resource}} p99' },
-        ],
+        q,
+        metric: 'stallscope_channel_queue_seconds',
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1509,37 +1514,26 @@ function tasks() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Scheduling delay p50 and p99',
         description:
           'Median and 99th percentile of the time from ready to running ' +
           '(stallscope_wait_seconds, op="schedule").',
-        unit: 's',
-        min: 0,
-        targets: [
-          {
-            expr: q(0.5, 'stallscope_wait_seconds', 'op="schedule"'),
-            legend: '{{resource}} p50',
-          },
-          {
-            expr: q(0.99, 'stallscope_wait_seconds', 'op="schedule"'),
-            legend: '{{resource}} p99',
-          },
-        ],
+        q,
+        metric: 'stallscope_wait_seconds',
+        arg: 'op="schedule"',
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Run-slice p50 and p99',
         description:
           'Median and 99th percentile of the run time of one resumption ' +
           '(stallscope_task_slice_seconds).',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_task_slice_seconds'), legend: '{{resource}} p50' },
-          { expr: q(0.99, 'stallscope_task_slice_seconds'), legend: '{{resource}} p99' },
-        ],
+        q,
+        metric: 'stallscope_task_slice_seconds',
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1602,31 +1596,25 @@ function tasks() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Lifetime p50 and p99',
         description:
           'Median and 99th percentile of task lifetime, spawn to exit ' +
           '(stallscope_task_lifetime_seconds).',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_task_lifetime_seconds'), legend: '{{resource}} p50' },
-          { expr: q(0.99, 'stallscope_task_lifetime_seconds'), legend: '{{resource}} p99' },
-        ],
+        q,
+        metric: 'stallscope_task_lifetime_seconds',
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
-      timeseries({
+      percentiles({
         title: 'Cancel-to-exit p50 and p99',
         description:
           'Median and 99th percentile of the time from a cancellation request to exit ' +
           '(stallscope_task_cancel_exit_seconds). No line while no task was cancelled.',
-        unit: 's',
-        min: 0,
-        targets: [
-          { expr: q(0.5, 'stallscope_task_cancel_exit_seconds'), legend: '{{resource}} p50' },
-          { expr: q(0.99, 'stallscope_task_cancel_exit_seconds'), legend: '{{resource}} p99' },
-        ],
+        q,
+        metric: 'stallscope_task_cancel_exit_seconds',
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),

@@ -806,13 +806,19 @@ std::string stallz_html(const StallzReport& r) {
   h.raw(
       "<section><h2>Waiting now</h2><table><thead><tr><th>resource</th><th>kind</th>"
       "<th>op</th><th class=\"n\">waiters</th><th class=\"n\">oldest wait</th></tr></thead>");
-  h.rows("waiting", r.waiting, 5, kEmptyWaiting, [&](const StallzWaiting& w, std::size_t) {
+  // The waiting and holding tables share one row shape: resource, kind, what, count, age.
+  const auto resource_row = [&](const auto& resource, const auto& kind, const auto& what,
+                                const std::optional<double>& count,
+                                const std::optional<double>& seconds) {
     h.raw("<tr>");
-    h.resource_tds(w.resource, w.kind);
-    h.td(w.op);
-    h.td(fmt_count(w.waiters), "n");
-    h.td(fmt_seconds(w.oldest_wait_age_seconds), "n");
+    h.resource_tds(resource, kind);
+    h.td(what);
+    h.td(fmt_count(count), "n");
+    h.td(fmt_seconds(seconds), "n");
     h.raw("</tr>");
+  };
+  h.rows("waiting", r.waiting, 5, kEmptyWaiting, [&](const StallzWaiting& w, std::size_t) {
+    resource_row(w.resource, w.kind, w.op, w.waiters, w.oldest_wait_age_seconds);
   });
   h.raw("</section>");
 
@@ -821,12 +827,7 @@ std::string stallz_html(const StallzReport& r) {
       "<th>kind</th><th>what</th><th class=\"n\">count</th><th class=\"n\">age</th></tr>"
       "</thead>");
   h.rows("holding", r.holding, 5, kEmptyHolding, [&](const StallzHolding& x, std::size_t) {
-    h.raw("<tr>");
-    h.resource_tds(x.resource, x.kind);
-    h.td(x.what);
-    h.td(fmt_count(x.count), "n");
-    h.td(fmt_seconds(x.age_seconds), "n");
-    h.raw("</tr>");
+    resource_row(x.resource, x.kind, x.what, x.count, x.age_seconds);
   });
   h.raw("</section>");
 

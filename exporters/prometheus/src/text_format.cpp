@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <iterator>
 #include <limits>
 #include <string_view>
@@ -100,14 +101,20 @@ class BoundTexts {
   std::vector<std::pair<double, std::string>> cache_;
 };
 
-void append_histogram(Buffer& out, const prometheus::MetricFamily& f,
-                      const prometheus::ClientMetric& m, BoundTexts& bounds) {
+// The _count and _sum lines that histograms and summaries share.
+void append_count_sum(Buffer& out, const prometheus::MetricFamily& f,
+                      const prometheus::ClientMetric& m, std::uint64_t count, double sum) {
   append_head(out, f, m, "_count");
-  fmt::format_to(std::back_inserter(out), "{}", m.histogram.sample_count);
+  fmt::format_to(std::back_inserter(out), "{}", count);
   append_tail(out, m);
   append_head(out, f, m, "_sum");
-  append_number(out, m.histogram.sample_sum);
+  append_number(out, sum);
   append_tail(out, m);
+}
+
+void append_histogram(Buffer& out, const prometheus::MetricFamily& f,
+                      const prometheus::ClientMetric& m, BoundTexts& bounds) {
+  append_count_sum(out, f, m, m.histogram.sample_count, m.histogram.sample_sum);
   double last = -std::numeric_limits<double>::infinity();
   for (std::size_t i = 0; i < m.histogram.bucket.size(); ++i) {
     const auto& b = m.histogram.bucket[i];
@@ -125,12 +132,7 @@ void append_histogram(Buffer& out, const prometheus::MetricFamily& f,
 
 void append_summary(Buffer& out, const prometheus::MetricFamily& f,
                     const prometheus::ClientMetric& m) {
-  append_head(out, f, m, "_count");
-  fmt::format_to(std::back_inserter(out), "{}", m.summary.sample_count);
-  append_tail(out, m);
-  append_head(out, f, m, "_sum");
-  append_number(out, m.summary.sample_sum);
-  append_tail(out, m);
+  append_count_sum(out, f, m, m.summary.sample_count, m.summary.sample_sum);
   for (const auto& q : m.summary.quantile) {
     append_head(out, f, m, "", "quantile", bound_text(q.quantile));
     append_number(out, q.value);
