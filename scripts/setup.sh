@@ -8,7 +8,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev libcivetweb-dev
-          libfmt-dev catch2 libbenchmark-dev curl ca-certificates)
+          libfmt-dev catch2 libbenchmark-dev libyaml-cpp-dev libssl-dev libcrypt-dev
+          curl ca-certificates)
 case "${1:-}" in
   "") ;;
   --test) packages+=(prometheus clang-format chromium) ;;

@@ -2,12 +2,13 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
-#include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 
 #include <fmt/format.h>
+
+#include "env.hpp"
 
 namespace stallscope {
 
@@ -42,37 +43,33 @@ ListenAddress parse_listen_address(const std::string& text) {
 
 AgentOptions AgentOptions::from_env() {
   AgentOptions o;
-  if (const char* v = std::getenv("STALLSCOPE_LISTEN"); v != nullptr && *v != '\0') {
-    try {
-      parse_listen_address(v);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(fmt::format("STALLSCOPE_LISTEN: {}", e.what()));
-    }
-    o.listen = v;
-  }
-  if (const char* v = std::getenv("STALLSCOPE_AGENT"); v != nullptr && *v != '\0') {
-    const std::string_view s(v);
-    if (s == "0" || s == "false" || s == "off") {
-      o.enabled = false;
-    } else if (s == "1" || s == "true" || s == "on") {
-      o.enabled = true;
-    } else {
-      throw std::invalid_argument(fmt::format(
-          "stallscope: STALLSCOPE_AGENT=\"{}\" is not one of 0, 1, true, false, on, off", s));
-    }
-  }
-  if (const char* v = std::getenv("STALLSCOPE_WATCHDOG_MS"); v != nullptr && *v != '\0') {
-    const std::string_view s(v);
-    unsigned ms = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), ms);
-    if (ec != std::errc() || end != s.data() + s.size() || ms > 3'600'000) {
-      throw std::invalid_argument(fmt::format(
-          "stallscope: STALLSCOPE_WATCHDOG_MS=\"{}\" is not a whole number of milliseconds from 0 "
-          "to 3600000",
-          s));
-    }
+  detail::read_env(
+      "STALLSCOPE_LISTEN", o.listen,
+      [](std::string_view s) -> std::optional<std::string> {
+        try {
+          parse_listen_address(std::string(s));
+        } catch (const std::invalid_argument&) {
+          return std::nullopt;
+        }
+        return std::string(s);
+      },
+      "HOST:PORT with HOST an IPv4 address, \"localhost\" or [IPv6] and PORT from 0 to 65535",
+      o.listen);
+  detail::read_env("STALLSCOPE_AGENT", o.enabled, detail::parse_flag, detail::kFlagValues,
+                   o.enabled ? "on" : "off");
+  std::chrono::nanoseconds::rep ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(o.watchdog_threshold).count();
+  if (detail::read_env(
+          "STALLSCOPE_WATCHDOG_MS", ms,
+          [](std::string_view s) {
+            return detail::parse_whole<std::chrono::nanoseconds::rep>(s, 0, 3'600'000);
+          },
+          "a whole number of milliseconds from 0 to 3600000", fmt::format("{} ms", ms))) {
     o.watchdog_threshold = std::chrono::milliseconds(ms);
   }
+  detail::read_env(
+      "STALLSCOPE_WEB_CONFIG", o.web_config_file,
+      [](std::string_view s) { return std::optional<std::string>(s); }, "a file name", "none");
   return o;
 }
 

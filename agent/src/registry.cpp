@@ -10,7 +10,6 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/series.hpp"
-#include "stallscope/log.hpp"
 
 namespace stallscope {
 
@@ -123,11 +122,7 @@ Registry& Registry::global() noexcept {
 
 Registry::Registry() {
   detail::calibrate_clock();
-  try {
-    config_ = Config::from_env();
-  } catch (const std::exception& e) {
-    log(LogLevel::kError, fmt::format("{}; using defaults", e.what()));
-  }
+  config_ = Config::from_env();  // logs a bad variable and keeps its default
 }
 
 Registry::~Registry() = default;

@@ -2,6 +2,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -111,24 +112,63 @@ TEST_CASE("every collected family has help text and a stallscope_ name", "[regis
   }
 }
 
-TEST_CASE("configuration from the environment names a bad variable and value", "[config]") {
-  {
-    EnvVar v("STALLSCOPE_HOLD_TIME", "1");
-    CHECK(Config::from_env().hold_time);
+// Collects what stallscope logs while alive.
+class LogLines {
+ public:
+  LogLines() {
+    stallscope::set_log_sink(
+        [this](stallscope::LogLevel, std::string_view m) { lines_.emplace_back(m); });
   }
-  {
-    EnvVar v("STALLSCOPE_HOLD_TIME", "maybe");
-    CHECK_THROWS_WITH(Config::from_env(),
-                      Catch::Contains("STALLSCOPE_HOLD_TIME") && Catch::Contains("maybe"));
+  ~LogLines() { stallscope::set_log_sink({}); }
+  LogLines(const LogLines&) = delete;
+  LogLines& operator=(const LogLines&) = delete;
+  const std::vector<std::string>& lines() const { return lines_; }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+TEST_CASE("configuration from the environment reads each variable on its own", "[config]") {
+  SECTION("good values are used") {
+    EnvVar h("STALLSCOPE_HOLD_TIME", "1");
+    EnvVar m("STALLSCOPE_MAX_RESOURCES", "25");
+    const LogLines log;
+    const Config c = Config::from_env();
+    CHECK(c.hold_time);
+    CHECK(c.max_resources_per_kind == 25);
+    CHECK(log.lines().empty());
   }
-  {
-    EnvVar v("STALLSCOPE_MAX_RESOURCES", "25");
-    CHECK(Config::from_env().max_resources_per_kind == 25);
+  SECTION("a bad hold time is logged and the valid cap still applies") {
+    EnvVar h("STALLSCOPE_HOLD_TIME", "maybe");
+    EnvVar m("STALLSCOPE_MAX_RESOURCES", "5");
+    const LogLines log;
+    Config c;
+    REQUIRE_NOTHROW(c = Config::from_env());
+    CHECK_FALSE(c.hold_time);
+    CHECK(c.max_resources_per_kind == 5);
+    REQUIRE(log.lines().size() == 1);
+    CHECK(log.lines()[0] ==
+          "STALLSCOPE_HOLD_TIME=\"maybe\" is not one of 0, 1, true, false, on, off; using the "
+          "default (off)");
   }
-  {
-    EnvVar v("STALLSCOPE_MAX_RESOURCES", "12abc");
-    CHECK_THROWS_WITH(Config::from_env(),
-                      Catch::Contains("STALLSCOPE_MAX_RESOURCES") && Catch::Contains("12abc"));
+  SECTION("a bad cap is logged and the valid hold time still applies") {
+    EnvVar h("STALLSCOPE_HOLD_TIME", "1");
+    EnvVar m("STALLSCOPE_MAX_RESOURCES", "abc");
+    const LogLines log;
+    const Config c = Config::from_env();
+    CHECK(c.hold_time);
+    CHECK(c.max_resources_per_kind == Config{}.max_resources_per_kind);
+    REQUIRE(log.lines().size() == 1);
+    CHECK_THAT(log.lines()[0], Catch::Contains("STALLSCOPE_MAX_RESOURCES=\"abc\"") &&
+                                   Catch::Contains("using the default (1000)"));
+  }
+  SECTION("numbers out of range or with trailing text are refused") {
+    const char* bad = GENERATE("0", "1000001", "12abc", "-3", " 7", "99999999999999999999999");
+    EnvVar m("STALLSCOPE_MAX_RESOURCES", bad);
+    const LogLines log;
+    CHECK(Config::from_env().max_resources_per_kind == Config{}.max_resources_per_kind);
+    REQUIRE(log.lines().size() == 1);
+    CHECK_THAT(log.lines()[0], Catch::Contains(bad));
   }
   CHECK_FALSE(Config::from_env().hold_time);
 }

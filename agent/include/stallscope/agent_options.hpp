@@ -20,10 +20,16 @@ struct AgentOptions {
   /// The Agent runs a Watchdog (see watchdog.hpp) reporting task slices that run longer than
   /// this; 0 runs none. STALLSCOPE_WATCHDOG_MS overrides it.
   std::chrono::nanoseconds watchdog_threshold = std::chrono::milliseconds(100);
+  /// A web configuration file in the Prometheus exporter-toolkit format (TLS certificate and
+  /// key, basic-auth users with bcrypt hashes); empty: plain HTTP, no authentication. A file
+  /// that cannot be loaded keeps the endpoint from starting (it never falls back to serving
+  /// without the security it asks for).
+  std::string web_config_file{};
 
-  /// Defaults overridden by STALLSCOPE_LISTEN=HOST:PORT, STALLSCOPE_AGENT=0|1 and
-  /// STALLSCOPE_WATCHDOG_MS=<0..3600000>.
-  /// Throws std::invalid_argument naming the variable and its bad value.
+  /// Defaults overridden by STALLSCOPE_LISTEN=HOST:PORT, STALLSCOPE_AGENT=0|1,
+  /// STALLSCOPE_WATCHDOG_MS=<0..3600000> and STALLSCOPE_WEB_CONFIG=<file>. Each variable is
+  /// read on its own: a bad value is logged (see set_log_sink) naming the variable and the value,
+  /// and that field keeps its default. Never throws.
   static AgentOptions from_env();
 };
 

@@ -26,7 +26,8 @@ struct Config {
 
   /// Defaults overridden from the environment:
   ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>.
-  /// Throws std::invalid_argument naming the variable and its bad value.
+  /// Each variable is read on its own: a bad value is logged (see set_log_sink) naming the
+  /// variable and the value, and that field keeps its default. Never throws.
   static Config from_env();
 };
 
