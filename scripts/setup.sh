@@ -12,7 +12,7 @@ packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev l
           curl ca-certificates)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format chromium) ;;
+  --test) packages+=(prometheus clang-format chromium valgrind) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2

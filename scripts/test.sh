@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's second command: installs what the tests need, then builds and tests every preset.
 #
-#   bash scripts/test.sh              presets dev, asan, tsan, off, then the clang-format check
-#   bash scripts/test.sh dev tsan     only these presets (and the format check)
+#   bash scripts/test.sh              presets dev, asan, tsan, off, then the instruction-count
+#                                     gate (scripts/icount.sh --check) and the clang-format check
+#   bash scripts/test.sh dev tsan     only these presets (and the icount and format checks)
 #
 # Each preset is configured, built (-j$(nproc)) and run through ctest in build/<preset>. The
 # last line is "N passed, N failed": ctest tests summed over presets; a preset that fails to
@@ -99,6 +100,20 @@ for preset in "${presets[@]}"; do
   failed=$((failed + f))
   report+=("$preset: $p passed, $f failed (build $build_time, tests $(elapsed "$test_start"))")
 done
+
+# Instruction counts of stallscope's hot paths against bench/icount-baseline.txt: deterministic,
+# so a regression of a few percent fails here instead of hiding in timing noise.
+echo "=== icount (release build, callgrind)"
+icount_out=$(bash scripts/icount.sh --check 2>&1) || true
+echo "$icount_out"
+if [[ $icount_out =~ icount:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+  report+=("icount: ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed")
+else
+  failed=$((failed + 1))
+  report+=("icount: did not run (see its output above)")
+fi
 
 echo "=== clang-format"
 if bash scripts/check-format.sh; then
