@@ -1,6 +1,14 @@
 #pragma once
-// Pieces every async primitive (Channel, Semaphore, BlockingPool) needs the same way.
+// Pieces every async primitive (Channel, Semaphore, AsyncMutex, BlockingPool, TaskGroup) needs
+// the same way: completion posting, the wait queue and its waiters, blocking a thread on a
+// waiter, cancellation through a slot, the clock, and completion signatures.
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include <boost/asio/associated_executor.hpp>
@@ -9,7 +17,20 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/system_executor.hpp>
 
+#include "stallscope/clock.hpp"
+#include "stallscope/config.hpp"
+
 namespace stallscope::detail {
+
+// The clock every async primitive reads: now_ns(), or 0 (no read at all) when recording is
+// compiled off.
+inline std::int64_t async_now() noexcept {
+#if STALLSCOPE_ENABLED
+  return now_ns();
+#else
+  return 0;
+#endif
+}
 
 // Posts handler(args...) to the handler's associated executor (system_executor if it has none):
 // an async operation never completes inline, and never under the primitive's lock.
@@ -39,6 +60,85 @@ inline bool is_cancellation(boost::asio::cancellation_type type) noexcept {
   return (type & (cancellation_type::terminal | cancellation_type::partial |
                   cancellation_type::total)) != cancellation_type::none;
 }
+
+// Installed in an async operation's cancellation slot. Holds the primitive's core and the
+// waiter weakly: the slot may fire after the operation completed or the primitive is gone, and
+// then does nothing. Otherwise calls core->cancel(waiter), which must ignore a waiter that has
+// already left the queue.
+template <class Core, class Waiter>
+struct CancelWaiter {
+  std::weak_ptr<Core> core;
+  std::weak_ptr<Waiter> waiter;
+  void operator()(boost::asio::cancellation_type type) const {
+    if (!is_cancellation(type)) return;
+    auto c = core.lock();
+    auto w = waiter.lock();
+    if (c && w) c->cancel(*w);
+  }
+};
+
+// The completion signature of an operation that reports an error of type Error and yields R:
+// void(Error, R), or void(Error) when R is void (as co_spawn's).
+template <class Error, class R>
+struct CompletionSignature {
+  using type = void(Error, R);
+};
+template <class Error>
+struct CompletionSignature<Error, void> {
+  using type = void(Error);
+};
+
+// One entry of a primitive's wait queue (IntrusiveFifo<WaitNode>), guarded by the primitive's
+// lock. A blocked thread points `cv` at a condition variable on its own stack; an async
+// operation leaves it null and is completed through its derived type.
+struct WaitNode {
+  WaitNode* prev = nullptr;
+  WaitNode* next = nullptr;
+  bool linked = false;
+  bool done = false;  // left the queue with its answer (granted, handed an item, aborted)
+  std::int64_t since_ns = 0;
+  std::condition_variable* cv = nullptr;
+};
+
+// Threads blocked inside a primitive, so that its destructor can wake them and wait until the
+// last has left before the memory they touch goes away. Guarded by the primitive's lock.
+class ThreadWaits {
+ public:
+  // Blocks on a stack condition variable until `w` is done (woken with notify_done) or the
+  // deadline passes; returns w.done. `w` must already be queued.
+  template <class Lock>
+  bool wait(Lock& lock, WaitNode& w,
+            const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+    std::condition_variable cv;
+    w.cv = &cv;
+    ++inside_;
+    if (deadline) {
+      cv.wait_until(lock, *deadline, [&] { return w.done; });
+    } else {
+      cv.wait(lock, [&] { return w.done; });
+    }
+    return w.done;
+  }
+  // Called by the thread once it has finished with the primitive's state, still under the lock.
+  void leave() {
+    if (--inside_ == 0) all_out_.notify_all();
+  }
+  // Marks a thread waiter done and wakes it. Under the lock: the waiter cannot return (and free
+  // its condition variable) before this returns.
+  static void notify_done(WaitNode& w) noexcept {
+    w.done = true;
+    w.cv->notify_one();
+  }
+  // Blocks until every thread has left (after they were all woken).
+  template <class Lock>
+  void wait_all_out(Lock& lock) {
+    all_out_.wait(lock, [&] { return inside_ == 0; });
+  }
+
+ private:
+  std::size_t inside_ = 0;
+  std::condition_variable all_out_;
+};
 
 // An intrusive FIFO of waiters. Node has members `Node* prev`, `Node* next`, `bool linked`.
 // Not thread-safe: the owner's lock guards it.

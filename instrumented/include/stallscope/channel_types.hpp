@@ -1,0 +1,119 @@
+#pragma once
+/// The vocabulary of stallscope::Channel<T> (channel.hpp): overflow policies, send outcomes and
+/// results, options, and the error code of a receive on a closed channel.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/system/error_code.hpp>
+
+namespace stallscope {
+
+/// What a send does when the data lane is full.
+enum class OverflowPolicy : std::uint8_t {
+  kWait,        ///< the sender waits for room (a coroutine suspends, a thread blocks)
+  kDropOldest,  ///< the oldest queued item is evicted (and handed back to this sender)
+  kDropNewest,  ///< the new item is refused and handed back
+  kMerge,       ///< ChannelOptions::merge combines the new item into a queued one
+  kShed,        ///< the send fails fast; also when the oldest item is older than shed_after
+};
+
+/// What happened to one send.
+enum class SendOutcome : std::uint8_t {
+  kEnqueued,       ///< queued (or handed straight to a waiting receiver)
+  kDroppedOldest,  ///< queued; the oldest item was evicted and is in SendResult::item
+  kDroppedNewest,  ///< refused by kDropNewest; the item is returned
+  kMerged,         ///< merged into a queued item
+  kShed,           ///< refused fast (kShed, try_send while full, a merge that threw); returned
+  kClosed,         ///< the channel is closed (also for senders that were waiting); returned
+  kCancelled,      ///< an async send was cancelled while waiting; returned, never queued
+  kTimedOut,       ///< send_for/send_until gave up; returned, never queued
+};
+
+inline std::string_view to_string(SendOutcome outcome) noexcept {
+  switch (outcome) {
+    case SendOutcome::kEnqueued:
+      return "enqueued";
+    case SendOutcome::kDroppedOldest:
+      return "dropped_oldest";
+    case SendOutcome::kDroppedNewest:
+      return "dropped_newest";
+    case SendOutcome::kMerged:
+      return "merged";
+    case SendOutcome::kShed:
+      return "shed";
+    case SendOutcome::kClosed:
+      return "closed";
+    case SendOutcome::kCancelled:
+      return "cancelled";
+    case SendOutcome::kTimedOut:
+      return "timed_out";
+  }
+  return "unknown";
+}
+
+inline std::string_view to_string(OverflowPolicy policy) noexcept {
+  switch (policy) {
+    case OverflowPolicy::kWait:
+      return "wait";
+    case OverflowPolicy::kDropOldest:
+      return "drop_oldest";
+    case OverflowPolicy::kDropNewest:
+      return "drop_newest";
+    case OverflowPolicy::kMerge:
+      return "merge";
+    case OverflowPolicy::kShed:
+      return "shed";
+  }
+  return "unknown";
+}
+
+template <class T>
+struct SendResult {
+  SendOutcome outcome = SendOutcome::kEnqueued;
+  /// The item given back: the refused one, or for kDroppedOldest the evicted one.
+  std::optional<T> item;
+  /// The sent item is in the channel (queued, delivered or merged).
+  bool accepted() const noexcept {
+    return outcome == SendOutcome::kEnqueued || outcome == SendOutcome::kDroppedOldest ||
+           outcome == SendOutcome::kMerged;
+  }
+};
+
+template <class T>
+struct ChannelOptions {
+  /// Data-lane capacity, at least 1.
+  std::size_t capacity = 0;
+  OverflowPolicy policy = OverflowPolicy::kWait;
+  /// kMerge: merge(queued, incoming) folds `incoming` into `queued` and returns true, or returns
+  /// false to try the next queued item (newest first). No match (or a throw): shed.
+  /// Called with the channel's internal lock held: keep it short and never touch the channel.
+  std::function<bool(T& queued, T& incoming)> merge;
+  /// kShed: also shed while the oldest queued item has waited longer than this (0: off).
+  std::chrono::nanoseconds shed_after{0};
+  /// Control-lane capacity, at least 1. A full control lane sheds (a control send never waits).
+  std::size_t control_capacity = 16;
+};
+
+/// Error codes of async_receive.
+enum class ChannelErrc { kClosed = 1 };
+inline const boost::system::error_category& channel_category() noexcept {
+  struct Category final : boost::system::error_category {
+    const char* name() const noexcept override { return "stallscope.channel"; }
+    std::string message(int ev) const override {
+      return ev == static_cast<int>(ChannelErrc::kClosed) ? "channel closed" : "unknown";
+    }
+  };
+  static const Category category;
+  return category;
+}
+inline boost::system::error_code make_error_code(ChannelErrc e) noexcept {
+  return {static_cast<int>(e), channel_category()};
+}
+
+}  // namespace stallscope

@@ -1,0 +1,347 @@
+#pragma once
+// The machinery behind stallscope::Semaphore and stallscope::AsyncMutex (semaphore.hpp): the
+// shared permit core with its FIFO of waiters, and the lease a held permit is. Not API.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
+#include "stallscope/registry.hpp"
+#if STALLSCOPE_ENABLED
+#include "stallscope/detail/semaphore_recorder.hpp"
+#endif
+
+namespace stallscope {
+
+namespace detail {
+
+#if STALLSCOPE_ENABLED
+using PermitRecorder = SemaphoreSite;
+#else
+enum class WaitEnd : std::uint8_t { kTimedOut, kCancelled };
+// Compiled out: the same calls, doing nothing, reading no clock.
+class PermitRecorder {
+ public:
+  PermitRecorder(ResourceKind, std::string_view, std::size_t) {}
+  std::string_view name() const noexcept { return {}; }
+  void acquired(std::int64_t) noexcept {}
+  void tried(bool, std::int64_t) noexcept {}
+  void granted(std::int64_t, std::int64_t) noexcept {}
+  void abandoned(WaitEnd, std::int64_t, std::int64_t) noexcept {}
+  void released(std::int64_t, std::int64_t) noexcept {}
+  void waiters(std::size_t, std::int64_t) noexcept {}
+};
+#endif
+
+class PermitCore;
+
+// Ownership of one permit of a PermitCore: movable, released on destruction. The shared core
+// keeps a permit valid after its Semaphore is gone.
+class Lease {
+ public:
+  Lease() noexcept = default;
+  Lease(std::shared_ptr<PermitCore> core, std::int64_t since_ns) noexcept
+      : core_(std::move(core)), since_ns_(since_ns) {}
+  Lease(Lease&& other) noexcept = default;
+  Lease& operator=(Lease&& other) noexcept {
+    if (this != &other) {
+      release();
+      core_ = std::move(other.core_);
+      since_ns_ = other.since_ns_;
+    }
+    return *this;
+  }
+  ~Lease() { release(); }
+
+  inline void release() noexcept;
+  bool held() const noexcept { return core_ != nullptr; }
+
+ private:
+  std::shared_ptr<PermitCore> core_;
+  std::int64_t since_ns_ = 0;
+};
+
+// Builds the public Permit/Guard types out of a Lease (their constructors are private).
+struct LeaseAccess {
+  template <class Result>
+  static Result make(Lease lease) noexcept {
+    return Result(std::move(lease));
+  }
+};
+
+// How a blocking acquisition ended.
+enum class AcquireOutcome : std::uint8_t { kGranted, kTimedOut, kAborted };
+struct Acquired {
+  AcquireOutcome outcome = AcquireOutcome::kAborted;
+  Lease lease;  // when granted and asked for
+};
+
+// The shared state of a Semaphore or AsyncMutex: a count of free permits and a FIFO of waiters
+// (threads and async operations alike), under one internal mutex.
+//
+// Why a mutex and not a lock-free count: an uncontended std::mutex lock + unlock is two atomic
+// read-modify-writes, the same as a CAS acquire plus a fetch_add release, and the waiter queue
+// needs the mutex anyway; the critical sections are a few loads and stores and never run user
+// code (completions are posted after unlocking). Clocks are read before locking.
+//
+// Invariant (under mu_): waiters_ is non-empty only while available_ == 0. A release hands its
+// permit straight to the oldest waiter, so nobody overtakes a queued waiter (FIFO, no barging).
+class PermitCore final : public std::enable_shared_from_this<PermitCore> {
+ public:
+  PermitCore(ResourceKind kind, std::string_view name, std::size_t permits)
+      : rec_(kind, name, permits), permits_(permits), available_(permits) {}
+
+  // A free permit's grant time, or nullopt. Never overtakes a queued waiter.
+  std::optional<std::int64_t> try_acquire() {
+    const std::int64_t now = async_now();
+    std::lock_guard lock(mu_);
+    const bool ok = available_ > 0;
+    rec_.tried(ok, now);
+    if (!ok) return std::nullopt;
+    take(now);
+    return now;
+  }
+
+  // Blocks the calling thread; nullopt deadline: no limit. With `lease`, a granted permit comes
+  // back as a Lease, made before the thread leaves: once it has left, a destructor running
+  // shut_down() may already have destroyed the owner, so the caller must not touch it again.
+  Acquired acquire(std::optional<std::chrono::steady_clock::time_point> deadline, bool lease) {
+    const std::int64_t now = async_now();
+    std::unique_lock lock(mu_);
+    if (available_ > 0) {
+      rec_.acquired(now);
+      take(now);
+      return {AcquireOutcome::kGranted, lease ? Lease(shared_from_this(), now) : Lease()};
+    }
+    Waiter w;
+    enqueue(w, now);
+    Acquired out;
+    if (!threads_.wait(lock, w, deadline)) {
+      unlink(w);
+      rec_.abandoned(WaitEnd::kTimedOut, w.since_ns, std::max(async_now(), w.since_ns));
+      out.outcome = AcquireOutcome::kTimedOut;
+    } else if (w.granted) {
+      out.outcome = AcquireOutcome::kGranted;
+      if (lease) out.lease = Lease(shared_from_this(), w.granted_ns);
+    }
+    threads_.leave();
+    return out;
+  }
+
+  // Completes `handler` with (error_code, Result) on its associated executor, never inline.
+  template <class Result, class Handler>
+  void async_acquire(Handler handler) {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler);
+    const std::int64_t now = async_now();
+    std::unique_lock lock(mu_);
+    if (available_ > 0) {
+      rec_.acquired(now);
+      take(now);
+      lock.unlock();
+      post_result<Result>(
+          boost::asio::get_associated_executor(handler, boost::asio::system_executor()),
+          std::move(handler), {}, Lease(shared_from_this(), now));
+      return;
+    }
+    auto w = std::make_shared<HandlerWaiter<Handler, Result>>(std::move(handler));
+    w->self = w;
+    enqueue(*w, now);
+    // Under the lock: the operation cannot complete (and its coroutine start another operation
+    // on the same slot) before the cancellation handler is in place.
+    if (slot.is_connected()) {
+      slot.template emplace<CancelWaiter<PermitCore, AsyncWaiter>>(weak_from_this(),
+                                                                   std::weak_ptr<AsyncWaiter>(w));
+    }
+  }
+
+  // Returns a permit taken at `since` (for one permit, the holder's own grant time is used, so
+  // AsyncMutex::unlock() needs no Lease). Hands it to the oldest waiter if there is one.
+  void release(std::int64_t since) noexcept {
+    const std::int64_t now = async_now();
+    std::shared_ptr<AsyncWaiter> wake;
+    std::int64_t granted_ns = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (available_ == permits_) return;  // unlock() without holding: nothing to release
+      if (permits_ == 1) since = last_grant_ns_;
+      rec_.released(since, std::max(now, since));
+      WaitNode* w = waiters_.front();
+      if (w == nullptr) {
+        ++available_;
+        return;
+      }
+      unlink(*w);
+      granted_ns = std::max(now, w->since_ns);
+      rec_.granted(w->since_ns, granted_ns);
+      last_grant_ns_ = granted_ns;
+      auto& waiter = static_cast<Waiter&>(*w);
+      waiter.granted = true;
+      waiter.granted_ns = granted_ns;
+      if (waiter.cv != nullptr) {
+        ThreadWaits::notify_done(waiter);
+        return;
+      }
+      waiter.done = true;
+      wake = std::move(static_cast<AsyncWaiter&>(waiter).self);
+    }
+    wake->complete({}, Lease(shared_from_this(), granted_ns));
+  }
+
+  // The owner is being destroyed: queued async operations complete with operation_aborted,
+  // blocked threads wake without a permit. Then waits until those threads have left.
+  void shut_down() {
+    const std::int64_t now = async_now();
+    std::vector<std::shared_ptr<AsyncWaiter>> aborted;
+    std::unique_lock lock(mu_);
+    while (WaitNode* w = waiters_.front()) {
+      unlink(*w);
+      rec_.abandoned(WaitEnd::kCancelled, w->since_ns, std::max(now, w->since_ns));
+      if (w->cv != nullptr) {
+        ThreadWaits::notify_done(*w);
+      } else {
+        w->done = true;
+        aborted.push_back(std::move(static_cast<AsyncWaiter*>(w)->self));
+      }
+    }
+    threads_.wait_all_out(lock);
+    lock.unlock();
+    for (auto& a : aborted) a->complete(boost::asio::error::operation_aborted, Lease());
+  }
+
+  std::size_t permits() const noexcept { return permits_; }
+  std::size_t available() const {
+    std::lock_guard lock(mu_);
+    return available_;
+  }
+  std::string_view name() const noexcept { return rec_.name(); }
+
+  struct Waiter : WaitNode {
+    bool granted = false;  // done with a permit (not aborted by shut_down)
+    std::int64_t granted_ns = 0;
+  };
+  struct AsyncWaiter : Waiter {
+    virtual ~AsyncWaiter() = default;
+    virtual void complete(boost::system::error_code ec, Lease lease) = 0;
+    std::shared_ptr<AsyncWaiter> self;  // keeps the waiter alive while queued
+  };
+
+  template <class Handler, class Result>
+  class HandlerWaiter final : public AsyncWaiter {
+   public:
+    explicit HandlerWaiter(Handler h) : work_(make_work_guard_for(h)), handler_(std::move(h)) {}
+    void complete(boost::system::error_code ec, Lease lease) override {
+      post_result<Result>(work_.get_executor(), std::move(handler_), ec, std::move(lease));
+      work_.reset();
+    }
+
+   private:
+    WorkGuard<Handler> work_;
+    Handler handler_;
+  };
+
+  // A queued async_acquire is cancelled (through CancelWaiter): it leaves the queue and completes
+  // with operation_aborted. No-op once granted (its permit is on the way) or aborted.
+  void cancel(AsyncWaiter& w) {
+    const std::int64_t now = async_now();
+    std::unique_lock lock(mu_);
+    if (!w.linked) return;
+    unlink(w);
+    rec_.abandoned(WaitEnd::kCancelled, w.since_ns, std::max(now, w.since_ns));
+    std::shared_ptr<AsyncWaiter> self = std::move(w.self);
+    lock.unlock();
+    self->complete(boost::asio::error::operation_aborted, Lease());
+  }
+
+ private:
+  using WaitList = IntrusiveFifo<WaitNode>;
+
+  template <class Result, class Executor, class Handler>
+  static void post_result(const Executor& ex, Handler&& handler, boost::system::error_code ec,
+                          Lease lease) {
+    boost::asio::post(ex, [h = std::forward<Handler>(handler), ec, l = std::move(lease)]() mutable {
+      std::move(h)(ec, LeaseAccess::make<Result>(std::move(l)));
+    });
+  }
+
+  // Caller holds mu_ and available_ > 0.
+  void take(std::int64_t now) noexcept {
+    --available_;
+    last_grant_ns_ = now;
+  }
+  void enqueue(WaitNode& w, std::int64_t now) {
+    w.since_ns = now;
+    waiters_.push(w);
+    publish_waiters();
+  }
+  void unlink(WaitNode& w) {
+    waiters_.erase(w);
+    publish_waiters();
+  }
+  void publish_waiters() noexcept {
+    const WaitNode* f = waiters_.front();
+    rec_.waiters(waiters_.size, f != nullptr ? f->since_ns : 0);
+  }
+
+  mutable std::mutex mu_;
+  PermitRecorder rec_;
+  const std::size_t permits_;
+  std::size_t available_;
+  std::int64_t last_grant_ns_ = 0;  // the holder's grant time when permits_ == 1
+  WaitList waiters_;
+  ThreadWaits threads_;
+};
+
+inline void Lease::release() noexcept {
+  if (std::shared_ptr<PermitCore> core = std::move(core_)) core->release(since_ns_);
+}
+
+inline std::size_t validate_permits(std::string_view name, std::size_t permits) {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+  if (permits == 0 || permits > kMax) {
+    throw std::invalid_argument("stallscope: semaphore \"" + std::string(name) + "\": permits " +
+                                std::to_string(permits) + " is out of range (1.." +
+                                std::to_string(kMax) + ")");
+  }
+  return permits;
+}
+
+template <class Clock, class Duration>
+std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t) {
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
+    return std::chrono::time_point_cast<std::chrono::steady_clock::duration>(t);
+  } else {
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(t - Clock::now());
+  }
+}
+
+[[noreturn]] inline void throw_destroyed(std::string_view what) {
+  throw boost::system::system_error(
+      boost::asio::error::operation_aborted,
+      "stallscope: " + std::string(what) + " destroyed while a thread waited on it");
+}
+
+}  // namespace detail
+
+}  // namespace stallscope
