@@ -561,7 +561,10 @@ class Service {
     // 5. Optional cleanup, with a deadline: the stop message on the control lane overtakes the
     // queued records; the writer closes the channel, writes what is queued and syncs.
     const Clock::time_point flush_start = Clock::now();
-    records_.send_control(Record::stop());
+    if (!records_.send_control(Record::stop()).accepted()) {
+      // A full control lane or a closed channel: the flush deadline below bounds the wait.
+      fmt::print(stderr, "stallscope-demo: the writer's stop message was refused\n");
+    }
     asio::steady_timer flush_deadline(co_await asio::this_coro::executor, kFlushDeadline);
     co_await (storage_.async_join(asio::use_awaitable) ||
               flush_deadline.async_wait(asio::use_awaitable));

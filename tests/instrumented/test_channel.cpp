@@ -109,14 +109,14 @@ TEST_CASE("every policy keeps the channel contract", "[channel][contract]") {
     CHECK_FALSE(ch.try_receive().has_value());
   }
   SECTION("control messages overtake queued data") {
-    for (int i = 0; i < 4; ++i) ch.try_send(i);  // data lane full
+    for (int i = 0; i < 4; ++i) REQUIRE(ch.try_send(i).accepted());  // data lane full
     CHECK(ch.send_control(-1).outcome == SendOutcome::kEnqueued);
     CHECK(ch.receive() == -1);
     CHECK(ch.receive() == 0);
   }
   SECTION("close refuses new sends, keeps queued items, then reports closed") {
-    ch.send(1);
-    ch.send(2);
+    REQUIRE(ch.send(1).accepted());
+    REQUIRE(ch.send(2).accepted());
     ch.close();
     auto r = ch.send(3);
     CHECK(r.outcome == SendOutcome::kClosed);
@@ -127,15 +127,15 @@ TEST_CASE("every policy keeps the channel contract", "[channel][contract]") {
     CHECK(ch.closed());
   }
   SECTION("drain takes out what is left, control first") {
-    ch.send(1);
-    ch.send(2);
-    ch.send_control(9);
+    REQUIRE(ch.send(1).accepted());
+    REQUIRE(ch.send(2).accepted());
+    REQUIRE(ch.send_control(9).accepted());
     ch.close();
     CHECK(ch.drain() == std::vector<int>{9, 1, 2});
     CHECK(ch.size() == 0);
   }
   SECTION("try_send never blocks on a full channel") {
-    for (int i = 0; i < 4; ++i) ch.try_send(i);
+    for (int i = 0; i < 4; ++i) REQUIRE(ch.try_send(i).accepted());
     const auto r = ch.try_send(100);
     CHECK(r.outcome != SendOutcome::kEnqueued);
     CHECK(ch.size() == 4);
@@ -149,8 +149,8 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   const std::string name = unique_name("full");
   SECTION("drop_oldest evicts the oldest and hands it back") {
     Channel<int> ch(name, 2, OverflowPolicy::kDropOldest);
-    ch.send(1);
-    ch.send(2);
+    REQUIRE(ch.send(1).accepted());
+    REQUIRE(ch.send(2).accepted());
     auto r = ch.send(3);
     CHECK(r.outcome == SendOutcome::kDroppedOldest);
     CHECK(r.accepted());
@@ -160,8 +160,8 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   }
   SECTION("drop_newest refuses the new item") {
     Channel<int> ch(name, 2, OverflowPolicy::kDropNewest);
-    ch.send(1);
-    ch.send(2);
+    REQUIRE(ch.send(1).accepted());
+    REQUIRE(ch.send(2).accepted());
     auto r = ch.send(3);
     CHECK(r.outcome == SendOutcome::kDroppedNewest);
     CHECK_FALSE(r.accepted());
@@ -181,8 +181,8 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
                                                           incoming.value;  // newest value wins
                                                       return true;
                                                     }});
-    ch.send({1, 10});
-    ch.send({2, 20});
+    REQUIRE(ch.send({1, 10}).accepted());
+    REQUIRE(ch.send({2, 20}).accepted());
     CHECK(ch.send({1, 11}).outcome == SendOutcome::kMerged);
     auto miss = ch.send({3, 30});
     CHECK(miss.outcome == SendOutcome::kShed);  // no queued item with key 3
@@ -199,7 +199,7 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
                   .capacity = 1, .policy = OverflowPolicy::kMerge, .merge = [](int&, int&) -> bool {
                     throw std::runtime_error("merge bug");
                   }});
-    ch.send(1);
+    REQUIRE(ch.send(1).accepted());
     auto r = ch.send(2);
     CHECK(r.outcome == SendOutcome::kShed);
     CHECK(r.item == 2);
@@ -210,7 +210,7 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   }
   SECTION("shed fails fast when full") {
     Channel<int> ch(name, 1, OverflowPolicy::kShed);
-    ch.send(1);
+    REQUIRE(ch.send(1).accepted());
     auto r = ch.send(2);
     CHECK(r.outcome == SendOutcome::kShed);
     CHECK(r.item == 2);
@@ -219,7 +219,7 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
     Channel<int> ch(name, ChannelOptions<int>{.capacity = 100,
                                               .policy = OverflowPolicy::kShed,
                                               .shed_after = std::chrono::nanoseconds(1)});
-    ch.send(1);
+    REQUIRE(ch.send(1).accepted());
     // Wait until the oldest item is certainly older than 1 ns on the steady clock.
     const auto t = std::chrono::steady_clock::now();
     while (std::chrono::steady_clock::now() == t) {
@@ -232,7 +232,7 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   }
   SECTION("wait blocks the sender until a receiver makes room") {
     Channel<int> ch(name, 1);
-    ch.send(1);
+    REQUIRE(ch.send(1).accepted());
     std::atomic<bool> done{false};
     std::thread sender([&] {
       CHECK(ch.send(2).outcome == SendOutcome::kEnqueued);
@@ -261,7 +261,7 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   }
   SECTION("send_for gives up and returns the item") {
     Channel<int> ch(name, 1);
-    ch.send(1);
+    REQUIRE(ch.send(1).accepted());
     auto r = ch.send_for(2, std::chrono::milliseconds(1));
     CHECK(r.outcome == SendOutcome::kTimedOut);
     CHECK(r.item == 2);
@@ -282,8 +282,8 @@ TEST_CASE("a full control lane sheds instead of waiting", "[channel][control]") 
 TEST_CASE("a stop on the control lane reaches a consumer behind a full data lane",
           "[channel][control][concurrency]") {
   Channel<int> ch(unique_name("stop"), 8);
-  for (int i = 0; i < 8; ++i) ch.send(i);
-  std::thread blocked_producer([&] { ch.send(100); });  // waits: the data lane is full
+  for (int i = 0; i < 8; ++i) REQUIRE(ch.send(i).accepted());
+  std::thread blocked_producer([&] { (void)ch.send(100); });  // waits: the data lane is full
   CHECK(ch.send_control(-1).outcome == SendOutcome::kEnqueued);
   CHECK(ch.receive() == -1);  // before any of the 8 queued items
   ch.close();
@@ -296,7 +296,7 @@ TEST_CASE("closing wakes waiting senders with their item and waiting receivers w
   if constexpr (!STALLSCOPE_ENABLED) return;  // see the destroy test below
   const std::string name = unique_name("close-wake");
   Channel<int> full(name, 1);
-  full.send(1);
+  REQUIRE(full.send(1).accepted());
   std::optional<stallscope::SendResult<int>> result;
   std::thread sender([&] { result = full.send(2); });
   Channel<int> empty(unique_name("close-wake-empty"), 1);
@@ -331,7 +331,7 @@ TEST_CASE("destroying a channel with a blocked sender wakes it and loses nothing
   std::thread sender;
   {
     auto ch = std::make_unique<Channel<int>>(name, 1);
-    ch->send(1);
+    REQUIRE(ch->send(1).accepted());
     sender = std::thread([&, c = ch.get()] { result = c->send(2); });
     if constexpr (STALLSCOPE_ENABLED) {
       REQUIRE(eventually([&] {
@@ -409,7 +409,7 @@ TEST_CASE("a cancelled async send is not enqueued and gives its item back",
   const std::string name = unique_name("cancel-send");
   asio::io_context io;
   Channel<std::unique_ptr<int>> ch(name, 1);
-  ch.send(std::make_unique<int>(1));
+  REQUIRE(ch.send(std::make_unique<int>(1)).accepted());
   asio::cancellation_signal signal;
   std::optional<stallscope::SendResult<std::unique_ptr<int>>> result;
   ch.async_send(std::make_unique<int>(2),
@@ -440,7 +440,7 @@ TEST_CASE("a cancelled async receive takes no item", "[channel][asio][cancel]") 
   signal.emit(asio::cancellation_type::terminal);
   io.run();
   CHECK(got_ec == asio::error::operation_aborted);
-  ch.send(7);
+  REQUIRE(ch.send(7).accepted());
   CHECK(ch.receive() == 7);  // the later item is not swallowed by the cancelled receive
 }
 
@@ -460,8 +460,96 @@ TEST_CASE("a coroutine waiting to receive is woken by a timeout via awaitable op
       asio::detached);
   io.run();
   CHECK(timer_won);
-  ch.send(3);
+  REQUIRE(ch.send(3).accepted());
   CHECK(ch.try_receive() == 3);
+}
+
+TEST_CASE("async_next receives every item, control first, then ends without an error",
+          "[channel][asio]") {
+  asio::io_context io;
+  const std::string name = unique_name("next");
+  Channel<std::unique_ptr<int>> ch(name, 8);  // a move-only T: no default T is ever made
+  for (int i = 1; i <= 5; ++i) REQUIRE(ch.send(std::make_unique<int>(i)).accepted());
+  REQUIRE(ch.send_control(std::make_unique<int>(100)).accepted());
+  std::vector<int> got;
+  bool ended = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        while (std::optional<std::unique_ptr<int>> v = co_await ch.async_next()) {
+          got.push_back(**v);
+          if (got.size() == 3) ch.close();  // closed with items queued: they still arrive
+        }
+        ended = true;
+      },
+      asio::detached);
+  io.run();
+  CHECK(ended);
+  CHECK(got == std::vector<int>{100, 1, 2, 3, 4, 5});
+  if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "delivered") == 5);
+}
+
+TEST_CASE("async_next waiting on an empty channel ends when it is closed",
+          "[channel][asio][close]") {
+  asio::io_context io;
+  Channel<int> ch(unique_name("next-close"), 2);
+  std::optional<boost::system::error_code> ec;
+  std::optional<int> item = 42;
+  ch.async_next(asio::bind_executor(io, [&](boost::system::error_code e, std::optional<int> v) {
+    ec = e;
+    item = v;
+  }));
+  io.poll();
+  CHECK_FALSE(ec.has_value());  // waiting
+  ch.close();
+  io.run();
+  REQUIRE(ec.has_value());
+  CHECK_FALSE(*ec);  // the end is no error
+  CHECK_FALSE(item.has_value());
+}
+
+TEST_CASE("a cancelled async_next reports operation_aborted and takes no item",
+          "[channel][asio][cancel]") {
+  asio::io_context io;
+  Channel<int> ch(unique_name("next-cancel"), 4);
+  asio::cancellation_signal signal;
+  boost::system::error_code got_ec;
+  std::optional<int> got = 1;
+  ch.async_next(asio::bind_cancellation_slot(
+      signal.slot(),
+      asio::bind_executor(io, [&](boost::system::error_code e, std::optional<int> v) {
+        got_ec = e;
+        got = v;
+      })));
+  io.poll();
+  signal.emit(asio::cancellation_type::terminal);
+  io.run();
+  CHECK(got_ec == asio::error::operation_aborted);
+  CHECK_FALSE(got.has_value());
+  REQUIRE(ch.send(7).accepted());
+  CHECK(ch.try_receive() == 7);
+}
+
+// Compiled by the dev preset with -Wextra -Werror: a channel option left out must not warn
+// (-Wmissing-field-initializers), or every user's -Werror build breaks on the README's form.
+TEST_CASE("the README's designated-initializer forms build without warnings", "[channel]") {
+  struct Update {
+    int key = 0;
+    int value = 0;
+  };
+  Channel<int> plain{unique_name("readme-plain"), {.capacity = 1024}};
+  Channel<Update> updates{
+      unique_name("readme-merge"),
+      {.capacity = 2, .policy = OverflowPolicy::kMerge, .merge = [](Update& q, Update& in) {
+         if (q.key != in.key) return false;
+         q = in;
+         return true;
+       }}};
+  CHECK(plain.capacity() == 1024);
+  REQUIRE(updates.try_send({1, 10}).accepted());
+  REQUIRE(updates.try_send({2, 20}).accepted());
+  CHECK(updates.try_send({1, 11}).outcome == SendOutcome::kMerged);
+  CHECK(updates.try_receive()->value == 11);
 }
 
 TEST_CASE("threads and coroutines mixed account for every item exactly",

@@ -5,6 +5,7 @@
 ///   auto r = co_await records.async_send(rec);          // from a coroutine (use_awaitable)
 ///   records.send(rec);                                    // from a thread (blocks while full)
 ///   Record got = co_await records.async_receive();      // or records.receive() on a thread
+///   while (auto r = co_await records.async_next()) ...  // every item until closed and drained
 ///
 /// What a send does when the data lane is full is the channel's OverflowPolicy: wait, drop the
 /// oldest, drop the newest, merge into a queued item, or shed (fail fast). Every send returns a
@@ -109,7 +110,24 @@ class Channel final {
   requires std::is_default_constructible_v<T>
   auto async_receive(Token&& token = {}) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(
-        [core = core_.get()](auto handler) { core->async_receive(std::move(handler)); }, token);
+        [core = core_.get()](auto handler) {
+          core->template async_receive<false>(std::move(handler));
+        },
+        token);
+  }
+  /// Receive until closed, with no error at the end: completion signature
+  /// void(error_code, std::optional<T>): the next item (control first), or an empty optional
+  /// once the channel is closed and drained; operation_aborted when cancelled (with
+  /// use_awaitable it throws, so a cancelled consumer unwinds). The consumer loop:
+  ///
+  ///   while (std::optional<Record> r = co_await records.async_next()) write(*r);
+  template <class Token = boost::asio::use_awaitable_t<>>
+  auto async_next(Token&& token = {}) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::optional<T>)>(
+        [core = core_.get()](auto handler) {
+          core->template async_receive<true>(std::move(handler));
+        },
+        token);
   }
 
   // ---- lifecycle ----

@@ -73,11 +73,13 @@ inline std::string_view to_string(OverflowPolicy policy) noexcept {
   return "unknown";
 }
 
+/// What became of one send. [[nodiscard]]: a refused item comes back in `item`, and dropping
+/// the result would drop the item with it.
 template <class T>
-struct SendResult {
+struct [[nodiscard]] SendResult {
   SendOutcome outcome = SendOutcome::kEnqueued;
   /// The item given back: the refused one, or for kDroppedOldest the evicted one.
-  std::optional<T> item;
+  std::optional<T> item{};
   /// The sent item is in the channel (queued, delivered or merged).
   bool accepted() const noexcept {
     return outcome == SendOutcome::kEnqueued || outcome == SendOutcome::kDroppedOldest ||
@@ -93,7 +95,7 @@ struct ChannelOptions {
   /// kMerge: merge(queued, incoming) folds `incoming` into `queued` and returns true, or returns
   /// false to try the next queued item (newest first). No match (or a throw): shed.
   /// Called with the channel's internal lock held: keep it short and never touch the channel.
-  std::function<bool(T& queued, T& incoming)> merge;
+  std::function<bool(T& queued, T& incoming)> merge{};
   /// kShed: also shed while the oldest queued item has waited longer than this (0: off).
   std::chrono::nanoseconds shed_after{0};
   /// Control-lane capacity, at least 1. A full control lane sheds (a control send never waits).

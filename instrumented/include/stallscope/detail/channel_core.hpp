@@ -101,16 +101,30 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     WorkGuard<Handler> work;
     Handler handler;
   };
-  template <class Handler>
+  template <class Handler, bool kOptional>
   struct AsyncRecv final : RecvWaiter {
     explicit AsyncRecv(Handler h) : work(make_work_guard_for(h)), handler(std::move(h)) {}
     void complete_async() override {
-      post_completion(std::move(handler), this->ec, this->item ? std::move(*this->item) : T{});
+      complete_receive<kOptional>(std::move(handler), this->ec, std::move(this->item));
       work.reset();
     }
     WorkGuard<Handler> work;
     Handler handler;
   };
+
+  // Posts a receive's completion. kOptional (async_next): void(error_code, std::optional<T>),
+  // where a closed and drained channel is no error but an empty optional. Otherwise
+  // void(error_code, T), with ChannelErrc::kClosed and a default T at the end.
+  template <bool kOptional, class Handler>
+  static void complete_receive(Handler&& handler, boost::system::error_code ec,
+                               std::optional<T> item) {
+    if constexpr (kOptional) {
+      if (ec == make_error_code(ChannelErrc::kClosed)) ec = {};
+      post_completion(std::forward<Handler>(handler), ec, std::move(item));
+    } else {
+      post_completion(std::forward<Handler>(handler), ec, item ? std::move(*item) : T{});
+    }
+  }
 
   ChannelCore(std::string_view name, ChannelOptions<T> options)
       : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {}
@@ -197,7 +211,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     }
   }
 
-  template <class Handler>
+  template <bool kOptional, class Handler>
   void async_receive(Handler handler) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
@@ -208,15 +222,14 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       const bool closed = !v;
       lock.unlock();
       pending.run();
-      if (closed) {
-        post_completion(std::move(handler), make_error_code(ChannelErrc::kClosed), T{});
-      } else {
-        post_completion(std::move(handler), boost::system::error_code{}, std::move(*v));
-      }
+      complete_receive<kOptional>(
+          std::move(handler),
+          closed ? make_error_code(ChannelErrc::kClosed) : boost::system::error_code{},
+          std::move(v));
       return;
     }
-    auto w = std::allocate_shared<AsyncRecv<Handler>>(
-        boost::asio::recycling_allocator<AsyncRecv<Handler>>(), std::move(handler));
+    auto w = std::allocate_shared<AsyncRecv<Handler, kOptional>>(
+        boost::asio::recycling_allocator<AsyncRecv<Handler, kOptional>>(), std::move(handler));
     w->self = w;
     enqueue_receiver(*w, now);
     if (slot.is_connected()) {
