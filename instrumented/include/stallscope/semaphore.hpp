@@ -114,7 +114,10 @@ class Semaphore final {
 /// the queue with coroutines. Cost as Semaphore: one internal mutex and one clock read per lock
 /// and per unlock; async_lock() always completes through the handler's executor. Destruction
 /// completes queued async_lock()s with operation_aborted and makes threads blocked in lock()
-/// throw. Construction throws std::invalid_argument on a bad name.
+/// throw. Construction throws std::invalid_argument on a bad name. Holding it across co_await is
+/// what it is for, so the held-across-suspend detector (stallscope_lock_held_across_suspend_total)
+/// does not count it: that detector covers the thread locks (the Mutex family), whose holder
+/// blocks every other thread while its task is suspended.
 class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final {
  public:
   /// Holds the lock: movable, unlocks on destruction or by unlock(). Empty when default

@@ -65,8 +65,13 @@ inline bool is_cancellation(boost::asio::cancellation_type type) noexcept {
 // waiter weakly: the slot may fire after the operation completed or the primitive is gone, and
 // then does nothing. Otherwise calls core->cancel(waiter), which must ignore a waiter that has
 // already left the queue.
+//
+// A constructor, not an aggregate: cancellation_slot::emplace() initializes it with parentheses,
+// which clang before 16 does not accept for aggregates (P0960).
 template <class Core, class Waiter>
 struct CancelWaiter {
+  CancelWaiter(std::weak_ptr<Core> c, std::weak_ptr<Waiter> w) noexcept
+      : core(std::move(c)), waiter(std::move(w)) {}
   std::weak_ptr<Core> core;
   std::weak_ptr<Waiter> waiter;
   void operator()(boost::asio::cancellation_type type) const {
