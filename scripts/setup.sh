@@ -8,10 +8,10 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev libcivetweb-dev
-          libfmt-dev catch2 libbenchmark-dev curl ca-certificates)
+          libfmt-dev catch2 libbenchmark-dev curl ca-certificates libssl-dev zlib1g-dev)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format chromium) ;;
+  --test) packages+=(prometheus clang-format chromium openssl) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2
