@@ -11,7 +11,7 @@ packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev l
           libfmt-dev catch2 libbenchmark-dev curl ca-certificates libssl-dev zlib1g-dev)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format chromium openssl) ;;
+  --test) packages+=(prometheus clang-format chromium openssl apache2-utils) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2
