@@ -144,11 +144,9 @@ TEST_CASE("gzip when the client accepts it: the body decompresses to the same me
           "[endpoint][gzip]") {
   Agent agent(ephemeral());
   REQUIRE(agent.listening());
-  std::vector<std::unique_ptr<stallscope::Mutex>> locks;
-  for (int i = 0; i < 200; ++i) {
-    locks.push_back(std::make_unique<stallscope::Mutex>(fmt::format("exp-gzip-{:03}", i)));
-    std::lock_guard lock(*locks.back());
-  }
+  // One name: the registry is the process's, and /stallz tests elsewhere count on few names.
+  stallscope::Mutex m("exp-gzip");
+  { std::lock_guard lock(m); }
   const auto plain = roundtrip(agent.port(), get_request("/metrics"));
   const auto zipped =
       roundtrip(agent.port(), get_request("/metrics", "Accept-Encoding: deflate, gzip;q=0.8\r\n"));
@@ -157,7 +155,7 @@ TEST_CASE("gzip when the client accepts it: the body decompresses to the same me
   CHECK(plain->header("content-encoding").empty());
   REQUIRE(zipped->header("content-encoding") == "gzip");
   CHECK(zipped->header("vary") == "Accept-Encoding");
-  CHECK(zipped->body.size() * 5 < plain->body.size());
+  CHECK(zipped->body.size() * 3 < plain->body.size());
   const std::string text = gunzip(zipped->body);
   CHECK(stable_lines(text) == stable_lines(plain->body));
 

@@ -7,12 +7,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
 #include <exception>
 #include <list>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <boost/asio/dispatch.hpp>
@@ -43,9 +47,6 @@ namespace net = boost::asio;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
-// A body at least this large is followed by malloc_trim(0) once it has been sent: glibc keeps
-// the freed pages of a 32 MB scrape otherwise (RSS measured in bench/endpoint.cpp).
-constexpr std::size_t kTrimAfterBytes = std::size_t{4} << 20;
 // Credentials that passed a bcrypt check, remembered on the I/O thread.
 constexpr std::size_t kKnownGoodCredentials = 64;
 
@@ -141,11 +142,46 @@ std::string gzip_compress(std::string_view data) {
 
 // ---------------------------------------------------------------------------------------------
 
+// bcrypt checks, one at a time, on a detached thread of their own: a check takes 0.05 to 0.3 s
+// (cost 10), and destroying the server must not wait for one. The thread owns what it uses (this
+// state, shared); results go back to the server's io_context only while the server has not
+// stopped (checked under the mutex, which the server's destructor also takes).
+struct CheckQueue {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::pair<std::uint64_t, std::string>> jobs;  // (connection id, credentials)
+  bool stopped = false;
+  std::function<void(std::uint64_t, bool)> deliver;  // called under mu, while !stopped
+
+  static void run(const std::shared_ptr<CheckQueue>& q,
+                  const std::shared_ptr<const WebConfig>& web) {
+    name_thread("stallscope-auth");
+    std::unique_lock lock(q->mu);
+    for (;;) {
+      q->cv.wait(lock, [&] { return q->stopped || !q->jobs.empty(); });
+      if (q->stopped) return;
+      auto [id, credentials] = std::move(q->jobs.front());
+      q->jobs.pop_front();
+      lock.unlock();
+      bool ok = false;
+      try {
+        ok = web->authorized(credentials);
+      } catch (const std::exception&) {
+        ok = false;  // out of memory: refused, the client may retry
+      }
+      lock.lock();
+      if (q->stopped) return;
+      q->deliver(id, ok);
+    }
+  }
+};
+
 class HttpConnectionBase {
  public:
   virtual ~HttpConnectionBase() = default;
   virtual bool waiting_for_request() const noexcept = 0;
   virtual void evict() noexcept = 0;
+  virtual void checked(bool ok) = 0;               // a bcrypt check's answer (I/O thread)
   std::list<HttpConnectionBase*>::iterator place;  // in HttpServer::Impl::live_
 };
 
@@ -156,7 +192,7 @@ class HttpServer::Impl {
   ~Impl();
 
   const HttpServerOptions options_;
-  const WebConfig web_;
+  const std::shared_ptr<const WebConfig> web_;
   const std::vector<std::string> paths_;
   const HttpHandler handler_;
   std::optional<ssl::context> tls_;
@@ -165,7 +201,9 @@ class HttpServer::Impl {
   std::list<HttpConnectionBase*> live_;  // oldest waiting first (see Connection::read)
   std::unordered_set<std::string> known_good_;
   std::size_t pending_jobs_ = 0;
-  std::size_t pending_checks_ = 0;
+  std::uint64_t next_check_ = 0;
+  std::unordered_map<std::uint64_t, std::shared_ptr<HttpConnectionBase>> checking_;
+  std::shared_ptr<CheckQueue> checks_;
   std::chrono::steady_clock::time_point last_accept_error_log_{};
 
   net::io_context ioc_{1};
@@ -173,7 +211,6 @@ class HttpServer::Impl {
   net::steady_timer accept_retry_{ioc_};
   int port_ = 0;
   net::thread_pool workers_;
-  net::thread_pool checks_{1};
   std::thread io_thread_;
 
   void accept();
@@ -182,6 +219,9 @@ class HttpServer::Impl {
   template <class F, class Done>
   void run_job(net::thread_pool& pool, F f, Done done);
   void trim_memory();
+  // Queues a bcrypt check of `credentials` for `c`, which gets checked(ok) later on the I/O
+  // thread; false when too many are queued.
+  bool check(std::shared_ptr<HttpConnectionBase> c, const std::string& credentials);
 };
 
 namespace {
@@ -260,27 +300,25 @@ class Connection final : public HttpConnectionBase,
     keep_alive_ = request_.keep_alive();
     head_ = request_.method() == http::verb::head;
 
-    if (server_.web_.requires_auth()) {
+    if (server_.web_->requires_auth()) {
       const std::string credentials(request_[http::field::authorization]);
       if (server_.known_good_.contains(credentials)) return route();
       if (credentials.empty()) return send_unauthorized();
-      if (server_.pending_checks_ >= server_.options_.max_pending_jobs) {
+      if (!server_.check(this->shared_from_this(), credentials)) {
         return send_error(503, "stallscope: too many logins at once; retry\n", keep_alive_);
       }
-      ++server_.pending_checks_;
-      server_.run_job(
-          server_.checks_,
-          [&web = server_.web_, credentials] { return web.authorized(credentials); },
-          [self = this->shared_from_this(), credentials](bool ok) {
-            --self->server_.pending_checks_;
-            if (!ok) return self->send_unauthorized();
-            auto& known = self->server_.known_good_;
-            if (known.size() >= kKnownGoodCredentials) known.clear();
-            known.insert(credentials);
-            self->route();
-          });
+      credentials_ = credentials;
       return;
     }
+    route();
+  }
+
+  void checked(bool ok) override {
+    if (!ok) return send_unauthorized();
+    auto& known = server_.known_good_;
+    if (known.size() >= kKnownGoodCredentials) known.clear();
+    known.insert(std::move(credentials_));
+    credentials_ = {};
     route();
   }
 
@@ -319,6 +357,8 @@ class Connection final : public HttpConnectionBase,
             r.body = fmt::format("stallscope: {} failed: {}\n", path, e.what());
             return r;
           }
+          // Whether to trim after sending: the size of what was rendered, compressed or not.
+          r.rendered_bytes = r.body.size();
           if (gzip) {
             try {
               std::string z = gzip_compress(r.body);
@@ -364,7 +404,8 @@ class Connection final : public HttpConnectionBase,
     for (const auto& [name, value] : reply.headers) res.set(name, value);
     res.keep_alive(keep_alive);
     res.content_length(reply.body.size());
-    big_ = reply.body.size() >= kTrimAfterBytes;
+    const std::size_t trim = server_.options_.trim_after_bytes;
+    big_ = trim != 0 && std::max(reply.body.size(), reply.rendered_bytes) >= trim;
     if (!head_) res.body() = std::move(reply.body);
     reply.body = {};
     beast::get_lowest_layer(stream_).expires_after(server_.options_.write_timeout);
@@ -399,6 +440,7 @@ class Connection final : public HttpConnectionBase,
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;
   std::optional<Response> response_;
+  std::string credentials_;  // while a check of them runs
   bool waiting_ = false;
   bool keep_alive_ = false;
   bool head_ = false;
@@ -410,12 +452,12 @@ class Connection final : public HttpConnectionBase,
 HttpServer::Impl::Impl(const ListenAddress& address, const HttpServerOptions& options,
                        WebConfig web, std::vector<std::string> paths, HttpHandler handler)
     : options_(options),
-      web_(std::move(web)),
+      web_(std::make_shared<const WebConfig>(std::move(web))),
       paths_(std::move(paths)),
       handler_(std::move(handler)),
       workers_(static_cast<std::size_t>(std::max(1, options.worker_threads))) {
   const std::string where = fmt::format("{}:{}", address.host, address.port);
-  if (web_.tls) {
+  if (web_->tls) {
     tls_.emplace(ssl::context::tls_server);
     tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
@@ -423,15 +465,15 @@ HttpServer::Impl::Impl(const ListenAddress& address, const HttpServerOptions& op
     // An idle TLS connection keeps no read/write buffers (about 34 KiB each otherwise).
     SSL_CTX_set_mode(tls_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
     beast::error_code ec;
-    tls_->use_certificate_chain_file(web_.tls->cert_file, ec);
+    tls_->use_certificate_chain_file(web_->tls->cert_file, ec);
     if (ec) {
       throw std::invalid_argument(fmt::format("stallscope: TLS certificate file \"{}\": {}",
-                                              web_.tls->cert_file, ec.message()));
+                                              web_->tls->cert_file, ec.message()));
     }
-    tls_->use_private_key_file(web_.tls->key_file, ssl::context::pem, ec);
+    tls_->use_private_key_file(web_->tls->key_file, ssl::context::pem, ec);
     if (ec) {
       throw std::invalid_argument(
-          fmt::format("stallscope: TLS key file \"{}\": {}", web_.tls->key_file, ec.message()));
+          fmt::format("stallscope: TLS key file \"{}\": {}", web_->tls->key_file, ec.message()));
     }
   }
 
@@ -455,6 +497,20 @@ HttpServer::Impl::Impl(const ListenAddress& address, const HttpServerOptions& op
   if (acceptor_.listen(net::socket_base::max_listen_connections, ec)) throw fail("listen");
   port_ = acceptor_.local_endpoint().port();
 
+  if (web_->requires_auth()) {
+    checks_ = std::make_shared<CheckQueue>();
+    checks_->deliver = [this](std::uint64_t id, bool ok) {
+      net::post(ioc_, [this, id, ok] {
+        const auto it = checking_.find(id);
+        if (it == checking_.end()) return;
+        const std::shared_ptr<HttpConnectionBase> c = std::move(it->second);
+        checking_.erase(it);
+        c->checked(ok);
+      });
+    };
+    std::thread(CheckQueue::run, checks_, web_).detach();
+  }
+
   accept();
   io_thread_ = std::thread([this] {
     name_thread("stallscope-http");
@@ -471,12 +527,17 @@ HttpServer::Impl::Impl(const ListenAddress& address, const HttpServerOptions& op
 }
 
 HttpServer::Impl::~Impl() {
+  if (checks_) {
+    std::lock_guard lock(checks_->mu);
+    checks_->stopped = true;  // a check still running is not waited for, nor delivered
+    checks_->jobs.clear();
+    checks_->cv.notify_all();
+  }
   ioc_.stop();
   if (io_thread_.joinable()) io_thread_.join();
   workers_.stop();
-  checks_.stop();
   workers_.join();
-  checks_.join();
+  checking_.clear();  // the connections waiting on a check go while live_ is still here
   // Members go in reverse order: the pools (and the connections their queued jobs hold), the
   // acceptor, then the io_context with the connections its queued handlers hold; live_ and the
   // TLS context outlive all of them.
@@ -541,6 +602,19 @@ void HttpServer::Impl::run_job(net::thread_pool& pool, F f, Done done) {
       done(std::move(result));
     });
   });
+}
+
+bool HttpServer::Impl::check(std::shared_ptr<HttpConnectionBase> c,
+                             const std::string& credentials) {
+  if (checking_.size() >= options_.max_pending_jobs) return false;
+  const std::uint64_t id = next_check_++;
+  {
+    std::lock_guard lock(checks_->mu);
+    checks_->jobs.emplace_back(id, credentials);
+  }
+  checks_->cv.notify_one();
+  checking_.emplace(id, std::move(c));
+  return true;
 }
 
 void HttpServer::Impl::trim_memory() {

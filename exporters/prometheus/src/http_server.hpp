@@ -37,6 +37,7 @@ struct HttpReply {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  std::size_t rendered_bytes = 0;  // set by the server: the body's size before gzip
 };
 
 // Renders the response to a GET of `path` (one of the server's paths). Runs on a pool thread,
@@ -51,6 +52,10 @@ struct HttpServerOptions {
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 8192;  // a request body (none is expected) is read and dropped
   std::size_t max_pending_jobs = 256;
+  // After sending a body at least this large, malloc_trim(0) hands glibc's free pages back to
+  // the system (0: never). Without it RSS stays at its peak after a large scrape
+  // (bench/README.md, "Endpoint").
+  std::size_t trim_after_bytes = std::size_t{4} << 20;
 };
 
 class HttpServer final {
