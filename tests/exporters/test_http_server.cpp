@@ -635,3 +635,22 @@ TEST_CASE("a TLS certificate that cannot be read is an error naming the file", "
     CHECK_THAT(e.what(), Contains("/nonexistent/cert.pem"));
   }
 }
+
+TEST_CASE("connection limits out of range are rejected naming the value", "[endpoint][errors]") {
+  auto what = [](const AgentOptions& o) -> std::string {
+    try {
+      const Agent agent(o);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "<nothing was thrown>";
+  };
+  CHECK_THAT(what({.listen = "127.0.0.1:0", .max_connections = 0, .throw_on_error = true}),
+             Contains("max_connections = 0"));
+  CHECK_THAT(what({.listen = "127.0.0.1:0", .request_timeout = 0ms, .throw_on_error = true}),
+             Contains("request_timeout = 0 ms"));
+  const stallscope::test::LogCapture log;
+  const Agent agent(AgentOptions{.listen = "127.0.0.1:0", .max_connections = 0});
+  CHECK_FALSE(agent.listening());
+  CHECK_THAT(log.all(), Contains("max_connections = 0"));
+}
