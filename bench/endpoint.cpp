@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
 #include "http_server.hpp"
@@ -85,12 +86,11 @@ double app_throughput(std::chrono::milliseconds duration) {
     threads.emplace_back([&, t] {
       stallscope::Mutex own(t == 0 ? "app-0" : "app-1");
       std::uint64_t n = 0;
-      volatile std::uint64_t sink = 0;
       while (!stop.load(std::memory_order_relaxed)) {
         std::lock_guard lock(n % 64 == 0 ? shared : own);
         std::uint64_t x = n;
         for (int i = 0; i < 600; ++i) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        sink = x;
+        benchmark::DoNotOptimize(x);
         ++n;
       }
       ops.fetch_add(n);
