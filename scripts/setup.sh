@@ -8,11 +8,11 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev libcivetweb-dev
-          libfmt-dev catch2 libbenchmark-dev libyaml-cpp-dev libssl-dev libcrypt-dev
+          libfmt-dev catch2 libbenchmark-dev libssl-dev zlib1g-dev libyaml-cpp-dev libcrypt-dev
           curl ca-certificates)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format chromium valgrind) ;;
+  --test) packages+=(prometheus clang-format chromium openssl apache2-utils valgrind) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2

@@ -2,6 +2,7 @@
 /// Configuration of the Agent (the embedded endpoint), from code or the environment.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -12,8 +13,15 @@ struct AgentOptions {
   std::string listen = "127.0.0.1:9464";
   /// false: the Agent serves nothing (wrappers still record).
   bool enabled = true;
-  /// HTTP worker threads.
+  /// Threads that render responses (and compress them); 1 to 64. Connections themselves are all
+  /// served by one I/O thread, so idle or slow clients cost no thread.
   int http_threads = 2;
+  /// Open connections at most (1 to 100000). At the cap, the connection that has waited longest
+  /// for its request is closed to make room.
+  std::size_t max_connections = 1024;
+  /// A request's head (and the TLS handshake) must arrive within this time of the connection,
+  /// or of the previous response on a kept-alive connection; otherwise it is closed.
+  std::chrono::milliseconds request_timeout = std::chrono::seconds(10);
   /// What a failure to serve does: false (default) logs it and the Agent runs without an
   /// endpoint; true throws std::system_error naming the address.
   bool throw_on_error = false;
@@ -34,7 +42,7 @@ struct AgentOptions {
 };
 
 struct ListenAddress {
-  std::string host;  // as CivetWeb wants it: "127.0.0.1" or "[::1]"
+  std::string host;  // "127.0.0.1" or "[::1]" (IPv6 in brackets)
   std::uint16_t port = 0;
 };
 

@@ -1,30 +1,41 @@
 #include "stallscope/agent.hpp"
 
+#include <arpa/inet.h>
+
+#include <stdexcept>
 #include <system_error>
 
 #include <fmt/format.h>
-#include <prometheus/exposer.h>
 
+#include "http_server.hpp"
 #include "stallscope/log.hpp"
-#include "stallscope/prometheus.hpp"
 #include "stallscope/watchdog.hpp"
 #include "stallz_endpoint.hpp"
+#include "web_config.hpp"
 
 namespace stallscope {
 
-Agent::Agent() : collectable_(make_collectable()) {
-  AgentOptions options;
-  try {
-    options = AgentOptions::from_env();
-  } catch (const std::invalid_argument& e) {
-    error_ = e.what();
-    log(LogLevel::kError, fmt::format("{}; the endpoint is not started", error_));
-    return;
-  }
-  init(options);
+namespace {
+
+// The web configuration named by the options (STALLSCOPE_WEB_CONFIG), none when unset.
+detail::WebConfig web_config_of(const AgentOptions& options) {
+  if (options.web_config_file.empty()) return {};
+  return detail::load_web_config(options.web_config_file);
 }
 
-Agent::Agent(AgentOptions options) : collectable_(make_collectable()) { init(options); }
+bool is_loopback(const std::string& host) {
+  unsigned char buf[16];
+  if (host.size() > 2 && host.front() == '[') {
+    return host == "[::1]";
+  }
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 && buf[0] == 127;
+}
+
+}  // namespace
+
+Agent::Agent() { init(AgentOptions::from_env()); }  // from_env logs a bad variable, never throws
+
+Agent::Agent(AgentOptions options) { init(options); }
 
 void Agent::init(const AgentOptions& options) {
   if (!options.enabled) return;
@@ -42,7 +53,7 @@ void Agent::init(const AgentOptions& options) {
     start(options);
   } catch (const std::exception& e) {
     error_ = e.what();
-    exposer_.reset();
+    server_.reset();
     stallz_.reset();
     port_ = 0;
     if (options.throw_on_error) throw;
@@ -56,41 +67,62 @@ void Agent::start(const AgentOptions& options) {
     throw std::invalid_argument(fmt::format(
         "stallscope: http_threads = {} is out of range (1 to 64)", options.http_threads));
   }
-  host_ = addr.host;
-  const std::string bind = fmt::format("{}:{}", addr.host, addr.port);
-  stallz_ = std::make_unique<detail::StallzEndpoint>(Registry::global());
-  try {
-    // The callbacks serve /stallz next to /metrics (prometheus-cpp has no way to add handlers).
-    exposer_ = stallz_->serve([&] {
-      return std::make_unique<prometheus::Exposer>(bind,
-                                                   static_cast<std::size_t>(options.http_threads),
-                                                   &detail::StallzEndpoint::callbacks());
-    });
-  } catch (const std::exception& e) {
-    throw std::system_error(
-        std::make_error_code(std::errc::address_in_use),
-        fmt::format("stallscope: cannot listen on {} ({})", options.listen, e.what()));
+  if (options.max_connections < 1 || options.max_connections > 100'000) {
+    throw std::invalid_argument(fmt::format(
+        "stallscope: max_connections = {} is out of range (1 to 100000)", options.max_connections));
   }
-  exposer_->RegisterCollectable(collectable_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  port_ = ports.empty() ? addr.port : ports.front();
+  if (options.request_timeout < std::chrono::milliseconds(1) ||
+      options.request_timeout > std::chrono::hours(1)) {
+    throw std::invalid_argument(
+        fmt::format("stallscope: request_timeout = {} ms is out of range (1 ms to 1 h)",
+                    options.request_timeout.count()));
+  }
+  detail::WebConfig web = web_config_of(options);  // invalid_argument naming the file
+  const bool auth = web.requires_auth();
+  tls_ = web.tls.has_value();
+  host_ = addr.host;
+
+  detail::HttpServerOptions http;
+  http.worker_threads = options.http_threads;
+  http.max_connections = options.max_connections;
+  http.request_timeout = options.request_timeout;
+  stallz_ = std::make_unique<detail::StallzEndpoint>(Registry::global());
+  server_ = std::make_unique<detail::HttpServer>(addr, http, std::move(web),
+                                                 detail::StallzEndpoint::paths(),
+                                                 stallz_->handler());  // system_error
+  port_ = server_->port();
   stallz_->start_sampler();
+
+  if (!is_loopback(addr.host)) {
+    if (!auth) {
+      log(LogLevel::kWarning,
+          fmt::format("stallscope: serving /metrics and /stallz on {} without authentication: "
+                      "anyone who can reach it can read them (lock it down with a web "
+                      "configuration file: README, \"Endpoint and security\")",
+                      options.listen));
+    } else if (!tls_) {
+      log(LogLevel::kWarning,
+          fmt::format("stallscope: basic auth on {} without TLS: passwords cross the network in "
+                      "clear text (add tls_server_config to the web configuration)",
+                      options.listen));
+    }
+  }
 }
 
 Agent::~Agent() {
   if (stallz_) stallz_->stop_sampler();  // prompt: it waits on a condition variable
-  exposer_.reset();                      // joins CivetWeb's threads: no request is in flight after
+  server_.reset();  // closes every connection and joins the server's threads (milliseconds)
   stallz_.reset();
 }
 
 std::string Agent::url() const {
   if (!listening()) return {};
-  return fmt::format("http://{}:{}/metrics", host_, port_);
+  return fmt::format("{}://{}:{}/metrics", tls_ ? "https" : "http", host_, port_);
 }
 
 std::string Agent::stallz_url() const {
   if (!listening()) return {};
-  return fmt::format("http://{}:{}/stallz", host_, port_);
+  return fmt::format("{}://{}:{}/stallz", tls_ ? "https" : "http", host_, port_);
 }
 
 }  // namespace stallscope

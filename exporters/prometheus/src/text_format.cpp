@@ -17,9 +17,11 @@ namespace stallscope::detail {
 
 namespace {
 
-using Buffer = fmt::memory_buffer;
+// The text goes straight into the std::string returned (fmt writes into a std::string's back
+// inserter in place): a 32 MB scrape is not held twice, as a buffer and then its copy.
+using Buffer = std::string;
 
-void append(Buffer& out, std::string_view s) { out.append(s.data(), s.data() + s.size()); }
+void append(Buffer& out, std::string_view s) { out.append(s); }
 
 // Label values escape backslash, double quote and newline (as \n).
 void append_escaped(Buffer& out, std::string_view s) {
@@ -81,7 +83,7 @@ void append_tail(Buffer& out, const prometheus::ClientMetric& metric) {
 std::string bound_text(double v) {
   Buffer b;
   append_number(b, v);
-  return fmt::to_string(b);
+  return b;
 }
 
 // The le="..." texts, formatted once: every series of a family shares its bounds.
@@ -196,7 +198,7 @@ std::string write_text(const std::vector<prometheus::MetricFamily>& families) {
     }
   }
   last_size.store(out.size(), std::memory_order_relaxed);
-  return fmt::to_string(out);
+  return out;
 }
 
 }  // namespace stallscope::detail
