@@ -4,7 +4,8 @@
 //   node tls_e2e.mjs --fixture BIN --prometheus BIN --work DIR
 //
 // Makes a self-signed certificate (openssl CLI) and a bcrypt hash (htpasswd, apache2-utils),
-// starts the fixture (tls_fixture.cpp) with them, and one Prometheus on loopback with two jobs
+// writes them into a web configuration file, starts the fixture (tls_fixture.cpp: a plain
+// `stallscope::Agent agent;`) with STALLSCOPE_WEB_CONFIG naming it, and one Prometheus on loopback with two jobs
 // on that target: "tls" with the CA and the password, "nopass" with the CA and no password.
 // Exits 0 when "tls" is up with stallscope's series, and "nopass" is down with a 401. Everything
 // it starts is stopped before it exits, whatever happens.
@@ -61,8 +62,8 @@ function freePort() {
   });
 }
 
-function start(name, bin, argv) {
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(name, bin, argv, env = {}) {
+  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
   const log = fs.createWriteStream(path.join(args.work, `${name}.log`));
   child.stdout.pipe(log);
@@ -83,8 +84,21 @@ async function main() {
   const line = execFileSync('htpasswd', ['-nbBC', '10', 'prometheus', password], { encoding: 'utf8' }).trim();
   const hash = line.slice(line.indexOf(':') + 1);
 
+  // The web configuration file as a node_exporter user writes it (exporter-toolkit format); the
+  // key file relative to the file's own folder.
+  const webConfig = path.join(args.work, 'web.yml');
+  fs.writeFileSync(webConfig, [
+    'tls_server_config:',
+    `  cert_file: ${cert}`,
+    '  key_file: key.pem',
+    'basic_auth_users:',
+    `  prometheus: '${hash}'`,
+    '',
+  ].join('\n'));
   const portFile = path.join(args.work, 'port');
-  const fixture = start('fixture', args.fixture, [cert, key, 'prometheus', hash, portFile]);
+  const fixture = start('fixture', args.fixture, [portFile], {
+    STALLSCOPE_WEB_CONFIG: webConfig, STALLSCOPE_LISTEN: '127.0.0.1:0',
+  });
   const target = await until('the fixture to serve', 30, async () => {
     if (fixture.exitCode !== null) throw new Error(`the fixture exited (${fixture.exitCode}); see fixture.log`);
     return fs.existsSync(portFile) ? `127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}` : undefined;

@@ -1,10 +1,13 @@
-// A process that serves stallscope's endpoint over HTTPS with basic auth, for tls_e2e.mjs: the
-// server the Agent runs, built from a web configuration given on the command line.
+// A service as a user writes it, for tls_e2e.mjs: `stallscope::Agent agent;` configured by the
+// environment alone. tls_e2e.mjs sets STALLSCOPE_LISTEN=127.0.0.1:0 and STALLSCOPE_WEB_CONFIG to
+// a web configuration file (a certificate, a key and a basic-auth user), so this covers the path
+// a user takes: the variable, the file loader, the HTTPS server.
 //
-//   stallscope-tls-fixture CERT KEY USER BCRYPT_HASH PORT_FILE
+//   STALLSCOPE_WEB_CONFIG=web.yml STALLSCOPE_LISTEN=127.0.0.1:0 stallscope-tls-fixture PORT_FILE
 //
-// Writes the bound port (127.0.0.1, a free one) to PORT_FILE, then serves until SIGTERM or
-// SIGINT. A lock named "e2e-tls", taken twice, gives the scrape something exact to show.
+// Writes the bound port to PORT_FILE, then serves until SIGTERM or SIGINT; exits 1 (the Agent's
+// error on stderr) when the Agent does not listen. A lock named "e2e-tls", taken twice, gives the
+// scrape something exact to show.
 #include <signal.h>
 
 #include <cstdio>
@@ -14,13 +17,9 @@
 
 #include <stallscope/stallscope.hpp>
 
-#include "http_server.hpp"
-#include "stallz_endpoint.hpp"
-#include "web_config.hpp"
-
 int main(int argc, char** argv) {
-  if (argc != 6) {
-    std::fprintf(stderr, "usage: %s CERT KEY USER BCRYPT_HASH PORT_FILE\n", argv[0]);
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s PORT_FILE\n", argv[0]);
     return 2;
   }
   sigset_t stop;
@@ -29,23 +28,19 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: sigwait gets them
 
-  stallscope::detail::WebConfig web;
-  web.tls = stallscope::detail::WebConfig::Tls{argv[1], argv[2]};
-  web.users.push_back({argv[3], argv[4]});
-  stallscope::detail::StallzEndpoint stallz(stallscope::Registry::global());
-  stallscope::detail::HttpServer server({"127.0.0.1", 0}, {}, std::move(web),
-                                        stallscope::detail::StallzEndpoint::paths(),
-                                        stallz.handler());
-  stallz.start_sampler();
-
+  const stallscope::Agent agent;
+  if (!agent.listening()) {
+    std::fprintf(stderr, "stallscope-tls-fixture: not listening: %s\n", agent.error().c_str());
+    return 1;
+  }
   stallscope::Mutex lock("e2e-tls");
   for (int i = 0; i < 2; ++i) std::lock_guard l(lock);
   {
-    std::ofstream out(std::string(argv[5]) + ".tmp");
-    out << server.port() << "\n";
+    std::ofstream out(std::string(argv[1]) + ".tmp");
+    out << agent.port() << "\n";
   }
-  std::rename((std::string(argv[5]) + ".tmp").c_str(), argv[5]);  // whole, or not there
-  std::printf("serving https://127.0.0.1:%d/metrics\n", server.port());
+  std::rename((std::string(argv[1]) + ".tmp").c_str(), argv[1]);  // whole, or not there
+  std::printf("serving %s\n", agent.url().c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop, &sig);

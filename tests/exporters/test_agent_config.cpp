@@ -1,4 +1,8 @@
 // Agent configuration and its errors: taken ports, bad addresses, the environment.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -82,7 +86,7 @@ TEST_CASE("bad listen addresses are rejected naming the value", "[agent][errors]
   CHECK_THAT(log.all(), Contains(bad));
 }
 
-TEST_CASE("good listen addresses parse to what CivetWeb binds", "[agent]") {
+TEST_CASE("good listen addresses parse to the host and port the endpoint binds", "[agent]") {
   CHECK(stallscope::parse_listen_address("127.0.0.1:9464").host == "127.0.0.1");
   CHECK(stallscope::parse_listen_address("127.0.0.1:9464").port == 9464);
   CHECK(stallscope::parse_listen_address("localhost:0").host == "127.0.0.1");
@@ -193,4 +197,36 @@ TEST_CASE("an Agent with a bad environment value still serves", "[agent][env][er
   CHECK(stallscope::test::scrape(agent.port()).find("stallscope_build_info") != std::string::npos);
   CHECK_THAT(log.all(), Contains("STALLSCOPE_AGENT=\"yes please\"") &&
                             Contains("STALLSCOPE_WATCHDOG_MS=\"soon\""));
+}
+
+TEST_CASE("an Agent whose web config cannot be loaded serves nothing and names the file",
+          "[agent][errors][webconfig]") {
+  const std::string file = (std::filesystem::temp_directory_path() /
+                            fmt::format("stallscope-bad-web-{}.yml", ::getpid()))
+                               .string();
+  std::ofstream(file) << "basic_auth_users:\n  ops: not-a-hash\n";
+  SECTION("logged: no fallback to serving without the authentication it asks for") {
+    const LogCapture log;
+    const Agent agent(AgentOptions{.listen = "127.0.0.1:0", .web_config_file = file});
+    CHECK_FALSE(agent.listening());
+    CHECK_THAT(agent.error(), Contains(file) && Contains("basic_auth_users.ops"));
+    CHECK_THAT(log.all(), Contains(file));
+  }
+  SECTION("thrown with throw_on_error") {
+    CHECK_THAT(what_of<std::invalid_argument>([&] {
+                 const Agent agent(AgentOptions{
+                     .listen = "127.0.0.1:0", .throw_on_error = true, .web_config_file = file});
+               }),
+               Contains(file) && Contains("not a bcrypt hash"));
+  }
+  SECTION("through STALLSCOPE_WEB_CONFIG") {
+    const ScopedEnv listen("STALLSCOPE_LISTEN", "127.0.0.1:0");
+    const ScopedEnv web("STALLSCOPE_WEB_CONFIG", file.c_str());
+    const ScopedEnv enabled("STALLSCOPE_AGENT", nullptr);
+    const LogCapture log;
+    const Agent agent;
+    CHECK_FALSE(agent.listening());
+    CHECK_THAT(agent.error(), Contains(file));
+  }
+  std::filesystem::remove(file);
 }
