@@ -458,7 +458,11 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
 
   using WaitList = IntrusiveFifo<Waiter>;
 
+  // Constructors, not aggregates: emplace() initializes them with parentheses, which clang
+  // before 16 does not accept for aggregates (P0960).
   struct CancelSend {
+    CancelSend(std::weak_ptr<ChannelCore> c, std::weak_ptr<SendWaiter> w)
+        : core(std::move(c)), waiter(std::move(w)) {}
     std::weak_ptr<ChannelCore> core;
     std::weak_ptr<SendWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {
@@ -469,6 +473,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     }
   };
   struct CancelRecv {
+    CancelRecv(std::weak_ptr<ChannelCore> c, std::weak_ptr<RecvWaiter> w)
+        : core(std::move(c)), waiter(std::move(w)) {}
     std::weak_ptr<ChannelCore> core;
     std::weak_ptr<RecvWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {

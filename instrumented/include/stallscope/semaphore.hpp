@@ -294,7 +294,11 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
     Handler handler_;
   };
 
+  // A constructor, not an aggregate: emplace() initializes it with parentheses, which clang
+  // before 16 does not accept for aggregates (P0960).
   struct CancelWait {
+    CancelWait(std::weak_ptr<PermitCore> c, std::weak_ptr<AsyncWaiter> w)
+        : core(std::move(c)), waiter(std::move(w)) {}
     std::weak_ptr<PermitCore> core;
     std::weak_ptr<AsyncWaiter> waiter;
     void operator()(boost::asio::cancellation_type type) {
