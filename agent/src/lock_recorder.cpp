@@ -221,10 +221,10 @@ LockSite::~LockSite() {
   if (ready(s)) s->sites_.unlink(this);
 }
 
-void LockSite::attach(LockSeries* s) noexcept {
+std::size_t LockSite::attach(LockSeries* s) {
   time_holds_ = hold_option_.value_or(s->hold_time_default());
   if (time_holds_) s->ensure_hold_cells();
-  s->sites_.link(this);
+  return s->sites_.link(this);
 }
 
 // Registers a deferred lock, once, whichever threads call it at the same time.
@@ -248,9 +248,8 @@ LockSeries* LockSite::resolve() noexcept {
     try {
       s = unnamed_ ? lock_series(kind_, site_name(pending_, pending_n_))
                    : lock_series(kind_, std::string_view(pending_, pending_n_));
-      attach(s);
-      merged = unnamed_ && s->sites_.size() > 1 &&
-               !s->merge_warned_.exchange(true, std::memory_order_relaxed);
+      const std::size_t live = attach(s);
+      merged = unnamed_ && live > 1 && !s->merge_warned_.exchange(true, std::memory_order_relaxed);
     } catch (const std::exception& e) {
       failure = e.what();
       s = nullptr;

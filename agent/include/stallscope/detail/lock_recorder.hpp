@@ -200,7 +200,8 @@ class LockSite {
     return resolve();
   }
   LockSeries* resolve() noexcept;
-  void attach(LockSeries* s) noexcept;
+  // Sets time_holds_ and links the site; returns the series' live objects, this one included.
+  std::size_t attach(LockSeries* s);
 
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
