@@ -29,10 +29,6 @@ namespace {
 
 // Unique resource names: every test shares the process registry.
 
-template <class Lock>
-constexpr bool kRecursive = std::is_same_v<typename Lock::inner_type, std::recursive_mutex> ||
-                            std::is_same_v<typename Lock::inner_type, std::recursive_timed_mutex>;
-
 double counter(std::string_view family, const std::string& name,
                std::string_view op = "exclusive") {
   return value(family, lock_labels(name, op)).value_or(-1);
@@ -368,6 +364,11 @@ TEMPLATE_TEST_CASE("locks construct like the std types: constexpr, noexcept, not
   STATIC_REQUIRE(std::is_nothrow_constructible_v<TestType, const char(&)[5]>);
   STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<TestType>);
   STATIC_REQUIRE_FALSE(std::is_move_constructible_v<TestType>);
+  if constexpr (!STALLSCOPE_ENABLED) {
+    // Compiled out, a lock is its primitive and nothing else.
+    STATIC_REQUIRE(sizeof(TestType) == sizeof(Inner));
+    STATIC_REQUIRE(std::is_standard_layout_v<TestType> == std::is_standard_layout_v<Inner>);
+  }
   // Constant-initialized: the same objects as constinit globals are in test_static_init.cpp.
   static constinit TestType named{"constexpr-named"};
   static constinit TestType unnamed;
