@@ -157,16 +157,18 @@ TEST_CASE("notify_all_at_thread_exit unlocks and notifies when the thread exits"
   stallscope::ConditionVariable cv;
   bool done = false;
   std::unique_lock lock(mu);
-  std::thread([&] {
+  std::thread exiting([&] {
     std::unique_lock inner(mu);
     done = true;
     stallscope::notify_all_at_thread_exit(cv, std::move(inner));
-  }).detach();
+  });
   cv.wait(lock, [&] { return done; });
   CHECK(done);
   lock.unlock();
-  // The mutex was handed back at thread exit: it can be taken again.
-  std::lock_guard g(mu);
+  // The mutex was handed back at thread exit: it can be taken again. The join keeps cv alive
+  // until the exiting thread's notify has returned, as std::notify_all_at_thread_exit requires.
+  { std::lock_guard g(mu); }
+  exiting.join();
 }
 
 TEST_CASE("the native handle is a pthread condition variable", "[condvar][concurrency]") {
