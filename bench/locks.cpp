@@ -5,6 +5,9 @@
 //   contended_*    two threads on one lock, each looping lock; 4 increments; unlock. Each thread
 //                  is pinned to its own CPU: unpinned, the scheduler sometimes runs both on one
 //                  core, they take turns, and the run measures an uncontended loop instead
+//   lifecycle_*    a per-object lock's life on the heap: new + delete, and new + lock + unlock +
+//                  delete (a stallscope lock named by a literal registers at its first use; one
+//                  named at run time, at construction)
 //
 // Results are per operation (one lock + unlock). scripts/bench.sh turns them into ratios.
 //
@@ -171,6 +174,46 @@ void uncontended_naive(benchmark::State& state) {
   lock_unlock(state, g.m);
 }
 
+// --- lifecycle: per-object locks (one per connection, per cache entry, striped arrays) ---
+// The name already exists (registered before the loop), as for every object after the first.
+
+template <class Lock, class... Args>
+void lifecycle(benchmark::State& state, bool use, Args&&... args) {
+  for (auto _ : state) {
+    auto* m = new Lock(args...);
+    benchmark::DoNotOptimize(m);
+    if (use) {
+      m->lock();
+      m->unlock();
+    }
+    delete m;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+const std::string kLifecycleName = "bench-lifecycle";
+
+void lifecycle_new_std_mutex(benchmark::State& state) { lifecycle<std::mutex>(state, false); }
+
+void lifecycle_new_stallscope(benchmark::State& state) {
+  { const stallscope::Mutex warm(kLifecycleName); }  // registers the name
+  lifecycle<stallscope::Mutex>(state, false, "bench-lifecycle");
+}
+
+void lifecycle_new_stallscope_runtime_name(benchmark::State& state) {
+  lifecycle<stallscope::Mutex>(state, false, kLifecycleName);
+}
+
+void lifecycle_used_std_mutex(benchmark::State& state) { lifecycle<std::mutex>(state, true); }
+
+void lifecycle_used_stallscope(benchmark::State& state) {
+  lifecycle<stallscope::Mutex>(state, true, "bench-lifecycle");
+}
+
+void lifecycle_used_stallscope_runtime_name(benchmark::State& state) {
+  lifecycle<stallscope::Mutex>(state, true, kLifecycleName);
+}
+
 // --- contended (2 threads) ---
 // Function-local statics: both threads of a run share the lock and its counter.
 
@@ -215,6 +258,13 @@ BENCHMARK(uncontended_std_mutex);
 BENCHMARK(uncontended_stallscope);
 BENCHMARK(uncontended_stallscope_hold);
 BENCHMARK(uncontended_naive);
+
+BENCHMARK(lifecycle_new_std_mutex);
+BENCHMARK(lifecycle_new_stallscope);
+BENCHMARK(lifecycle_new_stallscope_runtime_name);
+BENCHMARK(lifecycle_used_std_mutex);
+BENCHMARK(lifecycle_used_stallscope);
+BENCHMARK(lifecycle_used_stallscope_runtime_name);
 
 // Real time: with two threads the figure that matters is wall-clock throughput.
 BENCHMARK(contended_std_mutex)->Threads(2)->UseRealTime();

@@ -133,6 +133,26 @@ hold_cost = summary["uncontended_stallscope_hold"][0] - summary["uncontended_sta
 print(f"\nHold timing costs {fmt(hold_cost)} ns per lock + unlock here (two `stallscope::now_ns()` "
       "clock reads and a histogram record).\n")
 
+# --- 1b. lifecycle ---
+print("### 1b. A per-object lock's life: new + delete, and with one lock + unlock (1 thread)\n")
+print("| Lock | new + delete: ns | vs `std::mutex` | new + lock + unlock + delete: ns "
+      "| vs `std::mutex` |")
+print("|---|---:|---:|---:|---:|")
+base_new = med([ns(b) for b in locks[("lifecycle_new_std_mutex", 1)]])
+base_used = med([ns(b) for b in locks[("lifecycle_used_std_mutex", 1)]])
+for key, label in [("std_mutex", "`std::mutex` (baseline)"),
+                   ("stallscope", "`stallscope::Mutex{\"literal\"}` (registers at first use)"),
+                   ("stallscope_runtime_name",
+                    "`stallscope::Mutex{std::string}` (registers at construction)")]:
+    new = [ns(b) for b in locks[(f"lifecycle_new_{key}", 1)]]
+    used = [ns(b) for b in locks[(f"lifecycle_used_{key}", 1)]]
+    summary[f"lifecycle_new_{key}"] = (med(new), min(new))
+    summary[f"lifecycle_used_{key}"] = (med(used), min(used))
+    print(f"| {label} | {fmt(med(new))} ({fmt(min(new))}) | {med(new) / base_new:.2f}x "
+          f"| {fmt(med(used))} ({fmt(min(used))}) | {med(used) / base_used:.2f}x |")
+print("\nThe name exists already (as for every object after the first one of a name); the "
+      "heap allocation is included.\n")
+
 # --- 2. contended ---
 names = [("contended_std_mutex", "`std::mutex` (baseline)"),
          ("contended_stallscope", "`stallscope::Mutex` (hold timing off, default)"),

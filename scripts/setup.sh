@@ -3,7 +3,8 @@
 # `apt-get update` only when something is. Runs without a terminal (CI, ssh -T, pipes).
 #   scripts/setup.sh          build + demo packages
 #   scripts/setup.sh --test   also what the test suite needs (prometheus server and promtool,
-#                             clang-format)
+#                             clang-format, and the compilers of the asan and off presets:
+#                             clang 16 with its sanitizer runtimes, clang 14)
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -12,7 +13,8 @@ packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev l
           curl ca-certificates)
 case "${1:-}" in
   "") ;;
-  --test) packages+=(prometheus clang-format chromium openssl apache2-utils valgrind) ;;
+  --test) packages+=(prometheus clang-format chromium openssl apache2-utils valgrind clang-14
+                     clang-16 libclang-rt-16-dev) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2

@@ -5,6 +5,8 @@
 #                                     gate (scripts/icount.sh --check) and the clang-format check
 #   bash scripts/test.sh dev tsan     only these presets (and the icount and format checks)
 #
+# Compilers: dev and tsan build with GCC 12, asan with clang 16 and off with clang 14
+# (CMakePresets.json), so both compilers are covered without extra builds.
 # Each preset is configured, built (-j$(nproc)) and run through ctest in build/<preset>. The
 # last line is "N passed, N failed": ctest tests summed over presets; a preset that fails to
 # configure or build, and a failed format check, each count as one failure. Exit status 0 only

@@ -1,13 +1,17 @@
 #include "stallscope/detail/lock_recorder.hpp"
 
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "cells_alloc.hpp"
 #include "stallscope/detail/task_recorder.hpp"
+#include "stallscope/log.hpp"
 
 namespace stallscope::detail {
+
+void lock_name_is_invalid_see_validate_resource_name() noexcept {}
 
 const FamilyDesc kLockAcquisitions{"stallscope_lock_acquisitions_total",
                                    "Successful acquisitions (lock, try_lock and timed locks).",
@@ -69,8 +73,7 @@ LockSeries* lock_series(ResourceKind kind, std::string_view name) {
   return static_cast<LockSeries*>(&Registry::global().series(kind, name, make));
 }
 
-std::string site_name(const std::source_location& where) {
-  std::string_view file = where.file_name();
+std::string site_name(std::string_view file, std::uint32_t line) {
   if (auto slash = file.find_last_of('/'); slash != std::string_view::npos) {
     file.remove_prefix(slash + 1);
   }
@@ -84,7 +87,7 @@ std::string site_name(const std::source_location& where) {
   // "f" in front of a name that would be empty or reserved ("__"); formatted, not inserted:
   // GCC 12 warns (-Wrestrict, falsely) on std::string::insert of a literal at -O2.
   const bool prefix = out.empty() || out.starts_with("__");
-  return fmt::format("{}{}:{}", prefix ? "f" : "", out, where.line());
+  return fmt::format("{}{}:{}", prefix ? "f" : "", out, line);
 }
 
 }  // namespace
@@ -114,6 +117,15 @@ void LockSeries::ensure_hold_cells() noexcept {
   hold_cells_.store(true, std::memory_order_release);
 }
 
+void LockSeries::ensure_idle_cells() noexcept {
+  if (idle_cells_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(hold_mu_);
+  if (idle_cells_.load(std::memory_order_relaxed)) return;
+  ops_[0].idle.layout = &wait_layout_;
+  ops_[0].idle.base = cell_allocator().allocate(wait_layout_.cells());
+  idle_cells_.store(true, std::memory_order_release);
+}
+
 void LockSeries::collect(Collector& out) {
   const std::string kind(to_string(this->kind()));
   for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
@@ -125,6 +137,8 @@ void LockSeries::collect(Collector& out) {
     HistogramCells hold_cells{c.hold.layout, kNoCell};
     if (hold_cells_.load(std::memory_order_acquire)) hold_cells.base = c.hold.base;
     HistogramData hold = read(hold_cells);
+    HistogramCells idle_cells{&wait_layout_, kNoCell};
+    if (o == 0 && idle_cells_.load(std::memory_order_acquire)) idle_cells.base = c.idle.base;
     const std::uint64_t fast = counters[LockOpCells::kFast];
     const std::uint64_t contended = wait.count;
     const std::uint64_t timeouts = counters[LockOpCells::kTimeout];
@@ -154,6 +168,13 @@ void LockSeries::collect(Collector& out) {
       out.add(kLockHold, labels,
               HistogramSnapshot{std::move(hold.bounds), std::move(hold.counts), hold.count,
                                 hold.sum_seconds});
+    }
+    // Only locks that a ConditionVariable waited on have idle time.
+    if (idle_cells.base != kNoCell) {
+      HistogramData idle = read(idle_cells);
+      out.add(kIdleSeconds, labels,
+              HistogramSnapshot{std::move(idle.bounds), std::move(idle.counts), idle.count,
+                                idle.sum_seconds});
     }
   }
 
@@ -187,32 +208,93 @@ void LockSeries::collect(Collector& out) {
   out.add(kLockObjects, labels, static_cast<double>(sites_.size()));
 }
 
-LockSite::LockSite(ResourceKind kind, std::string_view name, const LockOptions& options)
-    : series_(lock_series(kind, name)),
-      time_holds_(options.hold_time.value_or(series_->hold_time_default())) {
-  if (time_holds_) series_->ensure_hold_cells();
-  series_->sites_.link(this);
+LockSite::LockSite(RegisterNow, ResourceKind kind, std::string_view name,
+                   const LockOptions& options)
+    : kind_(kind), hold_option_(options.hold_time) {
+  LockSeries* s = lock_series(kind, name);  // throws on a bad name, before anything is linked
+  attach(s);
+  series_.store(s, std::memory_order_release);
 }
 
-LockSite::LockSite(ResourceKind kind, const std::source_location& where, const LockOptions& options)
-    : LockSite(kind, site_name(where), options) {}
+LockSite::~LockSite() {
+  LockSeries* s = series_.load(std::memory_order_acquire);
+  if (ready(s)) s->sites_.unlink(this);
+}
 
-LockSite::~LockSite() { series_->sites_.unlink(this); }
+std::size_t LockSite::attach(LockSeries* s) {
+  time_holds_ = hold_option_.value_or(s->hold_time_default());
+  if (time_holds_) s->ensure_hold_cells();
+  return s->sites_.link(this);
+}
+
+// Registers a deferred lock, once, whichever threads call it at the same time.
+//
+// Ordering argument: exactly one caller wins the CAS from nullptr to kBusy (acq_rel: it also
+// sees a previous owner's writes, though there are none). The winner alone writes time_holds_,
+// links the site and then publishes the series with a release store. Every other caller, and
+// every later fast path, reads series_ with acquire: once it sees the series pointer it also
+// sees time_holds_ and the series' cells. A loser that sees kBusy yields until the winner
+// publishes; registration takes a microsecond or so, and the winner holds no lock that user code
+// can hold while it runs, so it cannot wait on the loser. The winner logs only after publishing,
+// so a log sink that locks this same lock does not find it busy.
+LockSeries* LockSite::resolve() noexcept {
+  LockSeries* expected = nullptr;
+  auto* const busy = reinterpret_cast<LockSeries*>(kBusy);
+  if (series_.compare_exchange_strong(expected, busy, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+    LockSeries* s = nullptr;
+    std::string failure;
+    bool merged = false;
+    try {
+      s = unnamed_ ? lock_series(kind_, site_name(pending_, pending_n_))
+                   : lock_series(kind_, std::string_view(pending_, pending_n_));
+      const std::size_t live = attach(s);
+      merged = unnamed_ && live > 1 && !s->merge_warned_.exchange(true, std::memory_order_relaxed);
+    } catch (const std::exception& e) {
+      failure = e.what();
+      s = nullptr;
+    } catch (...) {
+      s = nullptr;
+    }
+    series_.store(s != nullptr ? s : reinterpret_cast<LockSeries*>(kFailed),
+                  std::memory_order_release);
+    if (s == nullptr) {
+      log(LogLevel::kError,
+          "stallscope: a lock could not be registered and records nothing: " + failure);
+    } else if (merged) {
+      log(LogLevel::kWarning,
+          fmt::format("stallscope: several unnamed locks record under \"{}\", the line that "
+                      "initializes them (for a class member: its constructor); give them names "
+                      "to tell them apart",
+                      s->name()));
+    }
+    return s;
+  }
+  while (expected == busy) {
+    std::this_thread::yield();
+    expected = series_.load(std::memory_order_acquire);
+  }
+  return ready(expected) ? expected : nullptr;
+}
 
 std::int64_t LockSite::wait_begin(LockOp op) noexcept {
   const std::int64_t t0 = now_ns();
+  LockSeries* series = this->series();
+  if (series == nullptr) return t0;
   if (ThreadShard* s = own_shard()) {
     s->wait.since_ns.store(t0, std::memory_order_relaxed);
     s->wait.op.store(static_cast<std::uint32_t>(op), std::memory_order_relaxed);
-    s->wait.series.store(series_->id(), std::memory_order_release);
+    s->wait.series.store(series->id(), std::memory_order_release);
   }
   return t0;
 }
 
 void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept {
   const std::int64_t t1 = now_ns();
+  LockSeries* series = this->series();
+  if (series == nullptr) return;
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
-  const LockOpCells& c = series_->op(op);
+  const LockOpCells& c = series->op(op);
   c.wait.record(t1 - started_ns);
   if (tls_slice != nullptr) {
     add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));
@@ -228,6 +310,30 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
     held_since_state_.store(state_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   if (time_holds_) hold_begin(op, t1);
+}
+
+std::int64_t LockSite::cv_wait_begin() noexcept {
+  if (LockSeries* s = series()) s->ensure_idle_cells();
+  releasing(LockOp::kExclusive);
+  return now_ns();
+}
+
+void LockSite::cv_wait_end(std::int64_t started_ns, std::int64_t notified_ns,
+                           bool contended) noexcept {
+  const std::int64_t t1 = now_ns();
+  LockSeries* series = this->series();
+  if (series == nullptr) return;
+  const LockOpCells& c = series->op(LockOp::kExclusive);
+  if (!contended || notified_ns <= started_ns || notified_ns > t1) {
+    // Woken without a notify seen during the wait (spurious, a timeout, or a notify that raced
+    // the start), or with the mutex free since the notify: all of it was waiting for work (the
+    // wake-up latency included), and the mutex came back without a wait.
+    c.idle.record(t1 - started_ns);
+    acquired_fast(LockOp::kExclusive);
+    return;
+  }
+  c.idle.record(notified_ns - started_ns);
+  wait_end(LockOp::kExclusive, notified_ns, true);
 }
 
 void LockSite::held_across_released() noexcept {
@@ -249,7 +355,7 @@ void LockSite::hold_begin(LockOp op, std::int64_t t) noexcept {
 
 void LockSite::hold_end(LockOp op) noexcept {
   const std::int64_t t = now_ns();
-  const LockOpCells& c = series_->op(op);
+  const LockOpCells& c = series_.load(std::memory_order_relaxed)->op(op);
   if (op == LockOp::kExclusive) {
     c.hold.record(t - held_since_ns_.load(std::memory_order_relaxed));
     return;

@@ -70,11 +70,13 @@ double jobs(const std::string& name, std::string_view outcome) {
   l.emplace_back("outcome", std::string(outcome));
   return value("stallscope_pool_jobs_total", l).value_or(-1);
 }
-std::uint64_t queue_wait_count(const std::string& name) {
+// [[maybe_unused]]: with recording compiled out their only callers are discarded, and clang
+// warns (-Wunneeded-internal-declaration).
+[[maybe_unused]] std::uint64_t queue_wait_count(const std::string& name) {
   auto h = stallscope::testing::histogram("stallscope_wait_seconds", queue_labels(name));
   return h ? h->count : ~std::uint64_t{0};
 }
-std::uint64_t run_count(const std::string& name) {
+[[maybe_unused]] std::uint64_t run_count(const std::string& name) {
   auto h = stallscope::testing::histogram("stallscope_pool_run_seconds", labels(name));
   return h ? h->count : ~std::uint64_t{0};
 }

@@ -1,4 +1,6 @@
 // The contract every lock wrapper keeps, run against each of them, plus exact accounting.
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -11,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "stallscope/log.hpp"
 #include "stallscope/mutex.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
@@ -25,10 +28,6 @@ using stallscope::testing::unique_name;
 namespace {
 
 // Unique resource names: every test shares the process registry.
-
-template <class Lock>
-constexpr bool kRecursive = std::is_same_v<typename Lock::inner_type, std::recursive_mutex> ||
-                            std::is_same_v<typename Lock::inner_type, std::recursive_timed_mutex>;
 
 double counter(std::string_view family, const std::string& name,
                std::string_view op = "exclusive") {
@@ -305,11 +304,33 @@ TEST_CASE("an unnamed lock is named after the line that declares it", "[locks]")
   }
 }
 
-TEST_CASE("a bad lock name is rejected with the name in the message", "[locks]") {
+TEST_CASE("a bad literal lock name is reported at first use and the lock records nothing",
+          "[locks]") {
+  // constinit stallscope::Mutex m{"bad name"}; does not compile; a lock constructed at run time
+  // cannot throw from its noexcept constructor, so the name is checked when it registers.
+  std::vector<std::string> errors;
+  stallscope::set_log_sink([&](stallscope::LogLevel level, std::string_view message) {
+    if (level == stallscope::LogLevel::kError) errors.emplace_back(message);
+  });
+  stallscope::Mutex mu("bad literal");
+  { std::lock_guard g(mu); }
+  CHECK(mu.try_lock());
+  mu.unlock();
+  stallscope::set_log_sink({});
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0], Catch::Contains("\"bad literal\""));
+  CHECK(mu.name().empty());
+  CHECK_FALSE(value("stallscope_lock_objects", {{"resource", "bad literal"}}).has_value());
+}
+
+TEST_CASE("a bad lock name built at run time is rejected with the name in the message", "[locks]") {
+  // A name built at run time is checked at once.
+  const std::string bad = "bad name";
   if constexpr (STALLSCOPE_ENABLED) {
-    CHECK_THROWS_WITH(stallscope::Mutex("bad name"), Catch::Contains("\"bad name\""));
+    CHECK_THROWS_WITH(stallscope::Mutex(bad), Catch::Contains("\"bad name\""));
   } else {
-    CHECK_NOTHROW(stallscope::Mutex("bad name"));  // compiled out: names are ignored
+    CHECK_NOTHROW(stallscope::Mutex(bad));  // compiled out: names are ignored
   }
 }
 
@@ -333,4 +354,147 @@ TEST_CASE("locking from thread-local destructors after the thread's shard is gon
     CHECK(counter("stallscope_lock_acquisitions_total", name) == 2);
   }
   mu = nullptr;
+}
+
+TEMPLATE_TEST_CASE("locks construct like the std types: constexpr, noexcept, not copyable",
+                   "[locks][contract]", ALL_LOCKS) {
+  using Inner = typename TestType::inner_type;
+  STATIC_REQUIRE(std::is_nothrow_default_constructible_v<TestType> ==
+                 std::is_nothrow_default_constructible_v<Inner>);
+  STATIC_REQUIRE(std::is_nothrow_constructible_v<TestType, const char(&)[5]>);
+  STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<TestType>);
+  STATIC_REQUIRE_FALSE(std::is_move_constructible_v<TestType>);
+  if constexpr (!STALLSCOPE_ENABLED) {
+    // Compiled out, a lock is its primitive and nothing else.
+    STATIC_REQUIRE(sizeof(TestType) == sizeof(Inner));
+    STATIC_REQUIRE(std::is_standard_layout_v<TestType> == std::is_standard_layout_v<Inner>);
+  }
+  // Constant-initialized: the same objects as constinit globals are in test_static_init.cpp.
+  static constinit TestType named{"constexpr-named"};
+  static constinit TestType unnamed;
+  { std::lock_guard g(named); }
+  { std::lock_guard g(unnamed); }
+}
+
+TEMPLATE_TEST_CASE("locks have the native handle of the type they wrap", "[locks][contract]",
+                   ALL_LOCKS) {
+  using Inner = typename TestType::inner_type;
+  if constexpr (requires { typename Inner::native_handle_type; }) {
+    STATIC_REQUIRE(
+        std::is_same_v<typename TestType::native_handle_type, typename Inner::native_handle_type>);
+    TestType mu(unique_name("native"));
+    STATIC_REQUIRE(
+        std::is_same_v<decltype(mu.native_handle()), typename Inner::native_handle_type>);
+  } else {
+    STATIC_REQUIRE_FALSE(requires { typename TestType::native_handle_type; });
+  }
+}
+
+TEMPLATE_TEST_CASE("a lock held through the wrapper is held for pthread functions",
+                   "[locks][contract][concurrency]", stallscope::Mutex, stallscope::TimedMutex,
+                   stallscope::RecursiveMutex, stallscope::RecursiveTimedMutex) {
+  TestType mu(unique_name("pthread"));
+  pthread_mutex_t* native = mu.native_handle();
+  std::unique_lock held(mu);
+  int busy = 0;
+  std::thread([&] { busy = pthread_mutex_trylock(native); }).join();
+  CHECK(busy == EBUSY);
+  held.unlock();
+  REQUIRE(pthread_mutex_lock(native) == 0);
+  bool got = true;
+  std::thread([&] { got = mu.try_lock(); }).join();
+  CHECK_FALSE(got);
+  REQUIRE(pthread_mutex_unlock(native) == 0);
+}
+
+TEST_CASE("a shared lock's native handle is a pthread rwlock", "[locks][contract]") {
+  if constexpr (requires { typename std::shared_mutex::native_handle_type; }) {
+    stallscope::SharedMutex mu(unique_name("pthread-rw"));
+    // libstdc++ declares the handle as void*; it is the pthread_rwlock_t.
+    auto* native = static_cast<pthread_rwlock_t*>(mu.native_handle());
+    std::shared_lock reader(mu);
+    CHECK(pthread_rwlock_tryrdlock(native) == 0);
+    CHECK(pthread_rwlock_unlock(native) == 0);
+    CHECK(pthread_rwlock_trywrlock(native) == EBUSY);
+  }
+}
+
+namespace {
+// Deriving from a lock to add members, as some code (and libstdc++'s own tests) do.
+struct CountingMutex : stallscope::Mutex {
+  using stallscope::Mutex::Mutex;
+  int entries = 0;
+};
+}  // namespace
+
+TEST_CASE("a lock can be derived from to add members", "[locks][contract]") {
+  STATIC_REQUIRE_FALSE(std::is_final_v<stallscope::Mutex>);
+  STATIC_REQUIRE_FALSE(std::is_polymorphic_v<stallscope::Mutex>);
+  CountingMutex mu{"derived-lock"};
+  {
+    std::lock_guard g(mu);
+    ++mu.entries;
+  }
+  std::unique_lock u(mu);
+  CHECK(mu.entries == 1);
+}
+
+namespace {
+struct TwoUnnamedMembers {
+  TwoUnnamedMembers() = default;
+  stallscope::Mutex first;
+  stallscope::Mutex second;
+};
+}  // namespace
+
+TEST_CASE("unnamed locks that share an initializing line are never merged silently", "[locks]") {
+  std::vector<std::string> warnings;
+  stallscope::set_log_sink([&](stallscope::LogLevel level, std::string_view message) {
+    if (level == stallscope::LogLevel::kWarning) warnings.emplace_back(message);
+  });
+  TwoUnnamedMembers pair;
+  { std::lock_guard g(pair.first); }
+  { std::lock_guard g(pair.second); }
+  stallscope::set_log_sink({});
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  // Both are named after the constructor that initializes them (the standard gives a member's
+  // initializer no line of its own), and the shared name is reported once.
+  CHECK(pair.first.name() == pair.second.name());
+  CHECK(pair.first.name().starts_with("test_locks.cpp:"));
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains(std::string(pair.first.name())));
+  CHECK_THAT(warnings[0], Catch::Contains("give them names"));
+}
+
+TEMPLATE_TEST_CASE("threads racing on a lock's first use register it exactly once",
+                   "[locks][accounting][concurrency]", ALL_LOCKS) {
+  constexpr int kThreads = 4;
+  constexpr int kIters = 1000;
+  // Every lock kind of this test shares the name: read this kind's rows.
+  const std::string kind = TestType::kind == stallscope::ResourceKind::kRwLock ? "rwlock" : "lock";
+  for (int round = 0; round < 20; ++round) {
+    TestType mu{"first-use-race", {.hold_time = true}};
+    std::latch start(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        start.arrive_and_wait();
+        for (int i = 0; i < kIters; ++i) {
+          std::lock_guard g(mu);
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    if constexpr (STALLSCOPE_ENABLED) {
+      CHECK(value("stallscope_lock_objects", {{"kind", kind}, {"resource", "first-use-race"}})
+                .value_or(-1) == 1);
+    }
+  }
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  // The instantiations of one kind share the series: each adds exactly its own acquisitions.
+  const auto acquisitions =
+      value("stallscope_lock_acquisitions_total",
+            {{"kind", kind}, {"resource", "first-use-race"}, {"op", "exclusive"}});
+  REQUIRE(acquisitions.has_value());
+  CHECK(static_cast<long>(*acquisitions) % (20 * kThreads * kIters) == 0);
 }

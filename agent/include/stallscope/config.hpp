@@ -1,8 +1,9 @@
 #pragma once
 /// Compile-time configuration: the on/off switch, the version and thread-safety annotations.
 ///
-/// STALLSCOPE_ENABLED (default 1) is set by the CMake option of the same name. With 0, every
-/// wrapper is the bare primitive under the same type name: no recording, no registry lookups.
+/// STALLSCOPE_ENABLED (default 1) is set by the CMake option of the same name. With 0, nothing is
+/// recorded and nothing registers: each lock wrapper keeps its type name and holds only its
+/// primitive (same size, calls forwarded inline; README, "Locks").
 
 #ifndef STALLSCOPE_ENABLED
 #define STALLSCOPE_ENABLED 1

@@ -10,16 +10,19 @@
 ///                               SharedLockable)
 ///
 /// Each works with std::lock_guard, std::unique_lock, std::scoped_lock, std::shared_lock and
-/// std::condition_variable_any, exactly like the primitive it wraps.
+/// std::condition_variable_any, exactly like the primitive it wraps; stallscope::Mutex also with
+/// stallscope::ConditionVariable (condition_variable.hpp), the drop-in for std::condition_variable.
 
 #include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <mutex>
 #include <shared_mutex>
-#include <source_location>
 #include <string_view>
+#include <type_traits>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/lock_name.hpp"
 #include "stallscope/options.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
@@ -27,6 +30,25 @@
 #endif
 
 namespace stallscope {
+
+class ConditionVariable;
+
+namespace detail {
+// A const char array: what a string literal is (the deferred-name constructor takes those).
+template <class T>
+inline constexpr bool kConstCharArray = false;
+template <std::size_t N>
+inline constexpr bool kConstCharArray<const char[N]> = true;
+
+// native_handle_type where the wrapped lock has one (std::mutex and friends do).
+template <class L>
+struct NativeHandleOf {};
+template <class L>
+requires requires { typename L::native_handle_type; }
+struct NativeHandleOf<L> {
+  using native_handle_type = typename L::native_handle_type;
+};
+}  // namespace detail
 
 template <class L>
 concept SharedLockable = requires(L& l) {
@@ -55,33 +77,60 @@ concept SharedTimedLockable = requires(L& l, std::chrono::milliseconds d,
 ///
 /// Cost: an uncontended lock() is one try_lock() plus one per-thread counter add; it reads no
 /// clock. A contended lock() reads the clock twice. Hold timing (LockOptions::hold_time,
-/// STALLSCOPE_HOLD_TIME=1) adds two clock reads per acquisition.
-/// Thread-safe like L. lock()/unlock() never throw beyond what L throws. Construction registers
-/// the name and throws std::invalid_argument on a bad one. Not copyable or movable, like L.
+/// STALLSCOPE_HOLD_TIME=1) adds two clock reads per acquisition. Constructed from a literal name or
+/// unnamed, it is constexpr and noexcept like L's constructor (constant-initialized as a global);
+/// it registers on its first use, once. Thread-safe like L; lock()/unlock() throw only what L
+/// throws. A name built at run time registers at construction and throws std::invalid_argument if
+/// bad. Not copyable or movable, like L. Not final: deriving (a lock with extra members) is
+/// allowed, as for the std types; nothing is virtual, so it costs nothing.
 template <class L>
-class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
+class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleOf<L> {
  public:
   using inner_type = L;
   static constexpr ResourceKind kind =
       SharedLockable<L> ? ResourceKind::kRwLock : ResourceKind::kLock;
 
-  /// Named lock. Throws std::invalid_argument on a bad name (see validate_resource_name).
-  explicit Instrumented(std::string_view name, LockOptions options = {})
+  /// Unnamed lock: named after the line that initializes it, e.g. "server.cpp:42" (for a class
+  /// member without a name: the line of the constructor that initializes it).
 #if STALLSCOPE_ENABLED
-      : site_(kind, name, options)
+  constexpr Instrumented(detail::SourceSite where = detail::SourceSite::current()) noexcept
+      : site_(kind, where) {}
+#else
+  constexpr Instrumented() noexcept = default;
+#endif
+
+  /// Named by a string literal: registers on first use, never throws. The lock keeps a pointer
+  /// to the literal (any other const char array must outlive the lock). A bad name (see
+  /// validate_resource_name) does not compile where the lock is constant-initialized; elsewhere it
+  /// is logged at first use and the lock records nothing.
+  template <std::size_t N>
+  constexpr explicit Instrumented(const char (&name)[N], LockOptions options = {}) noexcept
+#if STALLSCOPE_ENABLED
+      : site_(kind, literal(name), options)
+#endif
+  {
+    // Not guarded by std::is_constant_evaluated(): with it GCC 12 stops constant-initializing
+    // globals that are not constinit (it gives up on its trial constant evaluation). At run
+    // time the check costs a scan of the name.
+    if (!detail::valid_resource_name(literal(name))) {
+      detail::lock_name_is_invalid_see_validate_resource_name();
+    }
+    (void)options;
+  }
+
+  /// Named at run time (a std::string, a string_view, a char pointer or a writable char buffer):
+  /// registers now. Throws std::invalid_argument on a bad name (see validate_resource_name).
+  template <class S>
+  requires(!detail::kConstCharArray<std::remove_reference_t<S>> &&
+           std::is_convertible_v<const S&,
+                                 std::string_view>) explicit Instrumented(S&& name,
+                                                                          LockOptions options = {})
+#if STALLSCOPE_ENABLED
+      : site_(detail::LockSite::RegisterNow{}, kind, std::string_view(name), options)
 #endif
   {
     (void)name;
     (void)options;
-  }
-
-  /// Unnamed lock: named after the line that declares it, e.g. "server.cpp:42".
-  explicit Instrumented(std::source_location where = std::source_location::current())
-#if STALLSCOPE_ENABLED
-      : site_(kind, where, LockOptions{})
-#endif
-  {
-    (void)where;
   }
 
   Instrumented(const Instrumented&) = delete;
@@ -128,7 +177,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
     return timed(detail_op_exclusive(), [&] { return inner_.try_lock_until(t); });
   }
 
-  void lock_shared() STALLSCOPE_ACQUIRE_SHARED() requires SharedLockable<L> {
+  STALLSCOPE_ACQUIRE_SHARED() void lock_shared() requires SharedLockable<L> {
 #if STALLSCOPE_ENABLED
     if (inner_.try_lock_shared()) [[likely]] {
       site_.acquired_fast(detail::LockOp::kShared);
@@ -142,7 +191,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
 #endif
   }
 
-  bool try_lock_shared() STALLSCOPE_TRY_ACQUIRE_SHARED(true) requires SharedLockable<L> {
+  STALLSCOPE_TRY_ACQUIRE_SHARED(true) bool try_lock_shared() requires SharedLockable<L> {
     const bool ok = inner_.try_lock_shared();
 #if STALLSCOPE_ENABLED
     site_.tried(detail::LockOp::kShared, ok);
@@ -150,7 +199,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
     return ok;
   }
 
-  void unlock_shared() STALLSCOPE_RELEASE_SHARED() requires SharedLockable<L> {
+  STALLSCOPE_RELEASE_SHARED() void unlock_shared() requires SharedLockable<L> {
 #if STALLSCOPE_ENABLED
     site_.releasing(detail::LockOp::kShared);
 #endif
@@ -170,10 +219,13 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
     return timed(detail_op_shared(), [&] { return inner_.try_lock_shared_until(t); });
   }
 
+  /// L's native handle (e.g. a pthread_mutex_t*), where L has one. Locking through it bypasses
+  /// the recording.
   auto native_handle() requires requires(L& l) { l.native_handle(); }
   { return inner_.native_handle(); }
 
-  /// The resource name this lock records under ("" when compiled out).
+  /// The resource name this lock records under ("" when compiled out). Registers the lock if it
+  /// was not yet.
   std::string_view name() const noexcept {
 #if STALLSCOPE_ENABLED
     return site_.name();
@@ -183,6 +235,14 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
   }
 
  private:
+  friend class ConditionVariable;
+  // The name in a char array: up to its first NUL (a literal's is its last element).
+  template <std::size_t N>
+  static constexpr std::string_view literal(const char (&name)[N]) noexcept {
+    std::size_t n = 0;
+    while (n < N && name[n] != '\0') ++n;
+    return {name, n};
+  }
 #if STALLSCOPE_ENABLED
   static constexpr detail::LockOp detail_op_exclusive() { return detail::LockOp::kExclusive; }
   static constexpr detail::LockOp detail_op_shared() { return detail::LockOp::kShared; }
@@ -216,7 +276,8 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented final {
 
   L inner_;
 #if STALLSCOPE_ENABLED
-  detail::LockSite site_;
+  // mutable: name() registers a deferred lock, which changes nothing a caller can observe.
+  mutable detail::LockSite site_;
 #endif
 };
 

@@ -10,13 +10,15 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <source_location>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/lock_name.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/options.hpp"
@@ -49,6 +51,9 @@ struct LockOpCells {
   // ensure_hold_cells); kNoCell until then, so locks without hold timing (the default) carry
   // no hold cells in any thread's shard.
   HistogramCells hold;
+  // Condition-variable waits for a notification on this lock (idle, not ranked); kNoCell until
+  // the first ConditionVariable wait on the series (LockSeries::ensure_idle_cells).
+  HistogramCells idle;
 };
 
 class LockSite;
@@ -66,6 +71,8 @@ class LockSeries final : public Series {
   // Gives the series its hold cells (once); called by every object that times its holds before
   // it can record one.
   void ensure_hold_cells() noexcept;
+  // Gives the series its condition-variable idle cells (once); called before the first record.
+  void ensure_idle_cells() noexcept;
 
  private:
   friend class LockSite;
@@ -73,7 +80,9 @@ class LockSeries final : public Series {
   const BucketLayout& hold_layout_;  // shared_layout()
   LockOpCells ops_[2];
   std::mutex hold_mu_;
-  std::atomic<bool> hold_cells_{false};  // ops_[*].hold.base set (release), for scrapes
+  std::atomic<bool> hold_cells_{false};    // ops_[*].hold.base set (release), for scrapes
+  std::atomic<bool> idle_cells_{false};    // ops_[0].idle.base set (release), for scrapes
+  std::atomic<bool> merge_warned_{false};  // logged that unnamed objects share this name
   bool hold_time_default_;
   bool has_shared_;
   LiveList<LockSite> sites_;
@@ -83,29 +92,53 @@ class LockSeries final : public Series {
 };
 
 // The per-object part of a lock wrapper.
+//
+// Registration is deferred: the constexpr constructors only store the name (a literal, or the
+// declaring file and line), so a lock is constant-initialized like std::mutex. The first record
+// (or name()) resolves the series, once, in resolve(). Only a lock named at run time registers in
+// its constructor, because its name may not outlive it.
 class LockSite {
  public:
-  LockSite(ResourceKind kind, std::string_view name, const LockOptions& options);
-  // Names the lock after its declaration site ("file.cpp:42").
-  LockSite(ResourceKind kind, const std::source_location& where, const LockOptions& options);
+  // A literal name (static storage, checked at compile time); registers on first use.
+  constexpr LockSite(ResourceKind kind, std::string_view name, const LockOptions& options) noexcept
+      : pending_(name.data()),
+        pending_n_(static_cast<std::uint32_t>(name.size())),
+        kind_(kind),
+        hold_option_(options.hold_time) {}
+  // Unnamed: named after the declaring site ("file.cpp:42") on first use.
+  constexpr LockSite(ResourceKind kind, SourceSite where) noexcept
+      : pending_(where.file), pending_n_(where.line), kind_(kind), unnamed_(true) {}
+  // A name known only at run time: registers now; throws std::invalid_argument on a bad name.
+  struct RegisterNow {};
+  LockSite(RegisterNow, ResourceKind kind, std::string_view name, const LockOptions& options);
   ~LockSite();
   LockSite(const LockSite&) = delete;
   LockSite& operator=(const LockSite&) = delete;
 
   // lock()/lock_shared() got the lock on the first try_lock: no wait to time.
   void acquired_fast(LockOp op) noexcept {
-    add(series_->op(op).base + LockOpCells::kFast);
+    LockSeries* s = series();
+    if (s == nullptr) [[unlikely]]
+      return;
+    add(s->op(op).base + LockOpCells::kFast);
     if (op == LockOp::kExclusive) enter_exclusive();
     if (time_holds_) hold_begin(op, now_ns());
   }
   void tried(LockOp op, bool ok) noexcept {
-    add(series_->op(op).base + (ok ? LockOpCells::kTryOk : LockOpCells::kTryFail));
+    LockSeries* s = series();
+    if (s == nullptr) [[unlikely]]
+      return;
+    add(s->op(op).base + (ok ? LockOpCells::kTryOk : LockOpCells::kTryFail));
     if (!ok) return;
     if (op == LockOp::kExclusive) enter_exclusive();
     if (time_holds_) hold_begin(op, now_ns());
   }
   // Call before releasing the inner lock.
   void releasing(LockOp op) noexcept {
+    // This thread acquired the lock through one of the calls above, so it already saw the
+    // published series (or registration failed for good and nothing was recorded).
+    if (!ready(series_.load(std::memory_order_acquire))) [[unlikely]]
+      return;
     if (op == LockOp::kExclusive) {
       const std::uint64_t s = state_.load(std::memory_order_relaxed) - 1;
       state_.store(s, std::memory_order_relaxed);
@@ -125,13 +158,50 @@ class LockSite {
   // After the wait: records it; `acquired` false for a timed lock that gave up.
   void wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept;
 
-  const std::string& name() const noexcept { return series_->name(); }
+  // A condition-variable wait, with the lock held on entry and on return. cv_wait_begin ends the
+  // hold (the wait unlocks the mutex) and returns the start time. cv_wait_end, called holding the
+  // mutex again: `notified_ns` is the last notify seen during the wait (0: none) and `contended`
+  // whether another thread held the mutex between that notify and now. Then the time until the
+  // notify is idle and the rest (the re-acquisition) a lock wait; otherwise the whole wait is idle
+  // and the re-acquisition counts as an uncontended acquisition.
+  std::int64_t cv_wait_begin() noexcept;
+  void cv_wait_end(std::int64_t started_ns, std::int64_t notified_ns, bool contended) noexcept;
+  // (acquisition sequence << 16) | exclusive depth, for ConditionVariable's notify snapshot.
+  std::uint64_t state_word() const noexcept { return state_.load(std::memory_order_relaxed); }
+  // Whether another thread acquired the mutex since `then` (a state_word()), or held it then.
+  static bool held_or_taken_since(std::uint64_t then, std::uint64_t now) noexcept {
+    return (then & kDepthMask) != 0 || (then >> 16) != (now >> 16);
+  }
+
+  // The resource name ("" if registration failed). Registers the lock if it was not yet.
+  std::string_view name() noexcept {
+    LockSeries* s = series();
+    return s != nullptr ? std::string_view(s->name()) : std::string_view();
+  }
 
  private:
   friend class LockSeries;
   friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
   static constexpr std::uint64_t kDepthMask = 0xffff;
   static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 16;
+  // series_ before registration completes: kUnregistered (nullptr), kBusy while one thread
+  // registers, kFailed when registration threw (out of memory): the lock then records nothing.
+  static constexpr std::uintptr_t kBusy = 1;
+  static constexpr std::uintptr_t kFailed = 2;
+
+  static bool ready(const LockSeries* s) noexcept {
+    return reinterpret_cast<std::uintptr_t>(s) > kFailed;
+  }
+  // The series to record into, registering first if needed; nullptr if registration failed.
+  [[gnu::always_inline]] LockSeries* series() noexcept {
+    LockSeries* s = series_.load(std::memory_order_acquire);
+    if (ready(s)) [[likely]]
+      return s;
+    return resolve();
+  }
+  LockSeries* resolve() noexcept;
+  // Sets time_holds_ and links the site; returns the series' live objects, this one included.
+  std::size_t attach(LockSeries* s);
 
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
@@ -143,8 +213,18 @@ class LockSite {
   void hold_begin(LockOp op, std::int64_t t) noexcept;
   void hold_end(LockOp op) noexcept;
 
-  LockSeries* series_;
-  bool time_holds_;
+  std::atomic<LockSeries*> series_{nullptr};
+  // What to register under until then: a literal name (pending_n_ its length), or for an unnamed
+  // lock the declaring file (pending_n_ its line).
+  const char* pending_ = nullptr;
+  std::uint32_t pending_n_ = 0;
+  ResourceKind kind_ = ResourceKind::kLock;
+  // LockOptions::hold_time, copied and read only when registering: reading an optional in a
+  // constructor (its constexpr assertion) keeps GCC 12 from constant-initializing the lock.
+  std::optional<bool> hold_option_;
+  bool unnamed_ = false;
+  // Written once by the registering thread before series_ is published (release), read after.
+  bool time_holds_ = false;
   // (acquisition sequence << 16) | exclusive depth. Read by scrapes for the holder age.
   std::atomic<std::uint64_t> state_{0};
   // When the current exclusive hold began, valid while held_since_state_ == state_.

@@ -75,12 +75,13 @@ struct LiveLink {
 template <class Site>
 class LiveList {
  public:
-  void link(Site* s) {
+  // Returns how many objects the list holds with `s`, counted under the same lock.
+  std::size_t link(Site* s) {
     std::lock_guard lock(Registry::global().live_mutex());
     s->link_.next = head_;
     if (head_ != nullptr) head_->link_.prev = s;
     head_ = s;
-    ++count_;
+    return ++count_;
   }
   void unlink(Site* s) {
     unlink(s, [] {});
