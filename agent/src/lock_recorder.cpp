@@ -292,7 +292,10 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
 void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept {
   const std::int64_t t1 = now_ns();
   LockSeries* series = this->series();
-  if (series == nullptr) return;
+  if (series == nullptr) {  // registration failed: nothing recorded, the state kept all the same
+    if (acquired && op == LockOp::kExclusive) enter_exclusive();
+    return;
+  }
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series->op(op);
   c.wait.record(t1 - started_ns);
@@ -322,7 +325,10 @@ void LockSite::cv_wait_end(std::int64_t started_ns, std::int64_t notified_ns,
                            bool contended) noexcept {
   const std::int64_t t1 = now_ns();
   LockSeries* series = this->series();
-  if (series == nullptr) return;
+  if (series == nullptr) {  // registration failed: cv_wait_begin's releasing() is undone
+    enter_exclusive();
+    return;
+  }
   const LockOpCells& c = series->op(LockOp::kExclusive);
   if (!contended || notified_ns <= started_ns || notified_ns > t1) {
     // Woken without a notify seen during the wait (spurious, a timeout, or a notify that raced

@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "stallscope/condition_variable.hpp"
 #include "stallscope/log.hpp"
 #include "stallscope/mutex.hpp"
 #include "support/metrics.hpp"
@@ -315,6 +316,14 @@ TEST_CASE("a bad literal lock name is reported at first use and the lock records
   stallscope::Mutex mu("bad literal");
   { std::lock_guard g(mu); }
   CHECK(mu.try_lock());
+  mu.unlock();
+  {  // a condition-variable wait on it unlocks and relocks like any other
+    stallscope::ConditionVariable cv;
+    std::unique_lock lk(mu);
+    CHECK_FALSE(cv.wait_for(lk, std::chrono::milliseconds(1), [] { return false; }));
+    CHECK(lk.owns_lock());
+  }
+  CHECK(mu.try_lock());  // every unlock matched its lock: the mutex is free
   mu.unlock();
   stallscope::set_log_sink({});
   if constexpr (!STALLSCOPE_ENABLED) return;
