@@ -226,6 +226,10 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
     signal_.emit(type);
   }
   void bind(const CancellationToken& token) {
+    // The task keeps its scope alive: a parent holds only weak references to its children, so a
+    // scope passed as a temporary (`root.child()`) would otherwise die with the spawn call and
+    // never hear the parent's cancel.
+    token_ = token;
     registration_ = token.on_cancel([weak = this->weak_from_this()] {
       if (auto self = weak.lock()) self->request_cancel(boost::asio::cancellation_type::terminal);
     });
@@ -255,7 +259,8 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
   TaskState state_;
 #endif
   boost::asio::cancellation_signal signal_;
-  CancellationToken::Registration registration_;  // declared last: unregistered first
+  CancellationToken token_ = CancellationToken::none();  // the scope, alive as long as the task
+  CancellationToken::Registration registration_;         // declared last: unregistered first
 };
 
 // Forwards a user's cancellation slot (bound to their completion token) into the task.
@@ -406,7 +411,7 @@ class TaskGroup final {
   /// `parent`: the scope the group's own scope descends from.
   explicit TaskGroup(const Executor& executor,
                      const CancellationToken& parent = CancellationToken())
-      : state_(std::make_shared<State>(executor, parent.child())) {
+      : state_(std::make_shared<State>(executor, parent)) {
     state_->weak_self = state_;
   }
   ~TaskGroup() { state_->token.cancel(); }
@@ -509,7 +514,8 @@ class TaskGroup final {
   };
 
   struct State {
-    State(const Executor& ex, CancellationToken t) : executor(ex), token(std::move(t)) {}
+    State(const Executor& ex, const CancellationToken& p)
+        : executor(ex), parent(p), token(p.child()) {}
     void child_done(std::uint64_t id, const std::exception_ptr& e) {
       std::vector<std::shared_ptr<Joiner>> done;
       {
@@ -559,6 +565,9 @@ class TaskGroup final {
     }
 
     Executor executor;
+    // Kept alive with the group: a parent holds only weak references to its children, so a
+    // temporary parent (`root.child()`) would otherwise die and cut the group off from root.
+    CancellationToken parent;
     CancellationToken token;
     mutable std::mutex mu;
     bool closed = false;
