@@ -48,6 +48,7 @@
 #include "stallscope/cancellation.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
 #include "stallscope/detail/task_recorder.hpp"
@@ -65,12 +66,20 @@ template <class F>
 struct SliceHandler {
   F f;
   TaskSeries* series;
-  std::int64_t enqueued_ns;
+  boost::asio::execution_context* context;  // the executor's, for its site; null: nested
+  boost::asio::io_context* io;              // the same, when the executor says it is one
+  std::int64_t submitted_ns;
+#if STALLSCOPE_ENABLED
+  SliceScope::Ready ready;
+#endif
 
   void operator()() {
 #if STALLSCOPE_ENABLED
     SliceScope scope;
-    scope.begin(series, enqueued_ns);
+    if (tls_slice == nullptr) {
+      scope.begin(series, context != nullptr ? executor_site(*context, io) : nullptr, ready,
+                  submitted_ns);
+    }
     struct End {
       SliceScope& s;
       ~End() { s.end(); }
@@ -126,12 +135,29 @@ class TaskExecutor {
   void execute(F&& f) const {
 #if STALLSCOPE_ENABLED
     // A handler that will run inline inside the slice already running here has no scheduling
-    // delay to measure: skip the clock read (0 tells the slice not to record one).
-    const std::int64_t enqueued = runs_inline_in_slice() ? 0 : now_ns();
+    // delay to measure: skip the clock read. One dispatched from outside any slice by a thread
+    // running the io_context is a completion its reactor delivered (a timer, a socket): it was
+    // ready before this call, by an amount only the executor's lag probe can estimate.
+    auto* context = executor_context();
+    if (detail::tls_slice != nullptr) {
+      if (runs_inline_in_slice()) {
+        inner_.execute(detail::SliceHandler<std::decay_t<F>>{
+            std::forward<F>(f), series_, nullptr, nullptr, 0, detail::SliceScope::Ready::kNone});
+        return;
+      }
+      inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
+                                                           io_context(), now_ns(),
+                                                           detail::SliceScope::Ready::kPosted});
+      return;
+    }
+    const auto ready = dispatched_by_reactor() ? detail::SliceScope::Ready::kReactor
+                                               : detail::SliceScope::Ready::kPosted;
+    inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
+                                                         io_context(), now_ns(), ready});
 #else
-    const std::int64_t enqueued = 0;
+    inner_.execute(
+        detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, nullptr, nullptr, 0});
 #endif
-    inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, enqueued});
   }
 
   friend bool operator==(const TaskExecutor& a, const TaskExecutor& b) noexcept {
@@ -143,19 +169,59 @@ class TaskExecutor {
 
  private:
 #if STALLSCOPE_ENABLED
+  bool blocking_never() const noexcept {
+    return boost::asio::query(inner_, boost::asio::execution::blocking) ==
+           boost::asio::execution::blocking.never;
+  }
   bool runs_inline_in_slice() const noexcept {
-    if (detail::tls_slice == nullptr) return false;
     if constexpr (requires(const Inner& i) {
                     { i.running_in_this_thread() } -> std::convertible_to<bool>;
                   }) {
       // io_context's and strand's executors run a non-blocking.never submission inline when
       // called from their own thread.
-      return boost::asio::query(inner_, boost::asio::execution::blocking) !=
-                 boost::asio::execution::blocking.never &&
-             inner_.running_in_this_thread();
+      return !blocking_never() && inner_.running_in_this_thread();
     } else {
       return false;
     }
+  }
+  // The io_context (or other execution context) behind the executor.
+  boost::asio::execution_context* executor_context() const noexcept {
+    if constexpr (boost::asio::can_query<const Inner&, boost::asio::execution::context_t>::value) {
+      boost::asio::execution_context& c =
+          boost::asio::query(inner_, boost::asio::execution::context);
+      return &c;
+    } else {
+      return nullptr;
+    }
+  }
+  static constexpr bool kOnIoContext = requires(const Inner& i) {
+    {
+      boost::asio::query(i, boost::asio::execution::context)
+      } -> std::same_as<boost::asio::io_context&>;
+  };
+  boost::asio::io_context* io_context() const noexcept {
+    if constexpr (kOnIoContext) {
+      return &boost::asio::query(inner_, boost::asio::execution::context);
+    } else if constexpr (std::is_same_v<Inner, boost::asio::any_io_executor>) {
+      using IoEx = boost::asio::io_context::executor_type;
+      if (const auto* e = inner_.template target<IoEx>()) {
+        return &boost::asio::query(*e, boost::asio::execution::context);
+      }
+      if (const auto* e = inner_.template target<boost::asio::strand<IoEx>>()) {
+        return &boost::asio::query(*e, boost::asio::execution::context);
+      }
+      return nullptr;
+    } else {
+      return nullptr;
+    }
+  }
+  // Called from outside any slice, not as a post, by a thread that runs the executor's
+  // io_context: the scheduler is handing over a completion (Asio dispatches completions through
+  // the handler's executor with blocking.possibly).
+  bool dispatched_by_reactor() const noexcept {
+    if (blocking_never()) return false;
+    boost::asio::io_context* io = io_context();
+    return io != nullptr && io->get_executor().running_in_this_thread();
   }
 #endif
 
