@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
@@ -186,4 +187,27 @@ TEST_CASE("lock waits inside task slices count as the executor's lock time",
       value("stallscope_task_blocked_seconds_total", {{"resource", task}}).value_or(-1);
   CHECK(lock >= 0.010);
   CHECK(blocked == Approx(lock));
+}
+
+TEST_CASE("the README's task block runs and its cancel ends the task", "[executor][readme]") {
+  bool cancelled = false;
+  {
+    // The README's block, verbatim:
+    // clang-format off
+    asio::io_context io;
+    stallscope::monitor_executor(io, "io");  // optional: names the executor (else "io_context")
+    auto ex = asio::make_strand(io);
+    stallscope::CancellationToken root;
+    stallscope::spawn(ex, "fetch", root.child(), [&]() -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+      co_await t.async_wait(asio::use_awaitable);  // root.cancel() wakes it: operation_aborted
+    }, asio::detached);
+    std::jthread thread([&] { stallscope::run(io); });  // io.run(), also counting idle time
+    root.cancel();  // the task exits at once, and run() returns
+    // clang-format on
+    // run() returns once the cancelled task is gone; the bound only guards against a hang.
+    cancelled = eventually([&] { return io.stopped(); });
+    io.stop();
+  }
+  CHECK(cancelled);
 }
