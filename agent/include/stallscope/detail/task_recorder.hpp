@@ -117,8 +117,11 @@ struct SliceScope {
       std::int64_t delay = ctx.start_ns - submitted_ns;
       if (ready == Ready::kReactor && executor != nullptr)
         delay += executor->estimate(ctx.start_ns);
-      series->sched.record(delay);
-      if (executor != nullptr) executor->series()->sched.record(delay);
+      if (executor != nullptr) [[likely]] {
+        series->sched.record_with(executor->series()->sched, delay);
+      } else {
+        series->sched.record(delay);
+      }
     }
     tls_slice = &ctx;
     if (ThreadShard* s = own_shard()) [[likely]] {
