@@ -41,11 +41,16 @@ double schedule_sum(const std::string& kind, const std::string& name) {
   return h ? h->sum : -1;
 }
 
-// Runs a task on `io` so that its executor's probe exists and has started.
+// Runs a task woken by a timer on `io`: its executor's probe starts at the first such wake-up.
 void warm_up(asio::io_context& io) {
   stallscope::spawn(
-      io.get_executor(), "warm-up", []() -> asio::awaitable<void> { co_return; }, asio::detached);
-  io.poll();
+      io.get_executor(), "warm-up",
+      []() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);
+      },
+      asio::detached);
+  io.run();
   io.restart();
 }
 
@@ -82,6 +87,25 @@ TEST_CASE("a timer-woken task's scheduling delay includes the time a hog held th
   const double recorded = schedule_sum("task", a);
   CHECK(recorded == Approx(late_seconds).epsilon(0.25));
   CHECK(schedule_sum("executor", "io_context") >= recorded);
+}
+
+TEST_CASE("an application that only posts never starts the probe", "[executor]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  // Its timers would make the io_context run its reactor once per turn of the queue.
+  const std::string name = unique_name("posting-only");
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), name,
+      []() -> asio::awaitable<void> {
+        for (int i = 0; i < 100; ++i) {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  REQUIRE(asio::has_service<stallscope::detail::ExecutorProbe>(io));  // the executor's series
+  CHECK_FALSE(asio::use_service<stallscope::detail::ExecutorProbe>(io).site().probing());
+  CHECK(schedule_sum("executor", "io_context") >= schedule_sum("task", name));
 }
 
 TEST_CASE("the executor's probe does not keep io.run() from returning", "[executor]") {

@@ -14,14 +14,16 @@
 /// stallscope_executor_thread_seconds_total{state="task|lock|other|idle"}.
 ///
 /// The lag probe, as Node's event-loop-delay monitor: timers on a fixed 1 ms grid, each armed
-/// 64 ms ahead, whose lateness (stallscope_executor_lag_seconds) is what any completion on the
-/// executor waits for a thread. Asio does not expose when a timer or socket completion became
-/// ready, so a resumption the reactor dispatched is given an estimate: the lateness of the probe
-/// tick delivered just before it when both ran in one late batch (a timer's is then exact within
-/// 1 ms), or half the time a tick has been overdue when it runs ahead of the probe's batch (the
-/// mean for a ready time uncorrelated with the stall, such as a socket's data arriving). The
-/// probe's timers do not count as work: io.run() still returns when the application's work is
-/// done. It costs one timer handler per millisecond per io_context.
+/// 64 ms ahead (started by monitor_executor(), run(), or the first task resumption a timer or
+/// I/O completion delivers; never in an application that only posts, where its timers would
+/// add a reactor turn per handler), whose lateness (stallscope_executor_lag_seconds) is what any
+/// completion on the executor waits for a thread. Asio does not expose when a timer or socket
+/// completion became ready, so a resumption the reactor dispatched is given an estimate: the
+/// lateness of the probe tick delivered just before it when both ran in one late batch (a timer's
+/// is then exact within 1 ms), or half the time a tick has been overdue when it runs ahead of the
+/// probe's batch (the mean for a ready time uncorrelated with the stall, such as a socket's data
+/// arriving). The probe's timers do not count as work: io.run() still returns when the
+/// application's work is done. It costs one timer handler per millisecond per io_context.
 
 #include <cstddef>
 #include <cstdint>
@@ -60,14 +62,22 @@ class ExecutorProbe final : public boost::asio::execution_context::service {
   ExecutorProbe(boost::asio::execution_context& ctx, std::string_view name)
       : service(ctx),
         io_(static_cast<boost::asio::io_context&>(ctx)),
-        site_(executor_series(name), kPeriodNs) {
+        site_(executor_series(name), kPeriodNs) {}
+  explicit ExecutorProbe(boost::asio::execution_context& ctx) : ExecutorProbe(ctx, "io_context") {}
+
+  ExecutorSite& site() noexcept { return site_; }
+
+  // Starts the lag probe, once. Not at creation: its timers make the io_context run its reactor
+  // between handlers (an epoll_wait per turn of the queue, about 1 us), which an application
+  // that only posts would not otherwise pay. So it starts when the application uses the reactor
+  // itself (a task resumed by a timer or I/O completion), or when asked (monitor_executor(),
+  // run()). Thread-safe.
+  void start_once() {
+    if (!site_.begin_probing()) return;
     // Started from a posted handler: inside it the io_context's work count is at least one, so
     // untracking the probe's timers there can never stop an io_context that has other work.
     boost::asio::post(io_, [this] { start(); });
   }
-  explicit ExecutorProbe(boost::asio::execution_context& ctx) : ExecutorProbe(ctx, "io_context") {}
-
-  ExecutorSite& site() noexcept { return site_; }
 
  private:
   struct Tick {
@@ -142,6 +152,15 @@ inline ExecutorSite* executor_site(boost::asio::execution_context& ctx,
   return site;
 }
 
+// A task was resumed by a reactor completion on `io`: the application uses the reactor, so the
+// probe costs it nothing more than its ticks. Slow path, once per io_context.
+inline void start_probe(boost::asio::io_context& io) noexcept {
+  try {
+    boost::asio::use_service<ExecutorProbe>(io).start_once();
+  } catch (...) {
+  }
+}
+
 }  // namespace detail
 #endif
 
@@ -159,6 +178,7 @@ inline void monitor_executor(boost::asio::io_context& io, std::string_view name)
       // Another thread (or a task slice) got there first.
     }
   }
+  boost::asio::use_service<detail::ExecutorProbe>(io).start_once();
 #else
   (void)io;
   (void)name;
@@ -174,7 +194,9 @@ inline std::size_t run(boost::asio::io_context& io) {
 #if STALLSCOPE_ENABLED
   detail::ExecutorSeries* series = nullptr;
   try {
-    series = boost::asio::use_service<detail::ExecutorProbe>(io).site().series();
+    auto& probe = boost::asio::use_service<detail::ExecutorProbe>(io);
+    probe.start_once();
+    series = probe.site().series();
   } catch (...) {
     return io.run();
   }

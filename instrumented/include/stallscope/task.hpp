@@ -77,8 +77,11 @@ struct SliceHandler {
 #if STALLSCOPE_ENABLED
     SliceScope scope;
     if (tls_slice == nullptr) {
-      scope.begin(series, context != nullptr ? executor_site(*context, io) : nullptr, ready,
-                  submitted_ns);
+      ExecutorSite* site = context != nullptr ? executor_site(*context, io) : nullptr;
+      if (ready == SliceScope::Ready::kReactor && site != nullptr && !site->probing()) {
+        start_probe(*io);  // io is set whenever kReactor is
+      }
+      scope.begin(series, site, ready, submitted_ns);
     }
     struct End {
       SliceScope& s;

@@ -65,6 +65,10 @@ class ExecutorSite {
 
   ExecutorSeries* series() const noexcept { return series_; }
   std::int64_t period_ns() const noexcept { return period_ns_; }
+  // Whether the probe was asked to start (by its owner; see ExecutorProbe::start_once).
+  bool probing() const noexcept { return probing_.load(std::memory_order_relaxed); }
+  // True for the one caller that should start the probe.
+  bool begin_probing() noexcept { return !probing_.exchange(true, std::memory_order_relaxed); }
 
   // Probe side: the tick that expired at `expiry_ns` ran at `ran_ns`. Records its lateness.
   void tick(std::int64_t expiry_ns, std::int64_t ran_ns) noexcept;
@@ -98,6 +102,7 @@ class ExecutorSite {
   std::mutex tick_mu_;
   std::atomic<std::int64_t> last_expiry_{0};
   std::atomic<std::int64_t> last_ran_{0};
+  std::atomic<bool> probing_{false};
 };
 
 // Thread-local cache: the site of the execution context this thread last ran a slice of.
