@@ -5,8 +5,9 @@
 ///
 /// A task's coroutine runs on a TaskExecutor that wraps your executor (the shape of
 /// asio::strand<Executor>). Each outermost execution of one of its handlers is a *slice* (one
-/// resumption): its run time, its scheduling delay (submitted, waiting in the executor queue:
-/// a stall in the unified wait model, kind="task", op="schedule") and slow slices are
+/// resumption): its run time, its scheduling delay (ready, waiting for an executor thread:
+/// a stall in the unified wait model, kind="task", op="schedule", also counted under its
+/// executor, kind="executor"; see executor.hpp) and slow slices are
 /// recorded under the task's name, with spawned / active / completed / failed / cancelled
 /// counts, lifetimes and cancel-to-exit latency.
 
@@ -97,8 +98,11 @@ struct SliceHandler {
 /// standard executor requirements: query is forwarded to the inner executor, require/prefer
 /// re-wrap the result. Copyable and cheap (the inner executor plus one pointer), so it fits
 /// any_io_executor's small buffer when Inner does (io_context's executor: 16 bytes).
-/// Cost per execute: one clock read at submission, two at the slice's start and end, three
-/// histogram records. Nested executions (a handler run inline from inside a slice, e.g. the two
+/// Cost per execute: one clock read at submission, two at the slice's start and end, the delay
+/// recorded under the task and its executor (one bucket lookup), the slice time, and a
+/// thread-local lookup of the executor (see executor.hpp). A resumption posted is timed from the
+/// post; one the io_context's reactor delivered (a timer, a socket) adds the executor's lag
+/// estimate. Nested executions (a handler run inline from inside a slice, e.g. the two
 /// executions a `co_await post` makes) belong to the outermost slice.
 template <class Inner>
 class TaskExecutor {
