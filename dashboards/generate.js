@@ -541,6 +541,66 @@ function overview() {
         w: 8,
         h: 7,
       }),
+      bargauge({
+        title: 'What held the executor threads: the cause of executor delay',
+        description:
+          'When the ranking\'s top entry is a symptom (an executor, or tasks waiting for one), ' +
+          'this is its cause: the average number of executor threads busy with each task\'s ' +
+          'slices (stallscope_task_slice_seconds_sum less the time those slices spent blocked, ' +
+          'stallscope_task_blocked_seconds_total), blocked in each stallscope lock ' +
+          '(stallscope_lock_executor_blocked_seconds_total: a blocked thread runs nothing, fix ' +
+          'these first), running other handlers, and idle ' +
+          '(stallscope_executor_thread_seconds_total, per executor).',
+        unit: 'short',
+        decimals: 2,
+        min: 0,
+        targets: [
+          {
+            expr:
+              'sort_desc(sum by (resource) ' +
+              `(${rate('stallscope_lock_executor_blocked_seconds_total')}))`,
+            legend: 'blocked on lock {{resource}}',
+            instant: true,
+          },
+          {
+            expr:
+              `sort_desc(sum by (resource) (${rate('stallscope_task_slice_seconds_sum')}) - ` +
+              `sum by (resource) (${rate('stallscope_task_blocked_seconds_total')}))`,
+            legend: 'task {{resource}}',
+            instant: true,
+          },
+          {
+            expr:
+              'sum by (resource, state) ' +
+              `(${rate('stallscope_executor_thread_seconds_total', 'state=~"other|idle"')})`,
+            legend: 'executor {{resource}}: {{state}}',
+            instant: true,
+          },
+        ],
+        w: 12,
+        h: 8,
+      }),
+      timeseries({
+        title: 'Executor threads by state',
+        description:
+          'Per executor, the average number of threads running task slices (task), blocked in ' +
+          'stallscope lock waits inside slices (lock), running other handlers (other) and ' +
+          'waiting for work (idle): the rate of stallscope_executor_thread_seconds_total. other ' +
+          'and idle are measured on threads that run the io_context through stallscope::run().',
+        unit: 'short',
+        min: 0,
+        stack: true,
+        targets: [
+          {
+            expr:
+              'sum by (resource, state) ' +
+              `(${rate('stallscope_executor_thread_seconds_total')})`,
+            legend: '{{resource}} {{state}}',
+          },
+        ],
+        w: 12,
+        h: 8,
+      }),
       timeseries({
         title: 'Stall score over time (top 10)',
         description:

@@ -299,8 +299,9 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series->op(op);
   c.wait.record(t1 - started_ns);
-  if (tls_slice != nullptr) {
+  if (SliceContext* sc = tls_slice) {
     add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));
+    sc->blocked_ns += t1 - started_ns;  // the executor's thread time by cause
   }
   if (!acquired) {
     add(c.base + LockOpCells::kTimeout);

@@ -32,6 +32,10 @@ const FamilyDesc kFinished{"stallscope_task_finished_total",
                            "Tasks that ended, by outcome: completed, failed (an exception), "
                            "cancelled (cancellation requested, or ended by operation_aborted).",
                            MetricType::kCounter};
+const FamilyDesc kBlocked{"stallscope_task_blocked_seconds_total",
+                          "Slice time this task spent blocked in contended stallscope lock waits "
+                          "(part of its slice time: the executor thread could run nothing else).",
+                          MetricType::kCounter};
 const FamilyDesc kActive{"stallscope_task_active", "Tasks alive now.", MetricType::kGauge};
 const FamilyDesc kLifetime{"stallscope_task_lifetime_seconds", "Task lifetime, spawn to exit.",
                            MetricType::kHistogram};
@@ -107,6 +111,7 @@ void TaskSeries::collect(Collector& out) {
   out.add(kWaitSeconds, with("op", "schedule"), snap(sched));
   out.add(kSlice, res, snap(slice));
   out.add(kSlow, res, static_cast<double>(c[kSlowSlices]));
+  out.add(kBlocked, res, static_cast<double>(c[kBlockedNs]) * 1e-9);
   out.add(kSpawnedFamily, res, static_cast<double>(c[kSpawned]));
   out.add(kFinished, with("outcome", "completed"), static_cast<double>(c[kCompleted]));
   out.add(kFinished, with("outcome", "failed"), static_cast<double>(c[kFailed]));

@@ -34,7 +34,8 @@ constexpr std::string_view kUsage =
     "usage: stallscope-demo [--variant slow|fixed] [--duration SECONDS (0: until SIGINT/SIGTERM)]\n"
     "                       [--listen HOST:PORT] [--threads N] [--rate REQUESTS_PER_SECOND]\n"
     "                       [--max-inflight N] [--summary-interval SECONDS (0: off)]\n"
-    "                       [--data-dir DIR]\n"
+    "                       [--clients N (closed loop: N clients, each sends its next request\n"
+    "                        when the last one is done; 0: open loop at --rate)] [--data-dir DIR]\n"
     "defaults: --variant slow --duration 0 --listen $STALLSCOPE_LISTEN or 127.0.0.1:9464\n"
     "          --threads 2 --rate 100 --max-inflight 256 --summary-interval 5\n"
     "          --data-dir: a fresh temporary directory, removed at exit\n";
@@ -107,6 +108,8 @@ int run(int argc, char** argv) {
       ok = parse_number(value, options.threads, 1) && options.threads <= 256;
     } else if (flag == "--rate") {
       ok = parse_number(value, options.rate, 0.1) && options.rate <= 1e6;
+    } else if (flag == "--clients") {
+      ok = parse_number(value, options.clients, 0) && options.clients <= 100000;
     } else if (flag == "--max-inflight") {
       ok = parse_number(value, options.max_inflight, 1);
     } else if (flag == "--summary-interval") {
@@ -151,11 +154,15 @@ int run(int argc, char** argv) {
   }
   std::filesystem::create_directories(options.data_dir);
   const std::string payload_template = demo::make_payload_template(kPayloadBytes, 42);
+  const std::string load = options.clients > 0
+                               ? fmt::format("{} clients (closed loop)", options.clients)
+                               : fmt::format("{:g} requests/s (open loop), at most {} in flight",
+                                             options.rate, options.max_inflight);
   fmt::print(
-      "stallscope-demo: variant {}, {:g} requests/s (open loop), {} executor threads, at most {} "
-      "in flight; each response is {} KiB of JSON, {:.2f} ms to parse here; records in {}\n",
-      demo::to_string(options.variant), options.rate, options.threads, options.max_inflight,
-      payload_template.size() / 1024, measure_parse_ms(payload_template), options.data_dir);
+      "stallscope-demo: variant {}, {}, {} executor threads; each response is {} KiB of JSON, "
+      "{:.2f} ms to parse here; records in {}\n",
+      demo::to_string(options.variant), load, options.threads, payload_template.size() / 1024,
+      measure_parse_ms(payload_template), options.data_dir);
   std::fflush(stdout);
 
   const demo::RunReport report = demo::run_service(options, payload_template);

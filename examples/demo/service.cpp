@@ -231,7 +231,13 @@ class Service {
     start_ = Clock::now();
     start_waits_ = read_wait_totals();
     storage_.spawn("writer", writer());
-    input_.spawn("loadgen", load_generator());
+    if (options_.clients > 0) {
+      for (int i = 0; i < options_.clients; ++i) {
+        input_.spawn("client", client(static_cast<std::uint64_t>(i) + 1));
+      }
+    } else {
+      input_.spawn("loadgen", load_generator());
+    }
     if (options_.summary_interval_s > 0) monitor_.spawn("summary", summaries());
     signals_.async_wait(asio::bind_executor(control_, [this](boost::system::error_code ec, int s) {
       if (!ec) begin_shutdown(signal_name(s));
@@ -268,6 +274,22 @@ class Service {
       timer.expires_at(next);
       co_await timer.async_wait(asio::use_awaitable);
       admit(id, next);
+    }
+  }
+
+  // Closed loop: one client sends its next request as soon as the last one is done, so the
+  // service runs at saturation and throughput is what it can do. Its requests run inside the
+  // client task, on the request groups' strands' io_context.
+  asio::awaitable<void> client(std::uint64_t first_id) {
+    const auto step = static_cast<std::uint64_t>(options_.clients);
+    for (std::uint64_t id = first_id;; id += step) {
+      inflight_.fetch_add(1, std::memory_order_relaxed);
+      try {
+        co_await request(id, Clock::now());
+      } catch (...) {
+        // Counted by request(); the client goes on, unless the service is shutting down.
+        if (root_.cancelled()) throw;
+      }
     }
   }
 
@@ -634,8 +656,10 @@ RunReport run_service(const DemoOptions& options, const std::string& payload_tem
     Service service(options, payload_template, io);
     service.start();
     std::vector<std::jthread> threads;
-    for (int i = 1; i < options.threads; ++i) threads.emplace_back([&io] { io.run(); });
-    io.run();
+    for (int i = 1; i < options.threads; ++i) {
+      threads.emplace_back([&io] { stallscope::run(io); });
+    }
+    stallscope::run(io);  // io.run(), also counting the executor threads' idle time
     for (auto& t : threads) t.join();
     report = service.report();
   }  // destroyed while `io` still exists: what they complete is posted there, never run

@@ -22,6 +22,7 @@ struct DemoOptions {
   double rate = 100;           // request arrivals per second (open loop)
   int summary_interval_s = 5;  // 0: no periodic summary
   int max_inflight = 256;      // admission limit; arrivals beyond it are rejected
+  int clients = 0;             // >0: closed loop, this many clients back to back (no --rate)
   std::string data_dir;        // the writer's directory (exists)
 };
 

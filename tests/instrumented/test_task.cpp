@@ -563,3 +563,43 @@ TEST_CASE("a task destroyed before it ends stops counting as active", "[task]") 
   CHECK(task_value("stallscope_task_spawned_total", name) == 1);
   CHECK(finished(name, "completed") + finished(name, "failed") + finished(name, "cancelled") == 0);
 }
+
+TEST_CASE("a task spawned with a temporary child token is cancelled with its parent",
+          "[task][cancel]") {
+  // The README's own form: the child scope exists only as the argument to spawn().
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  stallscope::CancellationToken root;
+  bool woke = false;
+  stallscope::spawn(
+      strand, unique_name("fetch"), root.child(),
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+        auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        woke = ec == asio::error::operation_aborted;
+      },
+      asio::detached);
+  io.poll();
+  root.cancel();
+  // Returns at once when the cancel arrives; the bound only guards against a hang.
+  io.run_for(std::chrono::seconds(10));
+  CHECK(woke);
+}
+
+TEST_CASE("a task group made with a temporary child token is cancelled with its parent",
+          "[task][cancel][group]") {
+  asio::io_context io;
+  stallscope::CancellationToken root;
+  stallscope::TaskGroup group(io.get_executor(), root.child());
+  bool woke = false;
+  group.spawn(unique_name("grouped"), [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    woke = ec == asio::error::operation_aborted;
+  });
+  io.poll();
+  root.cancel();
+  io.run_for(std::chrono::seconds(10));
+  CHECK(woke);
+  CHECK(group.token().cancelled());
+}

@@ -37,6 +37,59 @@ Key key_of(const Labels& labels) {
 
 std::string window_key(int seconds) { return fmt::format("{}s", seconds); }
 
+using CounterKey = std::tuple<std::string, std::string, std::string, std::string>;
+
+// The counters an executor's cause is rated from, summed over ops: (what, kind, resource, state).
+std::map<CounterKey, double> cause_counters(const std::vector<FamilySnapshot>& families) {
+  std::map<CounterKey, double> out;
+  for (const FamilySnapshot& f : families) {
+    const char* what = nullptr;
+    if (f.name == "stallscope_executor_thread_seconds_total") {
+      what = "exec";
+    } else if (f.name == "stallscope_task_slice_seconds") {
+      what = "task";
+    } else if (f.name == "stallscope_task_blocked_seconds_total") {
+      what = "task_blocked";
+    } else if (f.name == "stallscope_lock_executor_blocked_seconds_total") {
+      what = "lock";
+    } else {
+      continue;
+    }
+    const bool histogram = f.type == MetricType::kHistogram;
+    for (const SampleSnapshot& x : f.samples) {
+      out[{what, std::string(label(x.labels, "kind")), std::string(label(x.labels, "resource")),
+           std::string(label(x.labels, "state"))}] += histogram ? x.histogram.sum : x.value;
+    }
+  }
+  return out;
+}
+
+std::string cause_text(const StallzCause& c) {
+  std::string text = fmt::format("executor `{}`: ", c.executor);
+  if (c.busy_threads <= 0) return text + "idle";
+  if (c.threads > 0) {
+    text += fmt::format("{:.2f} of {:g} threads busy", c.busy_threads, c.threads);
+  } else {
+    text += fmt::format("{:.2f} threads busy", c.busy_threads);
+  }
+  int named = 0;
+  for (const StallzCausePart& p : c.parts) {
+    if (p.what == "idle" || p.share < 0.01 || named == 4) continue;
+    text += named++ == 0 ? ": " : ", ";
+    const long pct = std::lround(p.share * 100);
+    if (p.what == "task") {
+      text += p.name.empty() ? fmt::format("task slices {}%", pct)
+                             : fmt::format("task `{}` {}%", p.name, pct);
+    } else if (p.what == "lock") {
+      text += p.name.empty() ? fmt::format("blocked on locks {}%", pct)
+                             : fmt::format("blocked on {} `{}` {}%", p.kind, p.name, pct);
+    } else {
+      text += fmt::format("other handlers {}%", pct);
+    }
+  }
+  return text;
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON
 
@@ -309,7 +362,7 @@ h1{font-size:20px;margin:0}h1 small{color:var(--muted);font-weight:400;font-size
 h2{font-size:15px;margin:26px 0 4px}
 a{color:inherit}
 .meta,.note,.more,footer{color:var(--muted)}
-.note{margin:0 0 8px}.more{margin:4px 0 0;font-size:12px}
+.note{margin:0 0 8px}.cause{margin:0 0 8px;font-weight:600}.more{margin:4px 0 0;font-size:12px}
 .dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--muted);
 margin-right:6px}
 #status[data-state=live] .dot{background:var(--ok)}
@@ -423,6 +476,14 @@ constexpr std::string_view kScript = R"js(
       td(tr, count(r.waiters), 'n');
       td(tr, secs(r.oldest_wait_age_seconds), 'n');
     });
+    var top = d.resources[0];
+    document.getElementById('cause').textContent =
+        top && (top.kind === 'executor' || top.kind === 'task') && d.causes.length
+            ? 'Cause: ' + d.causes[0].text : '';
+    fill('causes', d.causes, 4, EMPTY_CAUSES, function (tr, c) {
+      td(tr, c.executor, 'name'); td(tr, c.threads > 0 ? count(c.threads) : DASH, 'n');
+      td(tr, c.busy_threads.toFixed(2), 'n'); td(tr, c.text);
+    });
     fill('waiting', d.waiting, 5, EMPTY_WAITING, function (tr, w) {
       td(tr, w.resource, 'name'); kind(tr, w.kind); td(tr, w.op);
       td(tr, count(w.waiters), 'n'); td(tr, secs(w.oldest_wait_age_seconds), 'n');
@@ -468,6 +529,8 @@ constexpr std::string_view kScript = R"js(
 constexpr std::string_view kEmptyResources =
     "No resources yet: create a stallscope lock, channel, semaphore, pool or task.";
 constexpr std::string_view kEmptyWaiting = "Nobody is waiting.";
+constexpr std::string_view kEmptyCauses =
+    "No executor thread time yet: run a stallscope task on an io_context.";
 constexpr std::string_view kEmptyHolding = "Nothing is held or running.";
 constexpr std::string_view kEmptyLingering = "No lingering tasks.";
 constexpr std::string_view kEmptyEvents = "No detector events.";
@@ -491,10 +554,103 @@ std::string script() {
   replace("PAGE_ROWS", std::to_string(kStallzPageRows));
   replace("EMPTY_RESOURCES", js_string(kEmptyResources));
   replace("EMPTY_WAITING", js_string(kEmptyWaiting));
+  replace("EMPTY_CAUSES", js_string(kEmptyCauses));
   replace("EMPTY_HOLDING", js_string(kEmptyHolding));
   replace("EMPTY_LINGERING", js_string(kEmptyLingering));
   replace("EMPTY_EVENTS", js_string(kEmptyEvents));
   return s;
+}
+
+// Each executor's thread time over the window, split by cause (see StallzCause).
+std::vector<StallzCause> make_causes(const std::map<CounterKey, double>& rates,
+                                     const std::vector<FamilySnapshot>& now,
+                                     const std::vector<StallzResource>& resources) {
+  // Per task name (slice time less lock-blocked time) and per lock, process-wide.
+  std::map<std::pair<std::string, std::string>, double> tasks;
+  std::map<std::pair<std::string, std::string>, double> locks;
+  double task_total = 0;
+  double lock_total = 0;
+  for (const auto& [key, rate] : rates) {
+    const auto& [what, kind, resource, state] = key;
+    if (what == "task") {
+      double blocked = 0;
+      if (auto it = rates.find({"task_blocked", kind, resource, ""}); it != rates.end()) {
+        blocked = it->second;
+      }
+      const double v = std::max(0.0, rate - blocked);
+      tasks[{kind, resource}] += v;
+      task_total += v;
+    } else if (what == "lock") {
+      locks[{kind, resource}] += rate;
+      lock_total += rate;
+    }
+  }
+  std::map<std::string, StallzCause> causes;
+  for (const auto& [key, rate] : rates) {
+    const auto& [what, kind, resource, state] = key;
+    if (what != "exec") continue;
+    StallzCause& c = causes[resource];
+    c.executor = resource;
+    if (state == "task") {
+      for (const auto& [name, v] : tasks) {
+        if (v > 0) c.parts.push_back({"task", name.first, name.second, rate * v / task_total, 0});
+      }
+      if (task_total == 0 && rate > 0) c.parts.push_back({"task", "", "", rate, 0});
+    } else if (state == "lock") {
+      for (const auto& [name, v] : locks) {
+        if (v > 0) c.parts.push_back({"lock", name.first, name.second, rate * v / lock_total, 0});
+      }
+      if (lock_total == 0 && rate > 0) c.parts.push_back({"lock", "", "", rate, 0});
+    } else if (state == "other" || state == "idle") {
+      c.parts.push_back({state, "", "", rate, 0});
+    }
+  }
+  for (const FamilySnapshot& f : now) {
+    if (f.name != "stallscope_executor_threads") continue;
+    for (const SampleSnapshot& x : f.samples) {
+      if (auto it = causes.find(std::string(label(x.labels, "resource"))); it != causes.end()) {
+        it->second.threads = x.value;
+      }
+    }
+  }
+  std::vector<StallzCause> out;
+  for (auto& [name, c] : causes) {
+    for (const StallzCausePart& p : c.parts) {
+      if (p.what != "idle") c.busy_threads += p.threads;
+    }
+    if (c.busy_threads <= 0) continue;
+    for (StallzCausePart& p : c.parts) p.share = p.what == "idle" ? 0 : p.threads / c.busy_threads;
+    // Order: threads blocked in lock waits first when they are a tenth of the busy time or
+    // more (a blocked thread runs nothing, and the slices it waits behind hold that lock: the
+    // lock is what to fix first), then the busiest, idle last.
+    const auto rank = [](const StallzCausePart& p) {
+      if (p.what == "idle") return 2;
+      return p.what == "lock" && p.share >= 0.1 ? 0 : 1;
+    };
+    std::stable_sort(c.parts.begin(), c.parts.end(),
+                     [&](const StallzCausePart& a, const StallzCausePart& b) {
+                       if (rank(a) != rank(b)) return rank(a) < rank(b);
+                       return a.threads > b.threads;
+                     });
+    for (const StallzResource& res : resources) {
+      if (res.kind == "executor" && res.resource == name) c.score = res.score[0].value_or(0);
+    }
+    c.text = cause_text(c);
+    out.push_back(std::move(c));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const StallzCause& a, const StallzCause& b) {
+    if (a.score != b.score) return a.score > b.score;
+    return a.busy_threads > b.busy_threads;
+  });
+  return out;
+}
+
+// The headline: the cause, when the top of the ranking is an executor's or a task's delay.
+std::string cause_headline(const StallzReport& r) {
+  if (r.causes.empty() || r.resources.empty()) return {};
+  const StallzResource& top = r.resources.front();
+  if (top.kind != "executor" && top.kind != "task") return {};
+  return "Cause: " + r.causes.front().text;
 }
 
 }  // namespace
@@ -519,6 +675,7 @@ void StallWindow::add(std::int64_t t_ns, const std::vector<FamilySnapshot>& fami
       t.count += s.histogram.count;
     }
   }
+  const std::map<CounterKey, double> counters = cause_counters(families);
   std::lock_guard lock(mu_);
   if (!samples_.empty() && t_ns <= samples_.back().t_ns) return;
   Sample sample;
@@ -529,6 +686,13 @@ void StallWindow::add(std::int64_t t_ns, const std::vector<FamilySnapshot>& fami
     const std::uint32_t index = keys_.try_emplace(key, next).first->second;
     if (index >= sample.totals.size()) sample.totals.resize(index + 1);
     sample.totals[index] = t;
+  }
+  sample.counters.resize(counter_keys_.size());
+  for (const auto& [key, v] : counters) {
+    const auto next = static_cast<std::uint32_t>(counter_keys_.size());
+    const std::uint32_t index = counter_keys_.try_emplace(key, next).first->second;
+    if (index >= sample.counters.size()) sample.counters.resize(index + 1);
+    sample.counters[index] = v;
   }
   samples_.push_back(std::move(sample));
   while (samples_.size() > capacity_) samples_.pop_front();
@@ -598,6 +762,8 @@ StallzReport StallWindow::report(std::int64_t now_ns,
     }
   }
 
+  const std::map<CounterKey, double> now_counters = cause_counters(now);
+  std::map<CounterKey, double> counter_rates;
   {
     std::lock_guard lock(mu_);
     r.samples = samples_.size();
@@ -616,6 +782,16 @@ StallzReport StallWindow::report(std::int64_t now_ns,
       if (base == nullptr) continue;
       const double span = static_cast<double>(now_ns - base->t_ns) * 1e-9;
       r.covered_seconds[w] = span;
+      if (w == 0) {
+        for (const auto& [key, v] : now_counters) {
+          double old = 0;
+          if (const auto k = counter_keys_.find(key);
+              k != counter_keys_.end() && k->second < base->counters.size()) {
+            old = base->counters[k->second];
+          }
+          counter_rates[key] = std::max(0.0, (v - old) / span);
+        }
+      }
       for (auto& [key, row] : rows) {
         Totals old;
         if (const auto k = keys_.find(key); k != keys_.end() && k->second < base->totals.size()) {
@@ -643,6 +819,8 @@ StallzReport StallWindow::report(std::int64_t now_ns,
               }
               return std::tie(a.kind, a.resource) < std::tie(b.kind, b.resource);
             });
+
+  r.causes = make_causes(counter_rates, now, r.resources);
 
   for (auto& [key, w] : waiting) r.waiting.push_back(std::move(w));
   std::stable_sort(r.waiting.begin(), r.waiting.end(),
@@ -714,6 +892,22 @@ std::string stallz_json(const StallzReport& r) {
       x.num("waiters", res.waiters);
       x.num("oldest_wait_age_seconds", res.oldest_wait_age_seconds);
     });
+    json_array(o.key("causes"), r.causes, [&](const StallzCause& c) {
+      JsonObject x(out);
+      x.str("executor", c.executor);
+      x.num("threads", c.threads);
+      x.num("busy_threads", c.busy_threads);
+      x.num("score", c.score);
+      x.str("text", c.text);
+      json_array(x.key("parts"), c.parts, [&](const StallzCausePart& p) {
+        JsonObject y(out);
+        y.str("what", p.what);
+        y.str("kind", p.kind);
+        y.str("name", p.name);
+        y.num("threads", p.threads);
+        y.num("share", p.share);
+      });
+    });
     json_array(o.key("waiting"), r.waiting, [&](const StallzWaiting& w) {
       JsonObject x(out);
       x.str("kind", w.kind);
@@ -782,7 +976,9 @@ std::string stallz_html(const StallzReport& r) {
       "<section><h2>Stalling resources</h2><p class=\"note\">Stall score = average number of "
       "waiters = rate of <code>stallscope_wait_seconds_sum</code>. <span id=\"coverage\">");
   h.text(coverage_text(r));
-  h.raw("</span></p><table><thead><tr><th class=\"n\">#</th><th>resource</th><th>kind</th>");
+  h.raw("</span></p><p class=\"cause\" id=\"cause\">");
+  h.text(cause_headline(r));
+  h.raw("</p><table><thead><tr><th class=\"n\">#</th><th>resource</th><th>kind</th>");
   for (const int w : kStallzWindows) {
     fmt::format_to(std::back_inserter(out), "<th class=\"n\">stall score {} s</th>", w);
   }
@@ -801,6 +997,22 @@ std::string stallz_html(const StallzReport& r) {
            h.td(fmt_seconds(res.oldest_wait_age_seconds), "n");
            h.raw("</tr>");
          });
+  h.raw("</section>");
+
+  h.raw(
+      "<section><h2>What held the executors</h2><p class=\"note\">Executor thread time over "
+      "the shortest window: running task slices, blocked in stallscope locks, running other "
+      "handlers, idle (<code>stallscope_executor_thread_seconds_total</code>).</p><table><thead>"
+      "<tr><th>executor</th><th class=\"n\">threads</th><th class=\"n\">busy</th>"
+      "<th>cause</th></tr></thead>");
+  h.rows("causes", r.causes, 4, kEmptyCauses, [&](const StallzCause& c, std::size_t) {
+    h.raw("<tr>");
+    h.td(c.executor, "name");
+    h.td(c.threads > 0 ? fmt_count(c.threads) : std::string(kDash), "n");
+    h.td(fmt::format("{:.2f}", c.busy_threads), "n");
+    h.td(c.text);
+    h.raw("</tr>");
+  });
   h.raw("</section>");
 
   h.raw(

@@ -10,7 +10,11 @@
 /// once: on the thread that cancels, or at once on the registering thread if the scope is
 /// already cancelled. Destroying a Registration unregisters; if its callback is running on
 /// another thread right then, the destructor waits for it to return (so the callback never
-/// outlives what it captured). A token is a cheap shared handle: copies share one scope.
+/// outlives what it captured). A token is a cheap shared handle: copies share one scope, which
+/// lives as long as one of them does. A parent holds its children weakly (a scope nobody holds
+/// cannot be cancelled by anyone, so it is dropped); spawn() and TaskGroup hold the token they
+/// are given for as long as the task or group lives, so `spawn(ex, "n", root.child(), ...)`
+/// is cancelled by `root.cancel()`.
 /// (Not built on std::stop_callback: libstdc++ 12's can hang in that wait, GCC PR 104928.)
 
 #include <condition_variable>

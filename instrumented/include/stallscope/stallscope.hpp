@@ -13,6 +13,7 @@
 #include "stallscope/condition_variable.hpp"  // IWYU pragma: export
 #include "stallscope/config.hpp"              // IWYU pragma: export
 #include "stallscope/detectors.hpp"           // IWYU pragma: export
+#include "stallscope/executor.hpp"            // IWYU pragma: export
 #include "stallscope/mutex.hpp"               // IWYU pragma: export
 #include "stallscope/prometheus.hpp"          // IWYU pragma: export
 #include "stallscope/registry.hpp"            // IWYU pragma: export

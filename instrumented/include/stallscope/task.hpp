@@ -5,8 +5,9 @@
 ///
 /// A task's coroutine runs on a TaskExecutor that wraps your executor (the shape of
 /// asio::strand<Executor>). Each outermost execution of one of its handlers is a *slice* (one
-/// resumption): its run time, its scheduling delay (submitted, waiting in the executor queue:
-/// a stall in the unified wait model, kind="task", op="schedule") and slow slices are
+/// resumption): its run time, its scheduling delay (ready, waiting for an executor thread:
+/// a stall in the unified wait model, kind="task", op="schedule", also counted under its
+/// executor, kind="executor"; see executor.hpp) and slow slices are
 /// recorded under the task's name, with spawned / active / completed / failed / cancelled
 /// counts, lifetimes and cancel-to-exit latency.
 
@@ -48,6 +49,7 @@
 #include "stallscope/cancellation.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
 #include "stallscope/detail/task_recorder.hpp"
@@ -65,12 +67,23 @@ template <class F>
 struct SliceHandler {
   F f;
   TaskSeries* series;
-  std::int64_t enqueued_ns;
+  boost::asio::execution_context* context;  // the executor's, for its site; null: nested
+  boost::asio::io_context* io;              // the same, when the executor says it is one
+  std::int64_t submitted_ns;
+#if STALLSCOPE_ENABLED
+  SliceScope::Ready ready;
+#endif
 
   void operator()() {
 #if STALLSCOPE_ENABLED
     SliceScope scope;
-    scope.begin(series, enqueued_ns);
+    if (tls_slice == nullptr) {
+      ExecutorSite* site = context != nullptr ? executor_site(*context, io) : nullptr;
+      if (ready == SliceScope::Ready::kReactor && site != nullptr && !site->probing()) {
+        start_probe(*io);  // io is set whenever kReactor is
+      }
+      scope.begin(series, site, ready, submitted_ns);
+    }
     struct End {
       SliceScope& s;
       ~End() { s.end(); }
@@ -85,8 +98,11 @@ struct SliceHandler {
 /// standard executor requirements: query is forwarded to the inner executor, require/prefer
 /// re-wrap the result. Copyable and cheap (the inner executor plus one pointer), so it fits
 /// any_io_executor's small buffer when Inner does (io_context's executor: 16 bytes).
-/// Cost per execute: one clock read at submission, two at the slice's start and end, three
-/// histogram records. Nested executions (a handler run inline from inside a slice, e.g. the two
+/// Cost per execute: one clock read at submission, two at the slice's start and end, the delay
+/// recorded under the task and its executor (one bucket lookup), the slice time, and a
+/// thread-local lookup of the executor (see executor.hpp). A resumption posted is timed from the
+/// post; one the io_context's reactor delivered (a timer, a socket) adds the executor's lag
+/// estimate. Nested executions (a handler run inline from inside a slice, e.g. the two
 /// executions a `co_await post` makes) belong to the outermost slice.
 template <class Inner>
 class TaskExecutor {
@@ -126,12 +142,29 @@ class TaskExecutor {
   void execute(F&& f) const {
 #if STALLSCOPE_ENABLED
     // A handler that will run inline inside the slice already running here has no scheduling
-    // delay to measure: skip the clock read (0 tells the slice not to record one).
-    const std::int64_t enqueued = runs_inline_in_slice() ? 0 : now_ns();
+    // delay to measure: skip the clock read. One dispatched from outside any slice by a thread
+    // running the io_context is a completion its reactor delivered (a timer, a socket): it was
+    // ready before this call, by an amount only the executor's lag probe can estimate.
+    auto* context = executor_context();
+    if (detail::tls_slice != nullptr) {
+      if (runs_inline_in_slice()) {
+        inner_.execute(detail::SliceHandler<std::decay_t<F>>{
+            std::forward<F>(f), series_, nullptr, nullptr, 0, detail::SliceScope::Ready::kNone});
+        return;
+      }
+      inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
+                                                           io_context(), now_ns(),
+                                                           detail::SliceScope::Ready::kPosted});
+      return;
+    }
+    const auto ready = dispatched_by_reactor() ? detail::SliceScope::Ready::kReactor
+                                               : detail::SliceScope::Ready::kPosted;
+    inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
+                                                         io_context(), now_ns(), ready});
 #else
-    const std::int64_t enqueued = 0;
+    inner_.execute(
+        detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, nullptr, nullptr, 0});
 #endif
-    inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, enqueued});
   }
 
   friend bool operator==(const TaskExecutor& a, const TaskExecutor& b) noexcept {
@@ -143,19 +176,59 @@ class TaskExecutor {
 
  private:
 #if STALLSCOPE_ENABLED
+  bool blocking_never() const noexcept {
+    return boost::asio::query(inner_, boost::asio::execution::blocking) ==
+           boost::asio::execution::blocking.never;
+  }
   bool runs_inline_in_slice() const noexcept {
-    if (detail::tls_slice == nullptr) return false;
     if constexpr (requires(const Inner& i) {
                     { i.running_in_this_thread() } -> std::convertible_to<bool>;
                   }) {
       // io_context's and strand's executors run a non-blocking.never submission inline when
       // called from their own thread.
-      return boost::asio::query(inner_, boost::asio::execution::blocking) !=
-                 boost::asio::execution::blocking.never &&
-             inner_.running_in_this_thread();
+      return !blocking_never() && inner_.running_in_this_thread();
     } else {
       return false;
     }
+  }
+  // The io_context (or other execution context) behind the executor.
+  boost::asio::execution_context* executor_context() const noexcept {
+    if constexpr (boost::asio::can_query<const Inner&, boost::asio::execution::context_t>::value) {
+      boost::asio::execution_context& c =
+          boost::asio::query(inner_, boost::asio::execution::context);
+      return &c;
+    } else {
+      return nullptr;
+    }
+  }
+  static constexpr bool kOnIoContext = requires(const Inner& i) {
+    {
+      boost::asio::query(i, boost::asio::execution::context)
+      } -> std::same_as<boost::asio::io_context&>;
+  };
+  boost::asio::io_context* io_context() const noexcept {
+    if constexpr (kOnIoContext) {
+      return &boost::asio::query(inner_, boost::asio::execution::context);
+    } else if constexpr (std::is_same_v<Inner, boost::asio::any_io_executor>) {
+      using IoEx = boost::asio::io_context::executor_type;
+      if (const auto* e = inner_.template target<IoEx>()) {
+        return &boost::asio::query(*e, boost::asio::execution::context);
+      }
+      if (const auto* e = inner_.template target<boost::asio::strand<IoEx>>()) {
+        return &boost::asio::query(*e, boost::asio::execution::context);
+      }
+      return nullptr;
+    } else {
+      return nullptr;
+    }
+  }
+  // Called from outside any slice, not as a post, by a thread that runs the executor's
+  // io_context: the scheduler is handing over a completion (Asio dispatches completions through
+  // the handler's executor with blocking.possibly).
+  bool dispatched_by_reactor() const noexcept {
+    if (blocking_never()) return false;
+    boost::asio::io_context* io = io_context();
+    return io != nullptr && io->get_executor().running_in_this_thread();
   }
 #endif
 
@@ -226,6 +299,10 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
     signal_.emit(type);
   }
   void bind(const CancellationToken& token) {
+    // The task keeps its scope alive: a parent holds only weak references to its children, so a
+    // scope passed as a temporary (`root.child()`) would otherwise die with the spawn call and
+    // never hear the parent's cancel.
+    token_ = token;
     registration_ = token.on_cancel([weak = this->weak_from_this()] {
       if (auto self = weak.lock()) self->request_cancel(boost::asio::cancellation_type::terminal);
     });
@@ -255,7 +332,8 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
   TaskState state_;
 #endif
   boost::asio::cancellation_signal signal_;
-  CancellationToken::Registration registration_;  // declared last: unregistered first
+  CancellationToken token_ = CancellationToken::none();  // the scope, alive as long as the task
+  CancellationToken::Registration registration_;         // declared last: unregistered first
 };
 
 // Forwards a user's cancellation slot (bound to their completion token) into the task.
@@ -406,7 +484,7 @@ class TaskGroup final {
   /// `parent`: the scope the group's own scope descends from.
   explicit TaskGroup(const Executor& executor,
                      const CancellationToken& parent = CancellationToken())
-      : state_(std::make_shared<State>(executor, parent.child())) {
+      : state_(std::make_shared<State>(executor, parent)) {
     state_->weak_self = state_;
   }
   ~TaskGroup() { state_->token.cancel(); }
@@ -509,7 +587,8 @@ class TaskGroup final {
   };
 
   struct State {
-    State(const Executor& ex, CancellationToken t) : executor(ex), token(std::move(t)) {}
+    State(const Executor& ex, const CancellationToken& p)
+        : executor(ex), parent(p), token(p.child()) {}
     void child_done(std::uint64_t id, const std::exception_ptr& e) {
       std::vector<std::shared_ptr<Joiner>> done;
       {
@@ -559,6 +638,9 @@ class TaskGroup final {
     }
 
     Executor executor;
+    // Kept alive with the group: a parent holds only weak references to its children, so a
+    // temporary parent (`root.child()`) would otherwise die and cut the group off from root.
+    CancellationToken parent;
     CancellationToken token;
     mutable std::mutex mu;
     bool closed = false;

@@ -47,6 +47,23 @@ struct HistogramCells {
   }
   // A zero-duration observation without reading the value: the first bucket.
   void record_zero() const noexcept { add(base); }
+  // Records `ns` here and in `other` (one bucket lookup when both share a layout, as series made
+  // with the same bounds do).
+  [[gnu::always_inline]] void record_with(const HistogramCells& other,
+                                          std::int64_t ns) const noexcept {
+    if (ns < 0) ns = 0;
+    if (other.layout != layout) [[unlikely]] {
+      record(ns);
+      other.record(ns);
+      return;
+    }
+    const std::uint32_t i = layout->index(ns);
+    const std::uint32_t sum = layout->bucket_count();
+    add(base + i);
+    add(base + sum, static_cast<std::uint64_t>(ns));
+    add(other.base + i);
+    add(other.base + sum, static_cast<std::uint64_t>(ns));
+  }
 };
 
 struct HistogramData {

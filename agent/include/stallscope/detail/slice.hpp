@@ -8,13 +8,18 @@
 
 namespace stallscope::detail {
 
+class ExecutorSite;
 class LockSite;
 class TaskSeries;
 
 struct SliceContext {
   static constexpr std::uint32_t kMaxHeld = 8;
   TaskSeries* series = nullptr;
+  ExecutorSite* executor = nullptr;  // the executor it runs on; null when not an io_context
   std::int64_t start_ns = 0;
+  // Time spent blocked in contended stallscope lock waits during this slice (the lock
+  // recorder adds to it).
+  std::int64_t blocked_ns = 0;
   // Exclusive stallscope locks acquired during this slice and not yet released.
   LockSite* held[kMaxHeld];  // [0, min(held_n, kMaxHeld)) are set; not zeroed: a slice is hot
   std::uint32_t held_n = 0;

@@ -8,6 +8,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/executor_recorder.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
@@ -27,7 +28,8 @@ class TaskSeries final : public Series {
   static constexpr std::uint32_t kCancelled = 3;
   static constexpr std::uint32_t kSlowSlices = 4;
   static constexpr std::uint32_t kDestroyed = 5;  // TaskStates gone: active = spawned - this
-  static constexpr std::uint32_t kCounters = 6;
+  static constexpr std::uint32_t kBlockedNs = 6;  // slice time blocked in stallscope lock waits
+  static constexpr std::uint32_t kCounters = 7;
 
   std::uint32_t base = kNoCell;
   HistogramCells sched;        // ready -> running (the unified wait, op="schedule")
@@ -96,14 +98,31 @@ struct SliceScope {
   SliceContext ctx;
   bool active = false;
 
-  // `enqueued_ns`: when the handler was submitted (scheduling delay = start - enqueued); 0 when
-  // not measured.
-  void begin(TaskSeries* series, std::int64_t enqueued_ns) noexcept {
-    if (tls_slice != nullptr) return;
+  // How the scheduling delay of the resumption is known.
+  enum class Ready : std::uint8_t {
+    kNone,     // not measured (a nested execution)
+    kPosted,   // submitted at `submitted_ns`: delay = start - submitted
+    kReactor,  // dispatched by the executor's reactor at `submitted_ns` (a timer or I/O
+               // completion): delay = the executor's estimate + start - submitted
+  };
+
+  void begin(TaskSeries* series, ExecutorSite* executor, Ready ready,
+             std::int64_t submitted_ns) noexcept {
     active = true;
     ctx.series = series;
+    ctx.executor = executor;
+    ctx.blocked_ns = 0;
     ctx.start_ns = now_ns();
-    if (enqueued_ns != 0) series->sched.record(ctx.start_ns - enqueued_ns);
+    if (ready != Ready::kNone) {
+      std::int64_t delay = ctx.start_ns - submitted_ns;
+      if (ready == Ready::kReactor && executor != nullptr)
+        delay += executor->estimate(ctx.start_ns);
+      if (executor != nullptr) [[likely]] {
+        series->sched.record_with(executor->series()->sched, delay);
+      } else {
+        series->sched.record(delay);
+      }
+    }
     tls_slice = &ctx;
     if (ThreadShard* s = own_shard()) [[likely]] {
       s->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
@@ -119,9 +138,22 @@ struct SliceScope {
     }
     tls_slice = nullptr;
     const std::int64_t ran = now - ctx.start_ns;
+    tls_slice_ns += ran;
     ctx.series->slice.record(ran);
     if (ran > ctx.series->slow_slice_ns) [[unlikely]] {
       add(ctx.series->base + TaskSeries::kSlowSlices);
+    }
+    const std::int64_t blocked = ctx.blocked_ns;
+    if (blocked != 0) [[unlikely]] {
+      add(ctx.series->base + TaskSeries::kBlockedNs, static_cast<std::uint64_t>(blocked));
+    }
+    if (ExecutorSite* e = ctx.executor) [[likely]] {
+      const std::uint32_t base = e->series()->base;
+      add(base + ExecutorSeries::kTaskNs,
+          static_cast<std::uint64_t>(ran > blocked ? ran - blocked : 0));
+      if (blocked != 0) [[unlikely]] {
+        add(base + ExecutorSeries::kLockNs, static_cast<std::uint64_t>(blocked));
+      }
     }
     if (ctx.held_n != 0) [[unlikely]]
       on_suspended_holding(ctx, now);

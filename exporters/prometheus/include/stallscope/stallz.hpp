@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -70,6 +71,33 @@ struct StallzLingering {
   double oldest_cancelled_seconds_ago = 0;
 };
 
+/// One part of an executor's thread time (see StallzCause).
+struct StallzCausePart {
+  std::string what;    // "task" (running its slices), "lock" (blocked on it), "other", "idle"
+  std::string kind;    // the resource kind of a task or lock part ("task", "lock", "rwlock")
+  std::string name;    // the task or lock name; "" for other and idle
+  double threads = 0;  // average threads in this part over the window
+  double share = 0;    // of the busy threads (idle excluded), 0..1
+};
+
+/// The cause of an executor's delay: what its threads spent their time on over the shortest
+/// window (rates of stallscope_executor_thread_seconds_total, split by task name with
+/// stallscope_task_slice_seconds_sum less stallscope_task_blocked_seconds_total, and by lock
+/// with stallscope_lock_executor_blocked_seconds_total). Task and lock names are process-wide:
+/// with several executors, each one's split is in proportion to all of them.
+struct StallzCause {
+  std::string executor;
+  double threads = 0;       // stallscope_executor_threads now; 0: unknown (no stallscope::run)
+  double busy_threads = 0;  // task + lock + other
+  double score = 0;         // the executor's stall score over the same window
+  /// Lock waits first when they take a tenth of the busy time or more (a blocked thread runs
+  /// nothing; the lock is what to fix first), then the busiest part; idle last.
+  std::vector<StallzCausePart> parts;
+  /// One line: "executor `io`: 1.80 of 2 threads busy: task `cruncher` 71%, blocked on lock
+  /// `shelf` 22%, other handlers 5%".
+  std::string text;
+};
+
 /// Everything /stallz shows, as of one instant.
 struct StallzReport {
   double unix_time = 0;                // when the report was made
@@ -79,8 +107,12 @@ struct StallzReport {
   /// enough, less before; nullopt when there is nothing to rate against yet.
   std::array<std::optional<double>, kStallzWindowCount> covered_seconds;
   std::vector<StallzResource> resources;  // most stalling first
-  std::vector<StallzWaiting> waiting;     // oldest wait first
-  std::vector<StallzHolding> holding;     // oldest first
+  /// What held each executor's threads, busiest executor first (executors with thread time in
+  /// the window only). When the top resource is an executor or a task's schedule wait, causes[0]
+  /// names what to fix.
+  std::vector<StallzCause> causes;
+  std::vector<StallzWaiting> waiting;  // oldest wait first
+  std::vector<StallzHolding> holding;  // oldest first
   std::vector<StallzLingering> lingering;
   std::vector<DetectorEvent> detector_events;  // newest first
 };
@@ -114,12 +146,16 @@ class StallWindow final {
   };
   struct Sample {
     std::int64_t t_ns = 0;
-    std::vector<Totals> totals;  // by key index; absent (newer keys): zero
+    std::vector<Totals> totals;    // by key index; absent (newer keys): zero
+    std::vector<double> counters;  // by counter key index; absent: zero
   };
+  // A counter the causes are rated from: (what, kind, resource, state).
+  using CounterKey = std::tuple<std::string, std::string, std::string, std::string>;
 
   mutable std::mutex mu_;
   std::size_t capacity_;
   std::map<std::pair<std::string, std::string>, std::uint32_t> keys_;  // (kind, resource)
+  std::map<CounterKey, std::uint32_t> counter_keys_;
   std::deque<Sample> samples_;
 };
 
@@ -140,6 +176,10 @@ StallzReport make_stallz_report(const Registry& registry, const StallWindow& win
 ///                   "waits_per_second": {"10s": 408, "60s": 401},
 ///                   "wait_seconds_total": 35.2, "waits_total": 4810,
 ///                   "waiters": 3, "oldest_wait_age_seconds": 0.018}],
+///    "causes": [{"executor": "io", "threads": 2, "busy_threads": 1.8, "score": 6.1,
+///                "text": "executor `io`: 1.80 of 2 threads busy: task `cruncher` 71%, ...",
+///                "parts": [{"what": "task", "kind": "task", "name": "cruncher",
+///                           "threads": 1.28, "share": 0.71}, ...]}],
 ///    "waiting": [{"kind", "resource", "op", "waiters", "oldest_wait_age_seconds"}],
 ///    "holding": [{"kind", "resource", "what", "count", "age_seconds"}],
 ///    "lingering_tasks": [{"task", "count", "oldest_cancelled_seconds_ago"}],

@@ -1,0 +1,105 @@
+#include "stallscope/detail/executor_recorder.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include "cells_alloc.hpp"
+
+namespace stallscope::detail {
+
+constinit std::atomic<std::uint64_t> g_executor_generation{1};
+constinit thread_local const void* tls_executor_key = nullptr;
+constinit thread_local std::uint64_t tls_executor_gen = 0;
+constinit thread_local ExecutorSite* tls_executor_site = nullptr;
+constinit thread_local std::int64_t tls_slice_ns = 0;
+
+namespace {
+
+const FamilyDesc kLag{"stallscope_executor_lag_seconds",
+                      "Lateness of the executor's lag probe: a timer tick every millisecond, "
+                      "from its expiry to the moment it ran. What any timer or I/O completion "
+                      "on this executor waits before a thread runs it.",
+                      MetricType::kHistogram};
+const FamilyDesc kThreadSeconds{
+    "stallscope_executor_thread_seconds_total",
+    "Executor thread time by state: task (running task slices), lock (blocked in stallscope "
+    "lock waits inside task slices), other (running handlers that are not task slices) and idle "
+    "(waiting for work). rate() is the number of threads in each state. other and idle are "
+    "measured on threads running stallscope::run().",
+    MetricType::kCounter};
+const FamilyDesc kThreads{"stallscope_executor_threads",
+                          "Threads running the executor through stallscope::run() now.",
+                          MetricType::kGauge};
+
+}  // namespace
+
+ExecutorSeries::ExecutorSeries(ResourceKind kind, std::string name, std::uint32_t id,
+                               const Config& config)
+    : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
+  base = cell_allocator().allocate(kCounters + 2 * layout_.cells());
+  HistogramCells* hs[] = {&sched, &lag};
+  std::uint32_t next = base == kNoCell ? kNoCell : base + kCounters;
+  for (HistogramCells* h : hs) {
+    h->layout = &layout_;
+    h->base = next;
+    if (next != kNoCell) next += layout_.cells();
+  }
+}
+
+void ExecutorSeries::collect(Collector& out) {
+  std::uint64_t c[kCounters];
+  sum_cells(base, kCounters, c);
+  const Labels res{{"kind", std::string(to_string(kind()))}, {"resource", name()}};
+  auto with = [&](const char* k, const char* v) {
+    Labels l = res;
+    l.emplace_back(k, v);
+    return l;
+  };
+  auto snap = [](const HistogramCells& h) {
+    HistogramData d = read(h);
+    return HistogramSnapshot{std::move(d.bounds), std::move(d.counts), d.count, d.sum_seconds};
+  };
+  out.add(kWaitSeconds, with("op", "schedule"), snap(sched));
+  out.add(kLag, res, snap(lag));
+  // Handler time includes the slices that ran on stallscope::run threads; other is the rest.
+  // Cells are read without a common lock with the recording threads: clamp a transient negative.
+  const std::uint64_t in_slices = c[kTaskNs] + c[kLockNs];
+  const std::uint64_t other = c[kHandlerNs] > in_slices ? c[kHandlerNs] - in_slices : 0;
+  const auto secs = [](std::uint64_t ns) { return static_cast<double>(ns) * 1e-9; };
+  out.add(kThreadSeconds, with("state", "task"), secs(c[kTaskNs]));
+  out.add(kThreadSeconds, with("state", "lock"), secs(c[kLockNs]));
+  out.add(kThreadSeconds, with("state", "other"), secs(other));
+  out.add(kThreadSeconds, with("state", "idle"), secs(c[kIdleNs]));
+  out.add(kThreads, res,
+          static_cast<double>(std::max<std::int64_t>(0, threads.load(std::memory_order_relaxed))));
+}
+
+ExecutorSeries* executor_series(std::string_view name) {
+  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
+                 const Config& c) -> std::unique_ptr<Series> {
+    return std::make_unique<ExecutorSeries>(k, std::move(n), id, c);
+  };
+  return static_cast<ExecutorSeries*>(
+      &Registry::global().series(ResourceKind::kExecutor, name, make));
+}
+
+ExecutorSite::ExecutorSite(ExecutorSeries* series, std::int64_t period_ns) noexcept
+    : series_(series),
+      period_ns_(period_ns),
+      late_ns_(std::max<std::int64_t>(period_ns / 4, 100'000)),
+      batch_gap_ns_(std::max<std::int64_t>(period_ns / 2, 100'000)) {
+  g_executor_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+ExecutorSite::~ExecutorSite() { g_executor_generation.fetch_add(1, std::memory_order_relaxed); }
+
+void ExecutorSite::tick(std::int64_t expiry_ns, std::int64_t ran_ns) noexcept {
+  series_->lag.record(ran_ns - expiry_ns);
+  std::lock_guard lock(tick_mu_);
+  // Ticks of one batch may run out of order on several threads: keep the newest expiry.
+  if (expiry_ns < last_expiry_.load(std::memory_order_relaxed)) return;
+  last_expiry_.store(expiry_ns, std::memory_order_relaxed);
+  last_ran_.store(ran_ns, std::memory_order_relaxed);
+}
+
+}  // namespace stallscope::detail
