@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "cells_alloc.hpp"
+#include "series_support.hpp"
 
 namespace stallscope::detail {
 
@@ -36,31 +36,16 @@ const FamilyDesc kThreads{"stallscope_executor_threads",
 ExecutorSeries::ExecutorSeries(ResourceKind kind, std::string name, std::uint32_t id,
                                const Config& config)
     : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
-  base = cell_allocator().allocate(kCounters + 2 * layout_.cells());
-  HistogramCells* hs[] = {&sched, &lag};
-  std::uint32_t next = base == kNoCell ? kNoCell : base + kCounters;
-  for (HistogramCells* h : hs) {
-    h->layout = &layout_;
-    h->base = next;
-    if (next != kNoCell) next += layout_.cells();
-  }
+  base = allocate_series_cells(kCounters, layout_, {&sched, &lag});
 }
 
 void ExecutorSeries::collect(Collector& out) {
   std::uint64_t c[kCounters];
   sum_cells(base, kCounters, c);
-  const Labels res{{"kind", std::string(to_string(kind()))}, {"resource", name()}};
-  auto with = [&](const char* k, const char* v) {
-    Labels l = res;
-    l.emplace_back(k, v);
-    return l;
-  };
-  auto snap = [](const HistogramCells& h) {
-    HistogramData d = read(h);
-    return HistogramSnapshot{std::move(d.bounds), std::move(d.counts), d.count, d.sum_seconds};
-  };
-  out.add(kWaitSeconds, with("op", "schedule"), snap(sched));
-  out.add(kLag, res, snap(lag));
+  const Labels res = resource_labels(*this);
+  auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
+  out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));
+  out.add(kLag, res, snapshot(lag));
   // Handler time includes the slices that ran on stallscope::run threads; other is the rest.
   // Cells are read without a common lock with the recording threads: clamp a transient negative.
   const std::uint64_t in_slices = c[kTaskNs] + c[kLockNs];

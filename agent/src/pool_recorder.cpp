@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "cells_alloc.hpp"
+#include "series_support.hpp"
 
 namespace stallscope::detail {
 
@@ -66,11 +66,7 @@ PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, co
 void PoolSeries::collect(Collector& out) {
   std::uint64_t c[kCounters];
   sum_cells(base, kCounters, c);
-  const Labels res{{"kind", std::string(to_string(kind()))}, {"resource", name()}};
-  auto snap = [](const HistogramCells& h) {
-    HistogramData d = read(h);
-    return HistogramSnapshot{std::move(d.bounds), std::move(d.counts), d.count, d.sum_seconds};
-  };
+  const Labels res = resource_labels(*this);
 
   std::size_t queued = 0, threads = 0, busy = 0;
   std::int64_t oldest_queued = 0, oldest_run = 0;
@@ -92,11 +88,11 @@ void PoolSeries::collect(Collector& out) {
 
   Labels queue = res;
   queue.emplace_back("op", "queue");
-  out.add(kWaitSeconds, queue, snap(queue_wait));
+  out.add(kWaitSeconds, queue, snapshot(queue_wait));
   out.add(kWaiters, queue, static_cast<double>(queued));
   out.add(kOldestWaitAge, queue, age_seconds(out.now_ns(), oldest_queued));
   out.add(kQueueDepth, res, static_cast<double>(queued));
-  out.add(kRunSeconds, res, snap(run_time));
+  out.add(kRunSeconds, res, snapshot(run_time));
   out.add(kSubmittedFamily, res, static_cast<double>(c[kSubmitted]));
   for (std::uint32_t o = 0; o < kJobOutcomes; ++o) {
     Labels l = res;

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "cells_alloc.hpp"
+#include "series_support.hpp"
 #include "stallscope/detail/lock_recorder.hpp"
 #include "stallscope/detectors.hpp"
 #include "stallscope/log.hpp"
@@ -85,31 +85,16 @@ TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, co
       slow_slice_ns(config.slow_slice.count()),
       layout_(shared_layout(config.wait_buckets)),
       grace_ns_(config.cancel_grace.count()) {
-  base = cell_allocator().allocate(kCounters + 4 * layout_.cells());
-  HistogramCells* hs[] = {&sched, &slice, &lifetime, &cancel_exit};
-  std::uint32_t next = base == kNoCell ? kNoCell : base + kCounters;
-  for (HistogramCells* h : hs) {
-    h->layout = &layout_;
-    h->base = next;
-    if (next != kNoCell) next += layout_.cells();
-  }
+  base = allocate_series_cells(kCounters, layout_, {&sched, &slice, &lifetime, &cancel_exit});
 }
 
 void TaskSeries::collect(Collector& out) {
   std::uint64_t c[kCounters];
   sum_cells(base, kCounters, c);
-  const Labels res{{"kind", std::string(to_string(kind()))}, {"resource", name()}};
-  auto with = [&](const char* k, const char* v) {
-    Labels l = res;
-    l.emplace_back(k, v);
-    return l;
-  };
-  auto snap = [](const HistogramCells& h) {
-    HistogramData d = read(h);
-    return HistogramSnapshot{std::move(d.bounds), std::move(d.counts), d.count, d.sum_seconds};
-  };
-  out.add(kWaitSeconds, with("op", "schedule"), snap(sched));
-  out.add(kSlice, res, snap(slice));
+  const Labels res = resource_labels(*this);
+  auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
+  out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));
+  out.add(kSlice, res, snapshot(slice));
   out.add(kSlow, res, static_cast<double>(c[kSlowSlices]));
   out.add(kBlocked, res, static_cast<double>(c[kBlockedNs]) * 1e-9);
   out.add(kSpawnedFamily, res, static_cast<double>(c[kSpawned]));
@@ -120,8 +105,8 @@ void TaskSeries::collect(Collector& out) {
   // negative (an exit seen before its spawn) at 0.
   out.add(kActive, res,
           c[kSpawned] > c[kDestroyed] ? static_cast<double>(c[kSpawned] - c[kDestroyed]) : 0.0);
-  out.add(kLifetime, res, snap(lifetime));
-  out.add(kCancelExit, res, snap(cancel_exit));
+  out.add(kLifetime, res, snapshot(lifetime));
+  out.add(kCancelExit, res, snapshot(cancel_exit));
   std::size_t lingering = 0;
   cancelled_.for_each([&](const TaskState& t) {
     const std::int64_t c_ns = t.cancel_ns_.load(std::memory_order_relaxed);
