@@ -11,56 +11,11 @@
 // before it exits, whatever happens.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
-for (const k of ['demo', 'prometheus', 'repo', 'work']) {
-  if (!args[k]) {
-    console.error(`prometheus_e2e: --${k} is required`);
-    process.exit(2);
-  }
-}
-if (!fs.existsSync(args.prometheus)) {
-  console.error(`prometheus_e2e: no Prometheus server at ${args.prometheus} (apt-get install prometheus)`);
-  process.exit(1);
-}
+import { children, freePort, parseArgs, stopAll, until } from './e2e_lib.mjs';
 
-const children = [];
-function stopAll() {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  }
-}
-process.on('exit', stopAll);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Polls `probe` (async, returns a value or undefined) until it returns something or `seconds`
-// pass. The deadline guards against a hang; it is not what the test measures.
-async function until(what, seconds, probe) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
-    await sleep(250);
-  }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const args = parseArgs('prometheus_e2e', ['demo', 'prometheus', 'repo', 'work']);
 
 // Starts the demo on a free port and resolves with "127.0.0.1:PORT" once it says it serves.
 async function startDemo(variant) {

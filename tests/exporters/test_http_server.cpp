@@ -1,7 +1,6 @@
 // The Agent's HTTP server over real sockets: what nothing must knock over (idle and
 // byte-by-byte connections, churn, malformed requests, a full connection table), methods and
 // paths, gzip, IPv6, bind errors, shutdown, and HTTPS with basic auth (curl as the client).
-#include <crypt.h>
 #include <dirent.h>
 #include <zlib.h>
 
@@ -19,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include "auth_support.hpp"
 #include "http_server.hpp"
 #include "raw_http.hpp"
 #include "stallscope/agent.hpp"
@@ -485,34 +485,8 @@ TEST_CASE("binding a non-loopback address without authentication logs a warning"
 
 namespace {
 
-std::string bcrypt(const std::string& password) {
-  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  REQUIRE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof salt) != nullptr);
-  crypt_data data{};
-  const char* h = crypt_rn(password.c_str(), salt, &data, sizeof data);
-  REQUIRE(h != nullptr);
-  REQUIRE(h[0] == '$');
-  return h;
-}
-
-std::string b64(std::string_view in) {
-  static constexpr char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  unsigned val = 0;
-  int bits = -6;
-  for (char c : in) {
-    val = (val << 8) + static_cast<unsigned char>(c);
-    bits += 8;
-    while (bits >= 0) {
-      out.push_back(kChars[(val >> bits) & 0x3F]);
-      bits -= 6;
-    }
-  }
-  if (bits > -6) out.push_back(kChars[((val << 8) >> (bits + 8)) & 0x3F]);
-  while (out.size() % 4 != 0) out.push_back('=');
-  return out;
-}
+using stallscope::test::basic_auth;
+using stallscope::test::bcrypt;
 
 struct TempDir {
   std::filesystem::path path;
@@ -614,8 +588,8 @@ TEST_CASE("basic auth without TLS: 401 with WWW-Authenticate on every path until
     CHECK(r->status == 401);
     CHECK_THAT(r->header("www-authenticate"), Catch::StartsWith("Basic realm="));
   }
-  const std::string good = "Authorization: Basic " + b64("alice:pw") + "\r\n";
-  const std::string bad = "Authorization: Basic " + b64("alice:nope") + "\r\n";
+  const std::string good = "Authorization: " + basic_auth("alice", "pw") + "\r\n";
+  const std::string bad = "Authorization: " + basic_auth("alice", "nope") + "\r\n";
   for (int i = 0; i < 3; ++i) {  // the first passes a bcrypt check, the next are remembered
     const auto r = roundtrip(port, get_request("/metrics", good));
     REQUIRE(r.has_value());

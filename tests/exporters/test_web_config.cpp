@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include "auth_support.hpp"
 #include "web_config.hpp"
 
 namespace {
@@ -21,26 +22,10 @@ using Catch::Contains;
 using stallscope::detail::load_web_config;
 using stallscope::detail::WebConfig;
 
-// A bcrypt hash of `password` at the lowest cost (4), made with libxcrypt as htpasswd -B would.
-std::string bcrypt(const std::string& password) {
-  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  REQUIRE(crypt_gensalt_rn("$2y$", 4, nullptr, 0, salt, sizeof salt) != nullptr);
-  crypt_data data{};
-  const char* h = crypt_rn(password.c_str(), salt, &data, sizeof data);
-  REQUIRE(h != nullptr);
-  REQUIRE(h[0] == '$');
-  return h;
-}
+using stallscope::test::bcrypt;
 
-// "Basic base64(user:password)".
 std::string basic(const std::string& user, const std::string& password) {
-  const std::string in = user + ":" + password;
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return "Basic " + out;
+  return stallscope::test::basic_auth(user, password);
 }
 
 // A fresh folder with a certificate and key placeholder (the loader checks that they can be

@@ -1,0 +1,59 @@
+// What the end-to-end scripts share: their arguments, the processes they start (all stopped on
+// exit, whatever happens), bounded polling and free loopback ports.
+import fs from 'node:fs';
+import net from 'node:net';
+
+// `--key value` pairs as an object; exits 2 naming the first of `required` that is missing, and
+// 1 when the Prometheus server at args.prometheus is not installed.
+export function parseArgs(script, required) {
+  const args = Object.fromEntries(
+    process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+  for (const k of required) {
+    if (!args[k]) {
+      console.error(`${script}: --${k} is required`);
+      process.exit(2);
+    }
+  }
+  if (args.prometheus && !fs.existsSync(args.prometheus)) {
+    console.error(`${script}: no Prometheus server at ${args.prometheus} (apt-get install prometheus)`);
+    process.exit(1);
+  }
+  return args;
+}
+
+// Child processes to stop when the script exits (normally, by an error, or by a signal).
+export const children = [];
+export function stopAll() {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  }
+}
+process.on('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `probe` (async, returns a value or undefined) until it returns something or `seconds`
+// pass. The deadline guards against a hang; it is not what the test measures.
+export async function until(what, seconds, probe) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+// A loopback port free right now.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
