@@ -117,9 +117,14 @@ TEST_CASE("check 1 fails on an AsyncMutex held across co_await while tasks queue
   CHECK_THAT(evidence(report, "lock-across-suspension"),
              Contains("async_lock `" + lock_name + "`") && Contains("over 8 holds"));
 
-  // A threshold above what was measured passes the same window.
+  // Either criterion fails it alone: each hold spans a 10 ms await and 7 acquisitions waited.
   stallscope::check::Thresholds lax;
   lax.async_lock_waiters = 1e9;
+  const auto by_hold = w.report(lax);
+  CHECK(result(by_hold, "lock-across-suspension").verdict == Verdict::kFail);
+  CHECK_THAT(evidence(by_hold, "lock-across-suspension"), Contains("while 7 acquisitions waited"));
+  // Thresholds above what was measured pass the same window.
+  lax.async_lock_hold_seconds = 1e9;
   CHECK(result(w.report(lax), "lock-across-suspension").verdict == Verdict::kPass);
 }
 

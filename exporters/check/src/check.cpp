@@ -274,20 +274,27 @@ CheckResult check_locks(const Context& c) {
   const auto hold = histograms(c.m, "stallscope_lock_hold_seconds", "async_lock");
   const auto holder =
       by_resource(c.m, "stallscope_lock_holder_age_seconds", {{"kind", "async_lock"}}, false);
+  const auto contended =
+      by_resource(c.m, "stallscope_lock_contended_total", {{"kind", "async_lock"}}, true);
   double busiest = 0;
   std::string busiest_name;
   for (const auto& [res, sum] : waits) {
     const double waiters = sum / c.window;
     if (waiters > busiest) std::tie(busiest, busiest_name) = std::tie(waiters, res.second);
-    if (waiters < c.t.async_lock_waiters) continue;
-    std::string line = fmt::format(
-        "async_lock `{}` is held across co_await (an AsyncMutex) while {:.2f} tasks waited for "
-        "it on average over the window (threshold {:g})",
-        res.second, waiters, c.t.async_lock_waiters);
-    if (const auto h = hold.find(res); h != hold.end() && h->second.count > 0) {
-      line += fmt::format("; held {} on average over {} holds",
-                          secs(h->second.sum / h->second.count), count(h->second.count));
+    const auto h = hold.find(res);
+    const double holds = h == hold.end() ? 0 : h->second.count;
+    const double mean_hold = holds > 0 ? h->second.sum / holds : 0;
+    const double waited = get(contended, res);
+    if (waiters < c.t.async_lock_waiters &&
+        (waited <= 0 || mean_hold < c.t.async_lock_hold_seconds)) {
+      continue;
     }
+    std::string line = fmt::format(
+        "async_lock `{}` is held across co_await (an AsyncMutex) for {} on average over {} "
+        "holds (threshold {}) while {} acquisitions waited, {:.2f} tasks waiting on average "
+        "over the window (threshold {:g})",
+        res.second, secs(mean_hold), count(holds), secs(c.t.async_lock_hold_seconds),
+        count(waited), waiters, c.t.async_lock_waiters);
     if (const double age = get(holder, res); age > 0) {
       line += fmt::format("; the current holder has held it {}", secs(age));
     }
@@ -298,8 +305,9 @@ CheckResult check_locks(const Context& c) {
   if (r.verdict == Verdict::kPass) {
     r.evidence.push_back(fmt::format(
         "no thread lock ended a task slice held ({} lock/task pairs counted); no AsyncMutex "
-        "had {:g} or more waiters on average ({} AsyncMutex names{})",
-        thread_locks, c.t.async_lock_waiters, waits.size(),
+        "had {:g} or more waiters on average, or was waited for while held {} on average ({} "
+        "AsyncMutex names{})",
+        thread_locks, c.t.async_lock_waiters, secs(c.t.async_lock_hold_seconds), waits.size(),
         busiest_name.empty() ? std::string()
                              : fmt::format(", most: `{}` {:.2f}", busiest_name, busiest)));
   }

@@ -22,6 +22,7 @@ struct Key {
 constexpr Key kKeys[] = {
     {"held_across_suspend", &Thresholds::held_across_suspend},
     {"async_lock_waiters", &Thresholds::async_lock_waiters},
+    {"async_lock_hold_seconds", &Thresholds::async_lock_hold_seconds},
     {"channel_full_share", &Thresholds::channel_full_share},
     {"channel_send_waiters", &Thresholds::channel_send_waiters},
     {"cancel_exit_seconds", &Thresholds::cancel_exit_seconds},

@@ -30,6 +30,9 @@ struct Thresholds {
   /// 1. Average tasks waiting on one AsyncMutex (held across co_await by design) over the
   /// window; at or above it the lock is serializing the service.
   double async_lock_waiters = 0.5;
+  /// 1. ...or, when any task had to wait for it, held this long or longer on average: a slow
+  /// await (an external call, a parse) inside the critical section.
+  double async_lock_hold_seconds = 0.01;
   /// 2. Share of the window a channel sat at capacity.
   double channel_full_share = 0.1;
   /// 2. Average senders waiting on one channel over the window.
