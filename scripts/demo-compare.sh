@@ -102,6 +102,9 @@ run_check() {
 # The value of NAME=VALUE in the result line.
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $result"; }
 
+# "a b " -> "a, b"
+sep() { sed 's/ *$//; s/ /, /g' <<<"$1"; }
+
 rows=()
 checks=()
 verdicts_ok=yes
@@ -145,7 +148,7 @@ for variant in slow fixed; do
     verdicts_ok=no
   fi
   checks+=("| $variant | $(sed -n 's/^result: \([A-Z]*\).*/\1/p' "$check_log") \
-| ${failed:-none} | ${warned:-none} | $verdict |")
+| $(sep "${failed:-none}") | $(sep "${warned:-none}") | $verdict |")
 done
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || true)
 echo

@@ -149,3 +149,44 @@ TEST_CASE("JUnit output has one test case per check, failures with their evidenc
   CHECK_THAT(stallscope::check::to_text(r),
              Contains("FAIL  retry-amplification") && Contains("result: FAIL (1 failed"));
 }
+
+TEST_CASE("the README's thresholds table is the defaults", "[check][config][readme]") {
+  std::ifstream in(STALLSCOPE_README_PATH);
+  REQUIRE(in);
+  std::string line, yaml;
+  bool table = false;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    if (line == "| key | default | meaning |") {
+      table = true;
+      continue;
+    }
+    if (!table || line.starts_with("|---")) continue;
+    if (!line.starts_with("| `")) break;
+    const auto key_end = line.find('`', 3);
+    const auto value_start = line.find("| ", key_end) + 2;
+    const auto value_end = line.find(' ', value_start);
+    yaml += fmt::format("{}: {}\n", line.substr(3, key_end - 3),
+                        line.substr(value_start, value_end - value_start));
+    ++rows;
+  }
+  INFO(yaml);
+  // Every key in the table is real (an unknown one throws) and has its default here.
+  const auto t = stallscope::check::parse_thresholds(yaml, "README.md");
+  const stallscope::check::Thresholds d;
+  CHECK(rows == 14);  // every member below
+  CHECK(t.held_across_suspend == d.held_across_suspend);
+  CHECK(t.async_lock_waiters == d.async_lock_waiters);
+  CHECK(t.async_lock_hold_seconds == d.async_lock_hold_seconds);
+  CHECK(t.channel_full_share == d.channel_full_share);
+  CHECK(t.channel_send_waiters == d.channel_send_waiters);
+  CHECK(t.cancel_exit_seconds == d.cancel_exit_seconds);
+  CHECK(t.long_slice_seconds == d.long_slice_seconds);
+  CHECK(t.long_slice_share == d.long_slice_share);
+  CHECK(t.long_slice_min == d.long_slice_min);
+  CHECK(t.lock_blocked_threads == d.lock_blocked_threads);
+  CHECK(t.pool_queue_per_thread == d.pool_queue_per_thread);
+  CHECK(t.retry_amplification == d.retry_amplification);
+  CHECK(t.tiny_task_seconds == d.tiny_task_seconds);
+  CHECK(t.tiny_task_min == d.tiny_task_min);
+}

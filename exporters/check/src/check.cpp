@@ -293,8 +293,8 @@ CheckResult check_locks(const Context& c) {
         "async_lock `{}` is held across co_await (an AsyncMutex) for {} on average over {} "
         "holds (threshold {}) while {} acquisitions waited, {:.2f} tasks waiting on average "
         "over the window (threshold {:g})",
-        res.second, secs(mean_hold), count(holds), secs(c.t.async_lock_hold_seconds),
-        count(waited), waiters, c.t.async_lock_waiters);
+        res.second, secs(mean_hold), count(holds), secs(c.t.async_lock_hold_seconds), count(waited),
+        waiters, c.t.async_lock_waiters);
     if (const double age = get(holder, res); age > 0) {
       line += fmt::format("; the current holder has held it {}", secs(age));
     }
