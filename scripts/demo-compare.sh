@@ -117,9 +117,14 @@ for variant in slow fixed; do
     "--listen 127.0.0.1:0 ${args[*]}; stallscope-check after ${check_delay}s, over ${check_window}s"
   run_check "$log" "$check_log" &
   checker_pid=$!
-  "$binary" --variant "$variant" --duration "$duration" --listen 127.0.0.1:0 "${args[@]}" |
-    tee "$log"
+  status=0
+  "$binary" --variant "$variant" --duration "$duration" --listen 127.0.0.1:0 "${args[@]}" 2>&1 |
+    tee "$log" || status=${PIPESTATUS[0]}
   wait "$checker_pid"
+  if ((status != 0)); then
+    echo "demo-compare: the $variant run exited with status $status (see $log)" >&2
+    exit 1
+  fi
   result=$(grep '^result ' "$log" | tail -n 1)
   if [[ -z $result ]]; then
     echo "demo-compare: the $variant run printed no result line (see $log)" >&2
