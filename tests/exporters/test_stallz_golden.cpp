@@ -3,8 +3,9 @@
 // compared with the checked-in files in tests/exporters/golden/. Any change to the page or the
 // JSON shows here; when it is meant, regenerate them with
 //   STALLSCOPE_UPDATE_GOLDEN=1 build/dev/tests/exporters/stallscope-exporters-tests '[golden]'
-// and review the diff. The version string is written as @VERSION@ so that a release does not
-// change the files.
+// and review the diff. The version string is written as @VERSION@, and the page's inlined style
+// and script (exporters/prometheus/src/stallz/) as @stallz.css@ and @stallz.js@: the golden page
+// holds what the server renders, and neither a release nor an edit to those files changes it.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -144,6 +145,20 @@ std::string read_file(const std::filesystem::path& path) {
   return s.str();
 }
 
+// The page with the inlined stallz.css and stallz.js (each there once, byte for byte) named.
+std::string with_assets_named(std::string page) {
+  for (const char* file : {"stallz.css", "stallz.js"}) {
+    const std::string text = read_file(std::filesystem::path(STALLSCOPE_TEST_STALLZ_ASSETS) / file);
+    REQUIRE_FALSE(text.empty());
+    const auto at = page.find(text);
+    INFO(file);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(page.find(text, at + 1) == std::string::npos);
+    page.replace(at, text.size(), fmt::format("@{}@", file));
+  }
+  return page;
+}
+
 // Compares `actual` with the golden file `name`; on a difference, says where it starts.
 void check_golden(const std::string& name, const std::string& actual) {
   const std::filesystem::path path = std::filesystem::path(STALLSCOPE_TEST_GOLDEN_DIR) / name;
@@ -170,5 +185,6 @@ TEST_CASE("/stallz.json for a fixed state is byte for byte the golden one", "[st
 }
 
 TEST_CASE("/stallz for a fixed state is byte for byte the golden page", "[stallz][golden]") {
-  check_golden("stallz.html", without_version(stallscope::stallz_html(fixed_report())));
+  check_golden("stallz.html",
+               with_assets_named(without_version(stallscope::stallz_html(fixed_report()))));
 }

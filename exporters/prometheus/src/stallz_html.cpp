@@ -182,14 +182,6 @@ class Html {
     td(resource, "name");
     raw("<td class=\"kind\"><span>").text(kind).raw("</span></td>");
   }
-  // The cells of the waiting and holding tables: resource, kind, what, count, age.
-  void resource_row(std::string_view resource, std::string_view kind, std::string_view what,
-                    const std::optional<double>& count, const std::optional<double>& seconds) {
-    resource_tds(resource, kind);
-    td(what);
-    td(fmt_count(count), "n");
-    td(fmt_seconds(seconds), "n");
-  }
   void score_td(const std::optional<double>& x, double max) {
     out_ += "<td class=\"n\"><div class=\"score\"><div class=\"bar\"><span style=\"width:";
     out_ += fmt_pct(x, max);
@@ -272,6 +264,33 @@ void ranking(Html& h, const StallzReport& r) {
   });
 }
 
+// A row of the waiting or holding table, which share one shape: resource, kind, what (the op,
+// or what is held), a count and an age.
+struct ResourceCells {
+  std::string_view resource;
+  std::string_view kind;
+  std::string_view what;
+  std::optional<double> count;
+  std::optional<double> seconds;
+};
+
+// The waiting or holding table; `headings` names the what, count and age columns.
+template <class T, class Fn>
+void resource_table(Html& h, std::string_view title, std::string_view id,
+                    const std::array<const char*, 3>& headings, std::string_view empty,
+                    const std::vector<T>& items, Fn&& cells_of) {
+  h.section(title);
+  const Table t{
+      id, {{"resource"}, {"kind"}, {headings[0]}, {headings[1], true}, {headings[2], true}}, empty};
+  h.table(t, items, [&](const T& item, std::size_t) {
+    const ResourceCells c = cells_of(item);
+    h.resource_tds(c.resource, c.kind);
+    h.td(c.what);
+    h.td(fmt_count(c.count), "n");
+    h.td(fmt_seconds(c.seconds), "n");
+  });
+}
+
 }  // namespace
 
 std::string stallz_html(const StallzReport& r) {
@@ -306,21 +325,15 @@ std::string stallz_html(const StallzReport& r) {
             h.td(c.text);
           });
 
-  h.section("Waiting now");
-  h.table({"waiting",
-           {{"resource"}, {"kind"}, {"op"}, {"waiters", true}, {"oldest wait", true}},
-           kEmptyWaiting},
-          r.waiting, [&](const StallzWaiting& w, std::size_t) {
-            h.resource_row(w.resource, w.kind, w.op, w.waiters, w.oldest_wait_age_seconds);
-          });
-
-  h.section("Held and running now");
-  h.table({"holding",
-           {{"resource"}, {"kind"}, {"what"}, {"count", true}, {"age", true}},
-           kEmptyHolding},
-          r.holding, [&](const StallzHolding& x, std::size_t) {
-            h.resource_row(x.resource, x.kind, x.what, x.count, x.age_seconds);
-          });
+  resource_table(
+      h, "Waiting now", "waiting", {"op", "waiters", "oldest wait"}, kEmptyWaiting, r.waiting,
+      [](const StallzWaiting& w) {
+        return ResourceCells{w.resource, w.kind, w.op, w.waiters, w.oldest_wait_age_seconds};
+      });
+  resource_table(h, "Held and running now", "holding", {"what", "count", "age"}, kEmptyHolding,
+                 r.holding, [](const StallzHolding& x) {
+                   return ResourceCells{x.resource, x.kind, x.what, x.count, x.age_seconds};
+                 });
 
   h.section("Lingering tasks",
             "Alive longer than the cancel grace period after cancellation was requested.");

@@ -1,7 +1,10 @@
 // /stallz.json: the report as one JSON object (its shape is documented at stallz_json() in
 // stallz.hpp).
 #include <cmath>
+#include <concepts>
+#include <cstdint>
 #include <iterator>
+#include <ranges>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -53,7 +56,11 @@ void json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-void json_number(std::string& out, double v) {
+// The values a field can hold: a string, a number (non-finite or absent: null), a count, and
+// a value per window ({"10s": ..., "60s": ...}).
+void json_value(std::string& out, std::string_view v) { json_string(out, v); }
+
+void json_value(std::string& out, double v) {
   if (!std::isfinite(v)) {
     out += "null";
   } else {
@@ -61,15 +68,22 @@ void json_number(std::string& out, double v) {
   }
 }
 
-void json_number(std::string& out, const std::optional<double>& v) {
+void json_value(std::string& out, const std::optional<double>& v) {
   if (v) {
-    json_number(out, *v);
+    json_value(out, *v);
   } else {
     out += "null";
   }
 }
 
-// Writes `"key": ` with the right comma before it.
+void json_value(std::string& out, std::unsigned_integral auto v) {
+  fmt::format_to(std::back_inserter(out), "{}", v);
+}
+
+void json_value(std::string& out,
+                const std::array<std::optional<double>, kStallzWindowCount>& values);
+
+// An object being written: put() adds `"key": value` fields with the commas between them.
 class JsonObject {
  public:
   explicit JsonObject(std::string& out) : out_(out) { out_ += '{'; }
@@ -77,6 +91,7 @@ class JsonObject {
   JsonObject(const JsonObject&) = delete;
   JsonObject& operator=(const JsonObject&) = delete;
 
+  // Starts a field; the caller writes its value.
   std::string& key(std::string_view k) {
     if (!first_) out_ += ',';
     first_ = false;
@@ -84,11 +99,11 @@ class JsonObject {
     out_ += ':';
     return out_;
   }
-  void str(std::string_view k, std::string_view v) { json_string(key(k), v); }
-  void num(std::string_view k, double v) { json_number(key(k), v); }
-  void num(std::string_view k, const std::optional<double>& v) { json_number(key(k), v); }
-  void uint(std::string_view k, std::uint64_t v) {
-    fmt::format_to(std::back_inserter(key(k)), "{}", v);
+  // put("kind", kind, "waiters", waiters, ...): the fields in order, as key, value pairs.
+  template <class V, class... More>
+  void put(std::string_view k, const V& v, const More&... more) {
+    json_value(key(k), v);
+    if constexpr (sizeof...(More) > 0) put(more...);
   }
 
  private:
@@ -96,24 +111,26 @@ class JsonObject {
   bool first_ = true;
 };
 
-template <class T, class Fn>
-void json_array(std::string& out, const std::vector<T>& items, Fn&& each) {
-  out += '[';
-  bool first = true;
-  for (const T& item : items) {
-    if (!first) out += ',';
-    first = false;
-    each(item);
+void json_value(std::string& out,
+                const std::array<std::optional<double>, kStallzWindowCount>& values) {
+  JsonObject w(out);
+  for (std::size_t i = 0; i < kStallzWindowCount; ++i) {
+    w.put(window_key(kStallzWindows[i]), values[i]);
   }
-  out += ']';
 }
 
-void json_windows(JsonObject& o, std::string_view name,
-                  const std::array<std::optional<double>, kStallzWindowCount>& values) {
-  std::string& out = o.key(name);
-  JsonObject w(out);
-  for (std::size_t i = 0; i < kStallzWindowCount; ++i)
-    w.num(window_key(kStallzWindows[i]), values[i]);
+// An array with one object per item; `fields(object, item)` writes the item's fields.
+template <class Items, class Fn>
+void json_array(std::string& out, const Items& items, Fn&& fields) {
+  out += '[';
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out += ',';
+    first = false;
+    JsonObject x(out);
+    fields(x, item);
+  }
+  out += ']';
 }
 
 }  // namespace
@@ -123,77 +140,45 @@ std::string stallz_json(const StallzReport& r) {
   out.reserve(256 + r.resources.size() * 320);
   {
     JsonObject o(out);
-    o.str("version", STALLSCOPE_VERSION_STRING);
+    o.put("version", STALLSCOPE_VERSION_STRING);
     fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", r.unix_time);
-    o.num("sample_interval_seconds", r.sample_interval_seconds);
-    o.uint("samples", r.samples);
-    std::string& windows = o.key("windows");
-    windows += '[';
-    for (std::size_t w = 0; w < kStallzWindowCount; ++w) {
-      if (w != 0) windows += ',';
-      JsonObject x(windows);
-      x.uint("seconds", static_cast<std::uint64_t>(kStallzWindows[w]));
-      x.num("covered_seconds", r.covered_seconds[w]);
-    }
-    windows += ']';
-    json_array(o.key("resources"), r.resources, [&](const StallzResource& res) {
-      JsonObject x(out);
-      x.str("kind", res.kind);
-      x.str("resource", res.resource);
-      json_windows(x, "score", res.score);
-      json_windows(x, "waits_per_second", res.waits_per_second);
-      x.num("wait_seconds_total", res.wait_seconds_total);
-      x.uint("waits_total", res.waits_total);
-      x.num("waiters", res.waiters);
-      x.num("oldest_wait_age_seconds", res.oldest_wait_age_seconds);
+    o.put("sample_interval_seconds", r.sample_interval_seconds, "samples", r.samples);
+    const auto windows = std::views::iota(std::size_t{0}, kStallzWindowCount);
+    json_array(o.key("windows"), windows, [&](JsonObject& x, std::size_t w) {
+      x.put("seconds", static_cast<std::uint64_t>(kStallzWindows[w]), "covered_seconds",
+            r.covered_seconds[w]);
     });
-    json_array(o.key("causes"), r.causes, [&](const StallzCause& c) {
-      JsonObject x(out);
-      x.str("executor", c.executor);
-      x.num("threads", c.threads);
-      x.num("busy_threads", c.busy_threads);
-      x.num("score", c.score);
-      x.str("text", c.text);
-      json_array(x.key("parts"), c.parts, [&](const StallzCausePart& p) {
-        JsonObject y(out);
-        y.str("what", p.what);
-        y.str("kind", p.kind);
-        y.str("name", p.name);
-        y.num("threads", p.threads);
-        y.num("share", p.share);
+    json_array(o.key("resources"), r.resources, [](JsonObject& x, const StallzResource& res) {
+      x.put("kind", res.kind, "resource", res.resource, "score", res.score, "waits_per_second",
+            res.waits_per_second, "wait_seconds_total", res.wait_seconds_total, "waits_total",
+            res.waits_total, "waiters", res.waiters, "oldest_wait_age_seconds",
+            res.oldest_wait_age_seconds);
+    });
+    json_array(o.key("causes"), r.causes, [](JsonObject& x, const StallzCause& c) {
+      x.put("executor", c.executor, "threads", c.threads, "busy_threads", c.busy_threads, "score",
+            c.score, "text", c.text);
+      json_array(x.key("parts"), c.parts, [](JsonObject& y, const StallzCausePart& p) {
+        y.put("what", p.what, "kind", p.kind, "name", p.name, "threads", p.threads, "share",
+              p.share);
       });
     });
-    json_array(o.key("waiting"), r.waiting, [&](const StallzWaiting& w) {
-      JsonObject x(out);
-      x.str("kind", w.kind);
-      x.str("resource", w.resource);
-      x.str("op", w.op);
-      x.num("waiters", w.waiters);
-      x.num("oldest_wait_age_seconds", w.oldest_wait_age_seconds);
+    json_array(o.key("waiting"), r.waiting, [](JsonObject& x, const StallzWaiting& w) {
+      x.put("kind", w.kind, "resource", w.resource, "op", w.op, "waiters", w.waiters,
+            "oldest_wait_age_seconds", w.oldest_wait_age_seconds);
     });
-    json_array(o.key("holding"), r.holding, [&](const StallzHolding& h) {
-      JsonObject x(out);
-      x.str("kind", h.kind);
-      x.str("resource", h.resource);
-      x.str("what", h.what);
-      x.num("count", h.count);
-      x.num("age_seconds", h.age_seconds);
+    json_array(o.key("holding"), r.holding, [](JsonObject& x, const StallzHolding& h) {
+      x.put("kind", h.kind, "resource", h.resource, "what", h.what, "count", h.count, "age_seconds",
+            h.age_seconds);
     });
-    json_array(o.key("lingering_tasks"), r.lingering, [&](const StallzLingering& l) {
-      JsonObject x(out);
-      x.str("task", l.task);
-      x.uint("count", l.count);
-      x.num("oldest_cancelled_seconds_ago", l.oldest_cancelled_seconds_ago);
+    json_array(o.key("lingering_tasks"), r.lingering, [](JsonObject& x, const StallzLingering& l) {
+      x.put("task", l.task, "count", l.count, "oldest_cancelled_seconds_ago",
+            l.oldest_cancelled_seconds_ago);
     });
-    json_array(o.key("detector_events"), r.detector_events, [&](const DetectorEvent& e) {
-      JsonObject x(out);
-      x.uint("seq", e.seq);
-      x.str("type", to_string(e.type));
-      x.str("lock", e.lock);
-      x.str("task", e.task);
-      x.num("age_seconds", e.age_seconds);
-      x.num("duration_seconds", e.duration_seconds);
-    });
+    json_array(o.key("detector_events"), r.detector_events,
+               [](JsonObject& x, const DetectorEvent& e) {
+                 x.put("seq", e.seq, "type", to_string(e.type), "lock", e.lock, "task", e.task,
+                       "age_seconds", e.age_seconds, "duration_seconds", e.duration_seconds);
+               });
   }
   out += '\n';
   return out;
