@@ -4,7 +4,6 @@
 #include <concepts>
 #include <cstdint>
 #include <iterator>
-#include <ranges>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -143,10 +142,10 @@ std::string stallz_json(const StallzReport& r) {
     o.put("version", STALLSCOPE_VERSION_STRING);
     fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", r.unix_time);
     o.put("sample_interval_seconds", r.sample_interval_seconds, "samples", r.samples);
-    const auto windows = std::views::iota(std::size_t{0}, kStallzWindowCount);
-    json_array(o.key("windows"), windows, [&](JsonObject& x, std::size_t w) {
-      x.put("seconds", static_cast<std::uint64_t>(kStallzWindows[w]), "covered_seconds",
-            r.covered_seconds[w]);
+    std::size_t window = 0;
+    json_array(o.key("windows"), kStallzWindows, [&](JsonObject& x, int seconds) {
+      x.put("seconds", static_cast<std::uint64_t>(seconds), "covered_seconds",
+            r.covered_seconds[window++]);
     });
     json_array(o.key("resources"), r.resources, [](JsonObject& x, const StallzResource& res) {
       x.put("kind", res.kind, "resource", res.resource, "score", res.score, "waits_per_second",
