@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/metric_names.hpp"
 #include "stallscope/stallz.hpp"
 #include "stallz_script.hpp"
 #include "stallz_style.hpp"
@@ -241,9 +242,9 @@ void ranking(Html& h, const StallzReport& r) {
     }
   }
   h.section("Stalling resources");
-  h.raw(
-       "<p class=\"note\">Stall score = average number of waiters = rate of "
-       "<code>stallscope_wait_seconds_sum</code>. <span id=\"coverage\">")
+  h.raw(fmt::format("<p class=\"note\">Stall score = average number of waiters = rate of "
+                    "<code>{}_sum</code>. <span id=\"coverage\">",
+                    detail::metric_names::kWaitSeconds))
       .text(coverage_text(r))
       .raw("</span></p><p class=\"cause\" id=\"cause\">")
       .text(cause_headline(r))
@@ -314,9 +315,10 @@ std::string stallz_html(const StallzReport& r) {
   ranking(h, r);
 
   h.section("What held the executors",
-            "Executor thread time over the shortest window: running task slices, blocked in "
-            "stallscope locks, running other handlers, idle "
-            "(<code>stallscope_executor_thread_seconds_total</code>).");
+            fmt::format("Executor thread time over the shortest window: running task slices, "
+                        "blocked in stallscope locks, running other handlers, idle "
+                        "(<code>{}</code>).",
+                        detail::metric_names::kExecutorThreadSeconds));
   h.table({"causes", {{"executor"}, {"threads", true}, {"busy", true}, {"cause"}}, kEmptyCauses},
           r.causes, [&](const StallzCause& c, std::size_t) {
             h.td(c.executor, "name");

@@ -1,7 +1,8 @@
 #pragma once
 // The names of the metric families that code other than their recorder reads by name: /stallz
-// (exporters/prometheus/src/stallz_report.cpp) finds them in Registry::collect(). The recorder's
-// FamilyDesc and every reader use the same constant, so a rename reaches both.
+// finds them in Registry::collect() (exporters/prometheus/src/stallz_report.cpp) and names two
+// in the page's notes (stallz_html.cpp). The recorder's FamilyDesc and every reader use the same
+// constant, so a rename reaches both.
 namespace stallscope::detail::metric_names {
 
 // The unified wait model (registry.cpp).
