@@ -21,13 +21,13 @@ const FamilyDesc kLag{"stallscope_executor_lag_seconds",
                       "on this executor waits before a thread runs it.",
                       MetricType::kHistogram};
 const FamilyDesc kThreadSeconds{
-    "stallscope_executor_thread_seconds_total",
+    metric_names::kExecutorThreadSeconds,
     "Executor thread time by state: task (running task slices), lock (blocked in stallscope "
     "lock waits inside task slices), other (running handlers that are not task slices) and idle "
     "(waiting for work). rate() is the number of threads in each state. other and idle are "
     "measured on threads running stallscope::run().",
     MetricType::kCounter};
-const FamilyDesc kThreads{"stallscope_executor_threads",
+const FamilyDesc kThreads{metric_names::kExecutorThreads,
                           "Threads running the executor through stallscope::run() now.",
                           MetricType::kGauge};
 

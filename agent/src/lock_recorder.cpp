@@ -32,7 +32,7 @@ const FamilyDesc kLockHold{
     "(LockOptions::hold_time or STALLSCOPE_HOLD_TIME=1; always for async_lock).",
     MetricType::kHistogram};
 const FamilyDesc kLockHolderAge{
-    "stallscope_lock_holder_age_seconds",
+    metric_names::kLockHolderAge,
     "How long the longest current exclusive holder has held the lock "
     "(0: not held). Exact for async_lock and for timed or contended "
     "acquisitions; otherwise counted from the first scrape that saw the "
@@ -44,7 +44,7 @@ const FamilyDesc kLockObjects{"stallscope_lock_objects", "Live lock objects shar
 namespace {
 
 const FamilyDesc kExecutorBlocked{
-    "stallscope_lock_executor_blocked_seconds_total",
+    metric_names::kLockExecutorBlocked,
     "Time executor threads spent blocked in contended waits for this lock inside a task slice "
     "(the whole executor thread stalls, not just the task).",
     MetricType::kCounter};

@@ -25,9 +25,9 @@ const FamilyDesc kJobs{"stallscope_pool_jobs_total",
                        MetricType::kCounter};
 const FamilyDesc kThreads{"stallscope_pool_threads", "Pool threads, summed over live objects.",
                           MetricType::kGauge};
-const FamilyDesc kBusyThreads{"stallscope_pool_busy_threads", "Pool threads running a job now.",
+const FamilyDesc kBusyThreads{metric_names::kPoolBusyThreads, "Pool threads running a job now.",
                               MetricType::kGauge};
-const FamilyDesc kOldestRunAge{"stallscope_pool_oldest_run_age_seconds",
+const FamilyDesc kOldestRunAge{metric_names::kPoolOldestRunAge,
                                "How long the longest-running current job has run so far "
                                "(0: none running).",
                                MetricType::kGauge};

@@ -74,15 +74,15 @@ const detail::FamilyDesc kMemory{"stallscope_shard_memory_bytes",
 
 namespace detail {
 const FamilyDesc kWaitSeconds{
-    "stallscope_wait_seconds",
+    metric_names::kWaitSeconds,
     "Time work was ready but blocked by the resource (a lock acquisition, a full channel, a "
     "queue); zero-wait operations count in the first bucket. rate(_sum) is the average number of "
     "waiters: the stall score.",
     MetricType::kHistogram};
-const FamilyDesc kWaiters{"stallscope_waiters", "Threads or tasks waiting on the resource now.",
+const FamilyDesc kWaiters{metric_names::kWaiters, "Threads or tasks waiting on the resource now.",
                           MetricType::kGauge};
 const FamilyDesc kOldestWaitAge{
-    "stallscope_oldest_wait_age_seconds",
+    metric_names::kOldestWaitAge,
     "How long the longest current waiter on the resource has waited so far (0: none).",
     MetricType::kGauge};
 const FamilyDesc kIdleSeconds{

@@ -35,7 +35,7 @@ const FamilyDesc kSemHold{"stallscope_semaphore_hold_seconds",
                           "How long permits were held, from acquisition to release (always "
                           "timed).",
                           MetricType::kHistogram};
-const FamilyDesc kSemInUse{"stallscope_semaphore_permits_in_use",
+const FamilyDesc kSemInUse{metric_names::kSemaphorePermitsInUse,
                            "Permits held now, summed over live objects.", MetricType::kGauge};
 const FamilyDesc kSemPermits{"stallscope_semaphore_permits",
                              "Permits in total (the concurrency cap), summed over live objects.",

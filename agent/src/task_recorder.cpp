@@ -18,7 +18,7 @@ constinit thread_local SliceContext* tls_slice = nullptr;
 
 namespace {
 
-const FamilyDesc kSlice{"stallscope_task_slice_seconds",
+const FamilyDesc kSlice{metric_names::kTaskSliceSeconds,
                         "Run time of one task slice: one resumption of the coroutine on an "
                         "executor thread (the analogue of a Tokio poll).",
                         MetricType::kHistogram};
@@ -32,7 +32,7 @@ const FamilyDesc kFinished{"stallscope_task_finished_total",
                            "Tasks that ended, by outcome: completed, failed (an exception), "
                            "cancelled (cancellation requested, or ended by operation_aborted).",
                            MetricType::kCounter};
-const FamilyDesc kBlocked{"stallscope_task_blocked_seconds_total",
+const FamilyDesc kBlocked{metric_names::kTaskBlocked,
                           "Slice time this task spent blocked in contended stallscope lock waits "
                           "(part of its slice time: the executor thread could run nothing else).",
                           MetricType::kCounter};
@@ -46,7 +46,7 @@ const FamilyDesc kLingering{"stallscope_task_lingering",
                             "Tasks still alive longer than Config::cancel_grace after their "
                             "cancellation was requested.",
                             MetricType::kGauge};
-const FamilyDesc kRunning{"stallscope_task_running_slice_seconds",
+const FamilyDesc kRunning{metric_names::kTaskRunningSlice,
                           "How long the longest slice of this task running right now has run "
                           "(0: none running). A stuck handler shows here before it ends.",
                           MetricType::kGauge};

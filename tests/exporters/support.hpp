@@ -1,6 +1,7 @@
 #pragma once
-// Helpers for the exporter tests: a real HTTP GET (CivetWeb's client), exact lookups in the
-// Prometheus text format, running promtool, a log capture and an environment-variable guard.
+// Helpers for the exporter tests: an Agent's options on an ephemeral port, a real HTTP GET
+// (CivetWeb's client), exact lookups in the Prometheus text format, running promtool, a log
+// capture, an environment-variable guard and two threads deadlocked on two locks.
 
 #include <civetweb.h>
 #include <fcntl.h>
@@ -13,10 +14,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -26,7 +29,9 @@
 
 #include <fmt/format.h>
 
+#include "stallscope/agent_options.hpp"
 #include "stallscope/log.hpp"
+#include "stallscope/mutex.hpp"
 
 extern char** environ;
 
@@ -35,6 +40,9 @@ namespace stallscope::test {
 // CivetWeb wants mg_init_library() once, before any other call and before any thread uses it;
 // a dynamic initializer runs before main(), so before any Agent starts its server threads.
 inline const unsigned kCivetwebFeatures = mg_init_library(0);
+
+// An Agent listening on an ephemeral port of 127.0.0.1 (Agent::port() says which).
+inline AgentOptions ephemeral() { return AgentOptions{.listen = "127.0.0.1:0"}; }
 
 struct HttpResponse {
   int status = 0;
@@ -246,6 +254,54 @@ class ScopedEnv {
  private:
   const char* name_;
   std::optional<std::string> old_;
+};
+
+// Two threads deadlocked on two locks named `a_name` and `b_name`. x takes a, then waits for b
+// for as long as it takes: one continuous wait. y takes b, then waits for a in timed attempts
+// of 10 ms so that the test can make it give up; giving up releases b, which lets x finish.
+// stop() (or the destructor, even after a failed REQUIRE) makes y give up and joins both.
+class Deadlock {
+ public:
+  Deadlock(const char* a_name, const char* b_name)
+      : a_(a_name),
+        b_(b_name),
+        x_([&a = a_, &b = b_, this] {
+          std::lock_guard la(a);
+          both_hold_.arrive_and_wait();
+          std::lock_guard lb(b);
+        }),
+        y_([&a = a_, &b = b_, this](std::stop_token stop) {
+          std::lock_guard lb(b);
+          both_hold_.arrive_and_wait();
+          do {
+            if (a.try_lock_for(std::chrono::milliseconds(10))) {
+              y_got_a_ = true;
+              a.unlock();
+              return;
+            }
+            ++y_timeouts_;
+          } while (!stop.stop_requested());
+        }) {}
+  Deadlock(const Deadlock&) = delete;
+  Deadlock& operator=(const Deadlock&) = delete;
+
+  void stop() {
+    y_.request_stop();
+    y_.join();
+    x_.join();
+  }
+  // How often y gave up waiting for a, and whether it ever got it; read after stop().
+  int y_timeouts() const { return y_timeouts_; }
+  bool y_got_a() const { return y_got_a_; }
+
+ private:
+  TimedMutex a_;
+  TimedMutex b_;
+  std::latch both_hold_{2};
+  int y_timeouts_ = 0;  // written by y
+  bool y_got_a_ = false;
+  std::jthread x_;
+  std::jthread y_;  // last: stopped and joined first, which lets x finish
 };
 
 }  // namespace stallscope::test

@@ -2,7 +2,6 @@
 // waits where; scrape-time gauges stay sane while waits begin and end during a scrape.
 #include <algorithm>
 #include <chrono>
-#include <latch>
 #include <mutex>
 #include <stop_token>
 #include <string>
@@ -16,48 +15,14 @@
 #include "stallscope/prometheus.hpp"
 #include "support.hpp"
 
-namespace {
-
-using stallscope::test::has_line;
-using stallscope::test::lock_series;
-using stallscope::test::scrape;
-using stallscope::test::scrape_until;
-using stallscope::test::value_of;
-
-}  // namespace
+using namespace stallscope::test;
 
 TEST_CASE("a deadlocked application still answers /metrics and shows both waiters",
           "[endpoint][deadlock][concurrency]") {
-  using namespace std::chrono_literals;
-  stallscope::Agent agent(stallscope::AgentOptions{.listen = "127.0.0.1:0"});
+  stallscope::Agent agent(ephemeral());
   REQUIRE(agent.listening());
   const int port = agent.port();
-  stallscope::TimedMutex a("exp-deadlock-a");
-  stallscope::TimedMutex b("exp-deadlock-b");
-  std::latch both_hold(2);
-  int y_timeouts = 0;  // written by y, read after y is joined
-  bool y_got_a = false;
-
-  // x takes a, then waits for b for as long as it takes: one continuous wait.
-  std::jthread x([&] {
-    std::lock_guard la(a);
-    both_hold.arrive_and_wait();
-    std::lock_guard lb(b);
-  });
-  // y takes b, then waits for a in timed attempts so that the test can make it give up; giving
-  // up releases b, which lets x finish. Destroying y (even after a failed REQUIRE) stops it.
-  std::jthread y([&](std::stop_token stop) {
-    std::lock_guard lb(b);
-    both_hold.arrive_and_wait();
-    do {
-      if (a.try_lock_for(10ms)) {
-        y_got_a = true;
-        a.unlock();
-        return;
-      }
-      ++y_timeouts;
-    } while (!stop.stop_requested());
-  });
+  Deadlock deadlock("exp-deadlock-a", "exp-deadlock-b");
 
   const std::string waiters_a = lock_series("stallscope_waiters", "exp-deadlock-a");
   const std::string waiters_b = lock_series("stallscope_waiters", "exp-deadlock-b");
@@ -94,9 +59,9 @@ TEST_CASE("a deadlocked application still answers /metrics and shows both waiter
               .value_or(0) > 0);
   }
 
-  y.request_stop();
-  y.join();
-  x.join();
+  deadlock.stop();
+  const int y_timeouts = deadlock.y_timeouts();
+  const bool y_got_a = deadlock.y_got_a();
   CHECK_FALSE(y_got_a);
   REQUIRE(y_timeouts > 0);
 

@@ -28,14 +28,7 @@
 
 namespace {
 
-using stallscope::test::has_line;
-using stallscope::test::lines_of;
-using stallscope::test::lock_series;
-using stallscope::test::scrape;
-using stallscope::test::scrape_until;
-using stallscope::test::value_of;
-
-stallscope::AgentOptions ephemeral() { return stallscope::AgentOptions{.listen = "127.0.0.1:0"}; }
+using namespace stallscope::test;
 
 // Two acquisitions of `m`: this thread's, uncontended, then another thread's, which waits until
 // the endpoint shows it waiting.

@@ -65,6 +65,15 @@ double schedule_sum(const std::vector<stallscope::FamilySnapshot>& families,
   return 0;
 }
 
+// An io_context for two threads, monitored as `exec`; the window its causes are rated over; and
+// the flag that ends the test's tasks.
+struct Monitored {
+  explicit Monitored(const std::string& exec) { stallscope::monitor_executor(io, exec); }
+  asio::io_context io{2};
+  stallscope::StallWindow window;
+  std::atomic<bool> stop{false};
+};
+
 // Runs `io` on two stallscope::run threads until destroyed.
 struct TwoThreads {
   explicit TwoThreads(asio::io_context& io) : io_(io), work_(asio::make_work_guard(io)) {
@@ -88,10 +97,7 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
   const std::string cruncher = unique_name("cruncher");
   const std::string ticker = unique_name("tick-victim");
   const std::string reader = unique_name("socket-victim");
-  asio::io_context io(2);
-  stallscope::monitor_executor(io, exec);
-  stallscope::StallWindow window;
-  std::atomic<bool> stop{false};
+  Monitored m(exec);
   std::atomic<int> wakes{0};
   std::mutex late_mu;
   double late_seconds = 0;  // what the victims saw: wake-up time less the time they were due
@@ -103,23 +109,23 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
 
   // The socket victim reads 8-byte send times written by a plain thread every 3 ms, each once
   // the previous one was read (so every read is woken by the reactor, never found ready).
-  asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
-  asio::ip::tcp::socket client(io);
+  asio::ip::tcp::acceptor acceptor(m.io, {asio::ip::address_v4::loopback(), 0});
+  asio::ip::tcp::socket client(m.io);
   client.connect(acceptor.local_endpoint());
   asio::ip::tcp::socket server = acceptor.accept();
   client.set_option(asio::ip::tcp::no_delay(true));
   std::atomic<int> consumed{0};
 
-  TwoThreads threads(io);
+  TwoThreads threads(m.io);
   // Victims first, while the executor is idle: their first slices wait for nothing.
   for (int i = 0; i < 2; ++i) {
     stallscope::spawn(
-        io.get_executor(), ticker,
+        m.io.get_executor(), ticker,
         [&, i]() -> asio::awaitable<void> {
           // A periodic timer on a fixed schedule (7 ms, not a divisor of the crunch).
           asio::steady_timer t(co_await asio::this_coro::executor);
           auto due = std::chrono::steady_clock::now() + std::chrono::microseconds(3500 * i);
-          while (!stop) {
+          while (!m.stop) {
             // The next point of the schedule still ahead: a late wake-up skips missed ticks.
             const auto now = std::chrono::steady_clock::now();
             do {
@@ -133,10 +139,10 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
         asio::detached);
   }
   stallscope::spawn(
-      io.get_executor(), reader,
+      m.io.get_executor(), reader,
       [&]() -> asio::awaitable<void> {
         std::int64_t sent = 0;
-        while (!stop) {
+        while (!m.stop) {
           co_await asio::async_read(server, asio::buffer(&sent, sizeof sent), asio::use_awaitable);
           add_late(steady_now() - sent);
           consumed.fetch_add(1);
@@ -145,17 +151,17 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
       asio::detached);
   std::thread writer([&] {
     auto next = std::chrono::steady_clock::now();
-    for (int n = 0; !stop; ++n) {
+    for (int n = 0; !m.stop; ++n) {
       next += std::chrono::milliseconds(3);
       std::this_thread::sleep_until(next);
       const std::int64_t sent = steady_now();
       asio::write(client, asio::buffer(&sent, sizeof sent));
-      while (consumed.load() <= n && !stop) std::this_thread::yield();
+      while (consumed.load() <= n && !m.stop) std::this_thread::yield();
     }
   });
   REQUIRE(eventually([&] { return wakes.load() >= 10; }));  // the victims are in their loops
 
-  window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
+  m.window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
   const auto families_before = stallscope::Registry::global().collect();
   const double recorded_before =
       schedule_sum(families_before, ticker) + schedule_sum(families_before, reader);
@@ -167,9 +173,9 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
   // Three tasks that each spin 20 ms per slice: more CPU than two threads have.
   for (int i = 0; i < 3; ++i) {
     stallscope::spawn(
-        io.get_executor(), cruncher,
+        m.io.get_executor(), cruncher,
         [&]() -> asio::awaitable<void> {
-          while (!stop) {
+          while (!m.stop) {
             spin_for(std::chrono::milliseconds(20));
             co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
           }
@@ -193,8 +199,8 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
   }
   const double recorded =
       schedule_sum(families, ticker) + schedule_sum(families, reader) - recorded_before;
-  const auto report = window.report(stallscope::now_ns(), families);
-  stop = true;
+  const auto report = m.window.report(stallscope::now_ns(), families);
+  m.stop = true;
   writer.join();
   client.close();
 
@@ -229,20 +235,17 @@ TEST_CASE("more tasks than threads blocking on one lock: the cause names the loc
   const std::string worker = unique_name("shelf-worker");
   const std::string lock_name = unique_name("shelf");
   stallscope::Mutex shelf(lock_name);
-  asio::io_context io(2);
-  stallscope::monitor_executor(io, exec);
-  stallscope::StallWindow window;
-  std::atomic<bool> stop{false};
+  Monitored m(exec);
   std::atomic<int> rounds{0};
-  window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
+  m.window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
   {
-    TwoThreads threads(io);
+    TwoThreads threads(m.io);
     // 8 tasks on 2 threads, each holding the lock 1 ms per round and yielding between rounds.
     for (int i = 0; i < 8; ++i) {
       stallscope::spawn(
-          io.get_executor(), worker,
+          m.io.get_executor(), worker,
           [&]() -> asio::awaitable<void> {
-            while (!stop) {
+            while (!m.stop) {
               {
                 std::lock_guard g(shelf);
                 spin_for(std::chrono::milliseconds(1));
@@ -259,8 +262,8 @@ TEST_CASE("more tasks than threads blocking on one lock: the cause names the loc
              std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(1000);
     }));
     const auto report =
-        window.report(stallscope::now_ns(), stallscope::Registry::global().collect());
-    stop = true;
+        m.window.report(stallscope::now_ns(), stallscope::Registry::global().collect());
+    m.stop = true;
 
     REQUIRE_FALSE(report.causes.empty());
     const auto& cause = report.causes.front();

@@ -33,15 +33,7 @@ using namespace std::chrono_literals;
 using Catch::Contains;
 using stallscope::Agent;
 using stallscope::AgentOptions;
-using stallscope::test::connect_local;
-using stallscope::test::get_request;
-using stallscope::test::read_response;
-using stallscope::test::roundtrip;
-using stallscope::test::send_all;
-using stallscope::test::Socket;
-using stallscope::test::wait_closed;
-
-AgentOptions ephemeral() { return AgentOptions{.listen = "127.0.0.1:0"}; }
+using namespace stallscope::test;
 
 // Open descriptors of this process (the server's sockets included).
 std::size_t open_fds() {
@@ -484,9 +476,6 @@ TEST_CASE("binding a non-loopback address without authentication logs a warning"
 // HTTPS and basic auth: the server built as the Agent builds it, with a WebConfig made here.
 
 namespace {
-
-using stallscope::test::basic_auth;
-using stallscope::test::bcrypt;
 
 struct TempDir {
   std::filesystem::path path;

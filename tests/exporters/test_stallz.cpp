@@ -8,12 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -43,8 +41,7 @@ namespace {
 
 namespace asio = boost::asio;
 using Catch::Contains;
-using stallscope::test::http_get;
-using stallscope::test::HttpResponse;
+using namespace stallscope::test;
 
 // ---- a small JSON reader, enough to check that the output parses and to look values up ----
 
@@ -96,6 +93,21 @@ class JsonParser {
     i_ += word.size();
     return true;
   }
+  // After an opening bracket: `element` for each comma-separated element, then `close`.
+  template <class Fn>
+  void elements(char close, Fn&& element) {
+    ++i_;
+    space();
+    if (i_ < s_.size() && s_[i_] == close) {
+      ++i_;
+      return;
+    }
+    do {
+      element();
+      space();
+    } while (i_ < s_.size() && s_[i_] == ',' && ++i_ != 0);
+    expect(close);
+  }
   Json value() {
     space();
     if (i_ >= s_.size()) fail("unexpected end");
@@ -103,33 +115,15 @@ class JsonParser {
     const char c = s_[i_];
     if (c == '{') {
       v.type = Json::Type::kObject;
-      ++i_;
-      space();
-      if (i_ < s_.size() && s_[i_] == '}') {
-        ++i_;
-        return v;
-      }
-      do {
+      elements('}', [&] {
         space();
         v.keys.push_back(string());
         expect(':');
         v.items.push_back(value());
-        space();
-      } while (i_ < s_.size() && s_[i_] == ',' && ++i_ != 0);
-      expect('}');
+      });
     } else if (c == '[') {
       v.type = Json::Type::kArray;
-      ++i_;
-      space();
-      if (i_ < s_.size() && s_[i_] == ']') {
-        ++i_;
-        return v;
-      }
-      do {
-        v.items.push_back(value());
-        space();
-      } while (i_ < s_.size() && s_[i_] == ',' && ++i_ != 0);
-      expect(']');
+      elements(']', [&] { v.items.push_back(value()); });
     } else if (c == '"') {
       v.type = Json::Type::kString;
       v.string = string();
@@ -245,8 +239,6 @@ RawResponse http_request(int port, const std::string& method, const std::string&
     r.body.append(buf, static_cast<std::size_t>(n));
   return r;
 }
-
-stallscope::AgentOptions ephemeral() { return stallscope::AgentOptions{.listen = "127.0.0.1:0"}; }
 
 HttpResponse get_ok(int port, const std::string& path) {
   HttpResponse r = http_get("127.0.0.1", port, path);
@@ -652,31 +644,10 @@ TEST_CASE("a resource name that looks hostile is served escaped", "[stallz][endp
 
 TEST_CASE("/stallz answers while the application is deadlocked on its own locks",
           "[stallz][endpoint][deadlock][concurrency]") {
-  using namespace std::chrono_literals;
   stallscope::Agent agent(ephemeral());
   REQUIRE(agent.listening());
   const int port = agent.port();
-  stallscope::TimedMutex a("exp-stallz-deadlock-a");
-  stallscope::TimedMutex b("exp-stallz-deadlock-b");
-  std::latch both_hold(2);
-
-  // x takes a then waits for b; y takes b then waits for a, in timed attempts so that the test
-  // can make it give up, which releases b and lets x finish.
-  std::jthread x([&] {
-    std::lock_guard la(a);
-    both_hold.arrive_and_wait();
-    std::lock_guard lb(b);
-  });
-  std::jthread y([&](std::stop_token stop) {
-    std::lock_guard lb(b);
-    both_hold.arrive_and_wait();
-    while (!stop.stop_requested()) {
-      if (a.try_lock_for(10ms)) {
-        a.unlock();
-        return;
-      }
-    }
-  });
+  Deadlock deadlock("exp-stallz-deadlock-a", "exp-stallz-deadlock-b");
 
   // Holder ages of acquisitions that did not wait count from the first collection that saw them,
   // so they show from the second one on.
@@ -703,9 +674,7 @@ TEST_CASE("/stallz answers while the application is deadlocked on its own locks"
   CHECK_THAT(html.body, Contains(">exp-stallz-deadlock-b<"));
   CHECK_THAT(html.body, Contains(">exp-stallz-deadlock-a<"));
 
-  y.request_stop();
-  y.join();
-  x.join();
+  deadlock.stop();
 }
 
 TEST_CASE("/stallz lists lingering tasks and detector events",

@@ -26,7 +26,7 @@ struct StallzSource {
 namespace {
 
 // Scripts and styles are inline; nothing may be loaded from anywhere, and the page may only
-// fetch from its own origin (stallz.json).
+// fetch from its own origin (itself, to refresh).
 constexpr const char* kHtmlPolicy =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";

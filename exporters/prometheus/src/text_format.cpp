@@ -80,6 +80,14 @@ void append_tail(Buffer& out, const prometheus::ClientMetric& metric) {
   out.push_back('\n');
 }
 
+// The one line of a counter, gauge or untyped series.
+void append_value(Buffer& out, const prometheus::MetricFamily& f, const prometheus::ClientMetric& m,
+                  double v) {
+  append_head(out, f, m, "");
+  append_number(out, v);
+  append_tail(out, m);
+}
+
 std::string bound_text(double v) {
   Buffer b;
   append_number(b, v);
@@ -174,19 +182,13 @@ std::string write_text(const std::vector<prometheus::MetricFamily>& families) {
     for (const auto& m : f.metric) {
       switch (f.type) {
         case prometheus::MetricType::Counter:
-          append_head(out, f, m, "");
-          append_number(out, m.counter.value);
-          append_tail(out, m);
+          append_value(out, f, m, m.counter.value);
           break;
         case prometheus::MetricType::Gauge:
-          append_head(out, f, m, "");
-          append_number(out, m.gauge.value);
-          append_tail(out, m);
+          append_value(out, f, m, m.gauge.value);
           break;
         case prometheus::MetricType::Untyped:
-          append_head(out, f, m, "");
-          append_number(out, m.untyped.value);
-          append_tail(out, m);
+          append_value(out, f, m, m.untyped.value);
           break;
         case prometheus::MetricType::Summary:
           append_summary(out, f, m);

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "stallscope/detail/metric_names.hpp"
 #include "stallscope/registry.hpp"
 #include "stallscope/snapshot.hpp"
 

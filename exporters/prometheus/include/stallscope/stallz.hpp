@@ -2,7 +2,7 @@
 /// /stallz: a live status page that names the resource stalling the service, without Grafana.
 ///
 /// The Agent serves it next to /metrics: `GET /stallz` is one self-contained HTML page (it
-/// refreshes itself from the JSON every 2 s), `GET /stallz.json` is the same data. This header
+/// refreshes itself every 2 s), `GET /stallz.json` is the same data. This header
 /// is that data and its two renderings, with no HTTP in it: the window of wait totals that stall
 /// scores are rated over, the report, and the JSON and HTML writers.
 
@@ -189,8 +189,8 @@ StallzReport make_stallz_report(const Registry& registry, const StallWindow& win
 std::string stallz_json(const StallzReport& report);
 
 /// The report as one self-contained HTML page: inline CSS, no external resources, rendered in
-/// full on the server; a small inline script refreshes it from `stallz.json` (relative to the
-/// page) every 2 s. Every string is HTML-escaped.
+/// full on the server; a small inline script fetches the page again every 2 s and swaps in its
+/// tables (the script renders nothing itself). Every string is HTML-escaped.
 std::string stallz_html(const StallzReport& report);
 
 }  // namespace stallscope

@@ -1,0 +1,186 @@
+// /stallz.json: the report as one JSON object (its shape is documented at stallz_json() in
+// stallz.hpp).
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <iterator>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "stallscope/config.hpp"
+#include "stallscope/stallz.hpp"
+
+namespace stallscope {
+
+namespace {
+
+std::string window_key(int seconds) { return fmt::format("{}s", seconds); }
+
+void json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '<':
+      case '>':
+      case '&':
+      case '\'':
+        // Safe to embed in HTML and <script> as well.
+        fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// The values a field can hold: a string, a number (non-finite or absent: null), a count, and
+// a value per window ({"10s": ..., "60s": ...}).
+void json_value(std::string& out, std::string_view v) { json_string(out, v); }
+
+void json_value(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";
+  } else {
+    fmt::format_to(std::back_inserter(out), "{:.6g}", v);
+  }
+}
+
+void json_value(std::string& out, const std::optional<double>& v) {
+  if (v) {
+    json_value(out, *v);
+  } else {
+    out += "null";
+  }
+}
+
+void json_value(std::string& out, std::unsigned_integral auto v) {
+  fmt::format_to(std::back_inserter(out), "{}", v);
+}
+
+void json_value(std::string& out,
+                const std::array<std::optional<double>, kStallzWindowCount>& values);
+
+// An object being written: put() adds `"key": value` fields with the commas between them.
+class JsonObject {
+ public:
+  explicit JsonObject(std::string& out) : out_(out) { out_ += '{'; }
+  ~JsonObject() { out_ += '}'; }
+  JsonObject(const JsonObject&) = delete;
+  JsonObject& operator=(const JsonObject&) = delete;
+
+  // Starts a field; the caller writes its value.
+  std::string& key(std::string_view k) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    json_string(out_, k);
+    out_ += ':';
+    return out_;
+  }
+  // put("kind", kind, "waiters", waiters, ...): the fields in order, as key, value pairs.
+  template <class V, class... More>
+  void put(std::string_view k, const V& v, const More&... more) {
+    json_value(key(k), v);
+    if constexpr (sizeof...(More) > 0) put(more...);
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+void json_value(std::string& out,
+                const std::array<std::optional<double>, kStallzWindowCount>& values) {
+  JsonObject w(out);
+  for (std::size_t i = 0; i < kStallzWindowCount; ++i) {
+    w.put(window_key(kStallzWindows[i]), values[i]);
+  }
+}
+
+// An array with one object per item; `fields(object, item)` writes the item's fields.
+template <class Items, class Fn>
+void json_array(std::string& out, const Items& items, Fn&& fields) {
+  out += '[';
+  bool first = true;
+  for (const auto& item : items) {
+    if (!first) out += ',';
+    first = false;
+    JsonObject x(out);
+    fields(x, item);
+  }
+  out += ']';
+}
+
+}  // namespace
+
+std::string stallz_json(const StallzReport& r) {
+  std::string out;
+  out.reserve(256 + r.resources.size() * 320);
+  {
+    JsonObject o(out);
+    o.put("version", STALLSCOPE_VERSION_STRING);
+    fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", r.unix_time);
+    o.put("sample_interval_seconds", r.sample_interval_seconds, "samples", r.samples);
+    std::size_t window = 0;
+    json_array(o.key("windows"), kStallzWindows, [&](JsonObject& x, int seconds) {
+      x.put("seconds", static_cast<std::uint64_t>(seconds), "covered_seconds",
+            r.covered_seconds[window++]);
+    });
+    json_array(o.key("resources"), r.resources, [](JsonObject& x, const StallzResource& res) {
+      x.put("kind", res.kind, "resource", res.resource, "score", res.score, "waits_per_second",
+            res.waits_per_second, "wait_seconds_total", res.wait_seconds_total, "waits_total",
+            res.waits_total, "waiters", res.waiters, "oldest_wait_age_seconds",
+            res.oldest_wait_age_seconds);
+    });
+    json_array(o.key("causes"), r.causes, [](JsonObject& x, const StallzCause& c) {
+      x.put("executor", c.executor, "threads", c.threads, "busy_threads", c.busy_threads, "score",
+            c.score, "text", c.text);
+      json_array(x.key("parts"), c.parts, [](JsonObject& y, const StallzCausePart& p) {
+        y.put("what", p.what, "kind", p.kind, "name", p.name, "threads", p.threads, "share",
+              p.share);
+      });
+    });
+    json_array(o.key("waiting"), r.waiting, [](JsonObject& x, const StallzWaiting& w) {
+      x.put("kind", w.kind, "resource", w.resource, "op", w.op, "waiters", w.waiters,
+            "oldest_wait_age_seconds", w.oldest_wait_age_seconds);
+    });
+    json_array(o.key("holding"), r.holding, [](JsonObject& x, const StallzHolding& h) {
+      x.put("kind", h.kind, "resource", h.resource, "what", h.what, "count", h.count, "age_seconds",
+            h.age_seconds);
+    });
+    json_array(o.key("lingering_tasks"), r.lingering, [](JsonObject& x, const StallzLingering& l) {
+      x.put("task", l.task, "count", l.count, "oldest_cancelled_seconds_ago",
+            l.oldest_cancelled_seconds_ago);
+    });
+    json_array(o.key("detector_events"), r.detector_events,
+               [](JsonObject& x, const DetectorEvent& e) {
+                 x.put("seq", e.seq, "type", to_string(e.type), "lock", e.lock, "task", e.task,
+                       "age_seconds", e.age_seconds, "duration_seconds", e.duration_seconds);
+               });
+  }
+  out += '\n';
+  return out;
+}
+
+}  // namespace stallscope
