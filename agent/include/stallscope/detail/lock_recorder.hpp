@@ -8,7 +8,6 @@
 // Config::hold_time) adds two clock reads and one histogram record per acquisition.
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -58,9 +57,6 @@ struct LockOpCells {
 
 class LockSite;
 
-// Guards the detectors' per-lock counts and event ring; never held by user code.
-std::mutex& held_across_mu() noexcept;
-
 class LockSeries final : public Series {
  public:
   LockSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
@@ -86,9 +82,6 @@ class LockSeries final : public Series {
   bool hold_time_default_;
   bool has_shared_;
   LiveList<LockSite> sites_;
-  // Held-across-suspend detections by task name; guarded by held_across_mu().
-  std::map<std::string, std::uint64_t, std::less<>> held_across_;
-  friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
 };
 
 // The per-object part of a lock wrapper.
