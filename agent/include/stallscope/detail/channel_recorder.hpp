@@ -186,8 +186,6 @@ inline namespace off {
 class ChannelSite {
  public:
   ChannelSite(std::string_view, std::size_t) noexcept {}
-  ChannelSite(const ChannelSite&) = delete;
-  ChannelSite& operator=(const ChannelSite&) = delete;
 
   std::string_view name() const noexcept { return {}; }
   void handed_off(Lane, std::int64_t) noexcept {}

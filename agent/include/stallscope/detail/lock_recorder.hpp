@@ -288,8 +288,6 @@ class LockSite {
   constexpr LockSite(ResourceKind, SourceSite) noexcept {}
   struct RegisterNow {};
   LockSite(RegisterNow, ResourceKind, std::string_view, const LockOptions&) noexcept {}
-  LockSite(const LockSite&) = delete;
-  LockSite& operator=(const LockSite&) = delete;
 
   void acquired_fast(LockOp) noexcept {}
   void tried(LockOp, bool) noexcept {}

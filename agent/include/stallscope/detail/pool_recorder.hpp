@@ -128,8 +128,6 @@ inline namespace off {
 class PoolSite {
  public:
   PoolSite(std::string_view, std::size_t) noexcept {}
-  PoolSite(const PoolSite&) = delete;
-  PoolSite& operator=(const PoolSite&) = delete;
 
   void submitted() noexcept {}
   void shed() noexcept {}

@@ -134,8 +134,6 @@ inline namespace off {
 class SemaphoreSite {
  public:
   SemaphoreSite(ResourceKind, std::string_view, std::size_t) noexcept {}
-  SemaphoreSite(const SemaphoreSite&) = delete;
-  SemaphoreSite& operator=(const SemaphoreSite&) = delete;
 
   std::string_view name() const noexcept { return {}; }
   void acquired(std::int64_t) noexcept {}
