@@ -37,11 +37,9 @@ constexpr const char* kOutcomeNames[kJobOutcomes] = {"completed", "failed", "can
 }  // namespace
 
 PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
-    : Series(kind, std::move(name), id),
-      wait_layout_(shared_layout(config.wait_buckets)),
-      run_layout_(shared_layout(config.hold_buckets)) {
-  base =
-      allocate_series_cells(kCounters, {{&queue_wait, &wait_layout_}, {&run_time, &run_layout_}});
+    : Series(kind, std::move(name), id) {
+  base = allocate_series_cells(kCounters, {{&queue_wait, &shared_layout(config.wait_buckets)},
+                                           {&run_time, &shared_layout(config.hold_buckets)}});
 }
 
 void PoolSeries::collect(Collector& out) {

@@ -75,10 +75,9 @@ constexpr Families kAsyncLockFamilies{&kLockAcquisitions, &kLockContended,   &kL
 
 SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint32_t id,
                                  const Config& config)
-    : Series(kind, std::move(name), id),
-      wait_layout_(shared_layout(config.wait_buckets)),
-      hold_layout_(shared_layout(config.hold_buckets)) {
-  base = allocate_series_cells(kCounters, {{&wait, &wait_layout_}, {&hold, &hold_layout_}});
+    : Series(kind, std::move(name), id) {
+  base = allocate_series_cells(kCounters, {{&wait, &shared_layout(config.wait_buckets)},
+                                           {&hold, &shared_layout(config.hold_buckets)}});
 }
 
 void SemaphoreSeries::collect(Collector& out) {

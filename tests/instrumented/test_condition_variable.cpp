@@ -16,7 +16,6 @@
 
 #include "stallscope/condition_variable.hpp"
 #include "stallscope/mutex.hpp"
-#include "support.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
 
@@ -25,7 +24,6 @@ using stallscope::testing::histogram;
 using stallscope::testing::lock_labels;
 using stallscope::testing::unique_name;
 using stallscope::testing::value;
-using stallscope::testing::wait_for_producer;
 
 namespace {
 
@@ -176,7 +174,7 @@ TEST_CASE("notify_all_at_thread_exit unlocks and notifies when the thread exits"
 TEST_CASE("the native handle is a pthread condition variable", "[condvar][concurrency]") {
   stallscope::Mutex mu(unique_name("cv-native"));
   stallscope::ConditionVariable cv;
-  wait_for_producer(mu, cv, [](stallscope::ConditionVariable& c) {
+  stallscope::testing::wait_for_producer(mu, cv, [](stallscope::ConditionVariable& c) {
     REQUIRE(pthread_cond_broadcast(c.native_handle()) == 0);
   });
 }
@@ -184,7 +182,8 @@ TEST_CASE("the native handle is a pthread condition variable", "[condvar][concur
 TEST_CASE("condition_variable_any still works with stallscope::Mutex", "[condvar][concurrency]") {
   stallscope::Mutex mu(unique_name("cv-any"));
   std::condition_variable_any cv;
-  wait_for_producer(mu, cv, [](std::condition_variable_any& c) { c.notify_one(); });
+  stallscope::testing::wait_for_producer(mu, cv,
+                                         [](std::condition_variable_any& c) { c.notify_one(); });
 }
 
 TEST_CASE("waits for a notification are idle and a contended re-acquisition is a lock wait",

@@ -16,15 +16,12 @@
 #include "stallscope/condition_variable.hpp"
 #include "stallscope/log.hpp"
 #include "stallscope/mutex.hpp"
-#include "support.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
 
-using stallscope::testing::check_wait_accounting;
 using stallscope::testing::histogram;
 using stallscope::testing::lock_labels;
 using stallscope::testing::value;
-using stallscope::testing::wait_for_producer;
 
 using stallscope::testing::eventually;
 using stallscope::testing::unique_name;
@@ -89,7 +86,8 @@ TEMPLATE_TEST_CASE("locks work with condition_variable_any", "[locks][contract][
                    ALL_LOCKS) {
   TestType mu(unique_name("condvar"));
   std::condition_variable_any cv;
-  wait_for_producer(mu, cv, [](std::condition_variable_any& c) { c.notify_one(); });
+  stallscope::testing::wait_for_producer(mu, cv,
+                                         [](std::condition_variable_any& c) { c.notify_one(); });
 }
 
 TEMPLATE_TEST_CASE("N threads x M acquisitions are counted exactly",
@@ -116,7 +114,8 @@ TEMPLATE_TEST_CASE("N threads x M acquisitions are counted exactly",
   REQUIRE(wait.has_value());
   REQUIRE(hold.has_value());
   // Every lock() is one wait observation (zero-wait ones in the first bucket) and one hold.
-  check_wait_accounting(*wait, n, counter("stallscope_lock_contended_total", name));
+  stallscope::testing::check_wait_accounting(*wait, n,
+                                             counter("stallscope_lock_contended_total", name));
   CHECK(static_cast<double>(hold->count) == n);
   CHECK(counter("stallscope_waiters", name) == 0);
   CHECK(value("stallscope_lock_holder_age_seconds", {{"resource", name}}).value_or(-1) == 0);

@@ -28,14 +28,12 @@
 
 #include "stallscope/mutex.hpp"
 #include "stallscope/semaphore.hpp"
-#include "support.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
 
 namespace asio = boost::asio;
 using stallscope::AsyncMutex;
 using stallscope::Semaphore;
-using stallscope::testing::check_wait_accounting;
 using stallscope::testing::histogram;
 using stallscope::testing::value;
 
@@ -126,7 +124,8 @@ TEST_CASE("permits cap how many coroutines run at once, and every acquisition is
   REQUIRE(wait.has_value());
   REQUIRE(hold.has_value());
   // Every async_acquire is one wait observation (zero waits in the first bucket) and one hold.
-  check_wait_accounting(*wait, n, metric("stallscope_semaphore_contended_total", name));
+  stallscope::testing::check_wait_accounting(*wait, n,
+                                             metric("stallscope_semaphore_contended_total", name));
   CHECK(static_cast<double>(hold->count) == n);
   CHECK(metric("stallscope_semaphore_cancelled_total", name) == 0);
   CHECK(metric("stallscope_semaphore_permits_in_use", name) == 0);

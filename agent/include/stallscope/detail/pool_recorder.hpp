@@ -62,8 +62,6 @@ class PoolSeries final : public Series {
 
  private:
   friend class PoolSite;
-  const BucketLayout& wait_layout_;  // shared_layout()
-  const BucketLayout& run_layout_;   // shared_layout()
   LiveList<PoolSite> sites_;
 };
 

@@ -60,8 +60,6 @@ class SemaphoreSeries final : public Series {
 
  private:
   friend class SemaphoreSite;
-  const BucketLayout& wait_layout_;  // shared_layout()
-  const BucketLayout& hold_layout_;  // shared_layout()
   LiveList<SemaphoreSite> sites_;
 };
 
