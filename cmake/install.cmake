@@ -3,6 +3,7 @@
 #   cmake --install build/release --prefix /opt/stallscope
 #   find_package(stallscope CONFIG REQUIRED)           # consumer, CMAKE_PREFIX_PATH=/opt/stallscope
 #   target_link_libraries(app PRIVATE stallscope::stallscope)
+#   find_package(stallscope CONFIG REQUIRED COMPONENTS instrumented)  # the wrappers alone
 #
 # Included from the top-level CMakeLists.txt when STALLSCOPE_INSTALL is ON.
 include(CMakePackageConfigHelpers)
@@ -21,22 +22,29 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/agent/include/"
         COMPONENT stallscope_Development
         FILES_MATCHING PATTERN "*.hpp")
 
-install(TARGETS stallscope_agent stallscope_instrumented stallscope_prometheus stallscope_check
-                stallscope
-        EXPORT stallscopeTargets
-        ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Development
-        LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Runtime
-        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT stallscope_Runtime)
+# Two export sets, so that a consumer of the wrappers alone (find_package(stallscope COMPONENTS
+# instrumented)) never looks for the endpoint's dependencies: the wrappers and the agent under
+# them, then the exporter, the release check's library and the umbrella target.
+foreach(_set IN ITEMS "stallscopeTargets;stallscope_agent;stallscope_instrumented"
+                      "stallscopePrometheusTargets;stallscope_prometheus;stallscope_check;stallscope")
+  list(POP_FRONT _set _export)
+  install(TARGETS ${_set}
+          EXPORT ${_export}
+          ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Development
+          LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Runtime
+          RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT stallscope_Runtime)
+  install(EXPORT ${_export}
+          NAMESPACE stallscope::
+          DESTINATION "${STALLSCOPE_INSTALL_CMAKEDIR}"
+          COMPONENT stallscope_Development)
+endforeach()
+unset(_set)
+unset(_export)
 
 # The release check: `stallscope-check --url http://HOST:PORT` after a load test (README, "Release
 # check"). Runtime component: a CI image needs only this, not the headers and libraries.
 install(TARGETS stallscope-check
         RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT stallscope_Runtime)
-
-install(EXPORT stallscopeTargets
-        NAMESPACE stallscope::
-        DESTINATION "${STALLSCOPE_INSTALL_CMAKEDIR}"
-        COMPONENT stallscope_Development)
 
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/stallscope-config.cmake.in"

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "cells_alloc.hpp"
+#include "series_support.hpp"
 
 namespace stallscope::detail {
 
@@ -38,15 +38,6 @@ constexpr const char* kFateNames[kItemFates] = {"delivered", "dropped",   "merge
                                                 "closed",    "cancelled", "timed_out", "drained"};
 constexpr const char* kLaneNames[2] = {"data", "control"};
 
-ChannelSeries* channel_series(std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<ChannelSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<ChannelSeries*>(
-      &Registry::global().series(ResourceKind::kChannel, name, make));
-}
-
 }  // namespace
 
 ChannelSeries::ChannelSeries(ResourceKind kind, std::string name, std::uint32_t id,
@@ -73,22 +64,11 @@ void ChannelSeries::collect(Collector& out) {
   }
   c[kFastSend] += c[kHandoff] + c[kQueued];  // data lane only: control sends never wait
 
-  const std::string kind(to_string(this->kind()));
-  const Labels res{{"kind", kind}, {"resource", name()}};
-  auto with = [&](std::initializer_list<std::pair<std::string, std::string>> more) {
-    Labels l = res;
-    l.insert(l.end(), more.begin(), more.end());
-    return l;
-  };
+  const Labels res = resource_labels(*this);
+  auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
   // A histogram from its cells; `zero_waits` more observations of 0 (the fast paths).
   auto snap = [&](std::uint32_t first, std::uint64_t zero_waits) {
-    HistogramSnapshot h;
-    h.bounds.assign(layout_.buckets().bounds().begin(), layout_.buckets().bounds().end());
-    h.counts.assign(c.begin() + first, c.begin() + first + layout_.bucket_count());
-    h.counts[0] += zero_waits;
-    for (std::uint64_t n : h.counts) h.count += n;
-    h.sum = static_cast<double>(c[first + layout_.bucket_count()]) * 1e-9;
-    return h;
+    return plus_zero_waits(to_snapshot(layout_, c.data() + first), zero_waits);
   };
 
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
@@ -101,18 +81,15 @@ void ChannelSeries::collect(Collector& out) {
     high = std::max(high, s->high_water_.load(std::memory_order_relaxed));
     const std::size_t w = s->send_waiters_.load(std::memory_order_relaxed);
     send_waiters += w;
-    const std::int64_t since = s->oldest_send_since_.load(std::memory_order_relaxed);
-    if (w > 0 && since != 0 && (oldest == 0 || since < oldest)) oldest = since;
+    if (w > 0) keep_oldest(oldest, s->oldest_send_since_.load(std::memory_order_relaxed));
     idle += s->recv_waiters_.load(std::memory_order_relaxed);
     const std::int64_t full = s->full_since_.load(std::memory_order_relaxed);
     if (full != 0) full_ns += static_cast<double>(out.age_ns(full));
   });
 
-  const Labels send = with({{"op", "send"}});
-  out.add(kWaitSeconds, send, snap(send_wait_cell(), c[kFastSend]));
-  out.add(kWaiters, send, static_cast<double>(send_waiters));
-  out.add(kOldestWaitAge, send, oldest == 0 ? 0.0 : static_cast<double>(out.age_ns(oldest)) * 1e-9);
-  out.add(kIdleSeconds, with({{"op", "receive"}}), snap(recv_idle_cell(), c[kFastRecv]));
+  out.add_wait(with("op", "send"), snap(send_wait_cell(), c[kFastSend]),
+               static_cast<double>(send_waiters), oldest);
+  out.add(kIdleSeconds, with("op", "receive"), snap(recv_idle_cell(), c[kFastRecv]));
   out.add(kIdleReceivers, res, static_cast<double>(idle));
   out.add(kDepth, res, static_cast<double>(depth));
   out.add(kCapacity, res, static_cast<double>(capacity));
@@ -124,16 +101,17 @@ void ChannelSeries::collect(Collector& out) {
   out.add(kQueueTime, res, snap(queue_time_cell(), c[kHandoff] + c[kHandoff + 1]));
   out.add(kMergeErrorsFamily, res, static_cast<double>(c[kMergeErrors]));
   for (std::uint32_t lane = 0; lane < 2; ++lane) {
-    out.add(kSentFamily, with({{"lane", kLaneNames[lane]}}), static_cast<double>(c[kSent + lane]));
+    const Labels on_lane = with("lane", kLaneNames[lane]);
+    out.add(kSentFamily, on_lane, static_cast<double>(c[kSent + lane]));
     for (std::uint32_t f = 0; f < kItemFates; ++f) {
-      out.add(kItems, with({{"lane", kLaneNames[lane]}, {"outcome", kFateNames[f]}}),
+      out.add(kItems, with_label(on_lane, "outcome", kFateNames[f]),
               static_cast<double>(c[kFates + lane * kItemFates + f]));
     }
   }
 }
 
 ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
-    : series_(channel_series(name)),
+    : series_(&series_of<ChannelSeries>(ResourceKind::kChannel, name)),
       layout_(&series_->layout()),
       cells_(new Cell[series_->cells()]()),
       recv_idle_cell_(series_->recv_idle_cell()),

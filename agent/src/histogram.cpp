@@ -87,16 +87,19 @@ const BucketLayout& shared_layout(const Buckets& buckets) {
   return *layouts->back();
 }
 
-HistogramData read(const HistogramCells& h) {
-  HistogramData d;
-  const BucketLayout& l = *h.layout;
-  d.bounds.assign(l.buckets().bounds().begin(), l.buckets().bounds().end());
-  std::vector<std::uint64_t> raw(l.cells());
-  sum_cells(h.base, l.cells(), raw.data());
-  d.counts.assign(raw.begin(), raw.begin() + l.bucket_count());
-  for (auto c : d.counts) d.count += c;
-  d.sum_seconds = static_cast<double>(raw[l.bucket_count()]) * 1e-9;
-  return d;
+HistogramSnapshot to_snapshot(const BucketLayout& layout, const std::uint64_t* cells) {
+  HistogramSnapshot h;
+  h.bounds.assign(layout.buckets().bounds().begin(), layout.buckets().bounds().end());
+  h.counts.assign(cells, cells + layout.bucket_count());
+  for (auto c : h.counts) h.count += c;
+  h.sum = static_cast<double>(cells[layout.bucket_count()]) * 1e-9;
+  return h;
+}
+
+HistogramSnapshot read(const HistogramCells& h) {
+  std::vector<std::uint64_t> raw(h.layout->cells());
+  sum_cells(h.base, h.layout->cells(), raw.data());
+  return to_snapshot(*h.layout, raw.data());
 }
 
 }  // namespace detail

@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "cells_alloc.hpp"
-#include "stallscope/detail/task_recorder.hpp"
+#include "series_support.hpp"
+#include "stallscope/detail/suspend_detector.hpp"
 #include "stallscope/log.hpp"
 
 namespace stallscope::detail {
@@ -66,11 +66,7 @@ constinit thread_local SharedHold tls_shared[8] = {};
 constinit thread_local std::uint32_t tls_shared_n = 0;
 
 LockSeries* lock_series(ResourceKind kind, std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<LockSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<LockSeries*>(&Registry::global().series(kind, name, make));
+  return &series_of<LockSeries>(kind, name);
 }
 
 std::string site_name(std::string_view file, std::uint32_t line) {
@@ -100,10 +96,8 @@ LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, co
       has_shared_(kind == ResourceKind::kRwLock) {
   for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
     LockOpCells& c = ops_[o];
-    c.base = cell_allocator().allocate(LockOpCells::kCounters + wait_layout_.cells());
-    c.wait.layout = &wait_layout_;
+    c.base = allocate_series_cells(LockOpCells::kCounters, wait_layout_, {&c.wait});
     c.hold.layout = &hold_layout_;
-    if (c.base != kNoCell) c.wait.base = c.base + LockOpCells::kCounters;
   }
 }
 
@@ -127,33 +121,24 @@ void LockSeries::ensure_idle_cells() noexcept {
 }
 
 void LockSeries::collect(Collector& out) {
-  const std::string kind(to_string(this->kind()));
+  const Labels res = resource_labels(*this);
   for (int o = 0; o < (has_shared_ ? 2 : 1); ++o) {
     const LockOpCells& c = ops_[o];
     std::uint64_t counters[LockOpCells::kCounters];
     sum_cells(c.base, LockOpCells::kCounters, counters);
-    HistogramData wait = read(c.wait);
+    HistogramSnapshot wait = snapshot(c.wait);
     // Before the first hold-timing object set them up, the hold cells do not exist (kNoCell).
     HistogramCells hold_cells{c.hold.layout, kNoCell};
     if (hold_cells_.load(std::memory_order_acquire)) hold_cells.base = c.hold.base;
-    HistogramData hold = read(hold_cells);
-    HistogramCells idle_cells{&wait_layout_, kNoCell};
-    if (o == 0 && idle_cells_.load(std::memory_order_acquire)) idle_cells.base = c.idle.base;
+    HistogramSnapshot hold = snapshot(hold_cells);
     const std::uint64_t fast = counters[LockOpCells::kFast];
     const std::uint64_t contended = wait.count;
     const std::uint64_t timeouts = counters[LockOpCells::kTimeout];
 
-    Labels labels{{"kind", kind}, {"resource", name()}, {"op", kOpNames[o]}};
-    HistogramSnapshot w{std::move(wait.bounds), std::move(wait.counts), wait.count + fast,
-                        wait.sum_seconds};
-    w.counts[0] += fast;
-    out.add(kWaitSeconds, labels, std::move(w));
+    const Labels labels = with_label(res, "op", kOpNames[o]);
     const WaitersNow& now = out.waiters(id());
-    out.add(kWaiters, labels, now.count[o]);
-    out.add(kOldestWaitAge, labels,
-            now.oldest_since_ns[o] == 0
-                ? 0.0
-                : static_cast<double>(out.age_ns(now.oldest_since_ns[o])) * 1e-9);
+    out.add_wait(labels, plus_zero_waits(std::move(wait), fast), now.count[o],
+                 now.oldest_since_ns[o]);
     out.add(kLockAcquisitions, labels,
             static_cast<double>(fast + counters[LockOpCells::kTryOk] + contended - timeouts));
     out.add(kLockContended, labels, static_cast<double>(contended));
@@ -164,17 +149,10 @@ void LockSeries::collect(Collector& out) {
     // A lock that never timed a hold exports no hold histogram rather than 27 lines of zeros:
     // half the /metrics text of a service with many locks (bench/README.md, "Scrape").
     out.family(kLockHold);
-    if (hold.count != 0) {
-      out.add(kLockHold, labels,
-              HistogramSnapshot{std::move(hold.bounds), std::move(hold.counts), hold.count,
-                                hold.sum_seconds});
-    }
+    if (hold.count != 0) out.add(kLockHold, labels, std::move(hold));
     // Only locks that a ConditionVariable waited on have idle time.
-    if (idle_cells.base != kNoCell) {
-      HistogramData idle = read(idle_cells);
-      out.add(kIdleSeconds, labels,
-              HistogramSnapshot{std::move(idle.bounds), std::move(idle.counts), idle.count,
-                                idle.sum_seconds});
+    if (o == 0 && idle_cells_.load(std::memory_order_acquire) && c.idle.base != kNoCell) {
+      out.add(kIdleSeconds, labels, snapshot(c.idle));
     }
   }
 
@@ -195,17 +173,12 @@ void LockSeries::collect(Collector& out) {
     }
     oldest_hold = std::max(oldest_hold, out.age_ns(since));
   });
-  Labels labels{{"kind", kind}, {"resource", name()}};
   out.family(kHeldAcross);
-  {
-    std::lock_guard lock(held_across_mu());
-    for (const auto& [task, n] : held_across_) {
-      out.add(kHeldAcross, {{"kind", kind}, {"resource", name()}, {"task", task}},
-              static_cast<double>(n));
-    }
+  for (const auto& [task, n] : held_across_counts(id())) {
+    out.add(kHeldAcross, with_label(res, "task", task.c_str()), static_cast<double>(n));
   }
-  out.add(kLockHolderAge, labels, static_cast<double>(oldest_hold) * 1e-9);
-  out.add(kLockObjects, labels, static_cast<double>(sites_.size()));
+  out.add(kLockHolderAge, res, static_cast<double>(oldest_hold) * 1e-9);
+  out.add(kLockObjects, res, static_cast<double>(sites_.size()));
 }
 
 LockSite::LockSite(RegisterNow, ResourceKind kind, std::string_view name,
@@ -345,7 +318,7 @@ void LockSite::cv_wait_end(std::int64_t started_ns, std::int64_t notified_ns,
 
 void LockSite::held_across_released() noexcept {
   const std::uint64_t seq = held_across_seq_.exchange(0, std::memory_order_relaxed);
-  if (seq != 0) on_held_across_released(this, seq);
+  if (seq != 0) on_held_across_released(seq);
 }
 
 void LockSite::hold_begin(LockOp op, std::int64_t t) noexcept {

@@ -34,33 +34,12 @@ const FamilyDesc kOldestRunAge{metric_names::kPoolOldestRunAge,
 
 constexpr const char* kOutcomeNames[kJobOutcomes] = {"completed", "failed", "cancelled", "shed"};
 
-PoolSeries* pool_series(std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<PoolSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<PoolSeries*>(&Registry::global().series(ResourceKind::kPool, name, make));
-}
-
-// `now` is read before the sites, so a job that started during the scrape would come out
-// negative; it counts as just started.
-double age_seconds(std::int64_t now, std::int64_t since) {
-  return since == 0 ? 0.0 : static_cast<double>(std::max<std::int64_t>(now - since, 0)) * 1e-9;
-}
-
 }  // namespace
 
 PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
-    : Series(kind, std::move(name), id),
-      wait_layout_(shared_layout(config.wait_buckets)),
-      run_layout_(shared_layout(config.hold_buckets)) {
-  base = cell_allocator().allocate(kCounters + wait_layout_.cells() + run_layout_.cells());
-  queue_wait.layout = &wait_layout_;
-  run_time.layout = &run_layout_;
-  if (base != kNoCell) {
-    queue_wait.base = base + kCounters;
-    run_time.base = queue_wait.base + wait_layout_.cells();
-  }
+    : Series(kind, std::move(name), id) {
+  base = allocate_series_cells(kCounters, {{&queue_wait, &shared_layout(config.wait_buckets)},
+                                           {&run_time, &shared_layout(config.hold_buckets)}});
 }
 
 void PoolSeries::collect(Collector& out) {
@@ -70,42 +49,35 @@ void PoolSeries::collect(Collector& out) {
 
   std::size_t queued = 0, threads = 0, busy = 0;
   std::int64_t oldest_queued = 0, oldest_run = 0;
-  auto older = [](std::int64_t& oldest, std::int64_t since) {
-    if (since != 0 && (oldest == 0 || since < oldest)) oldest = since;
-  };
   sites_.for_each([&](const PoolSite& s) {
     const std::size_t q = s.queued_.load(std::memory_order_relaxed);
     queued += q;
-    if (q > 0) older(oldest_queued, s.oldest_queued_since_.load(std::memory_order_relaxed));
+    if (q > 0) keep_oldest(oldest_queued, s.oldest_queued_since_.load(std::memory_order_relaxed));
     threads += s.threads_;
     for (std::size_t i = 0; i < s.threads_; ++i) {
       const std::int64_t since = s.running_since_[i].since_ns.load(std::memory_order_relaxed);
       if (since == 0) continue;
       ++busy;
-      older(oldest_run, since);
+      keep_oldest(oldest_run, since);
     }
   });
 
-  Labels queue = res;
-  queue.emplace_back("op", "queue");
-  out.add(kWaitSeconds, queue, snapshot(queue_wait));
-  out.add(kWaiters, queue, static_cast<double>(queued));
-  out.add(kOldestWaitAge, queue, age_seconds(out.now_ns(), oldest_queued));
+  out.add_wait(with_label(res, "op", "queue"), snapshot(queue_wait), static_cast<double>(queued),
+               oldest_queued);
   out.add(kQueueDepth, res, static_cast<double>(queued));
   out.add(kRunSeconds, res, snapshot(run_time));
   out.add(kSubmittedFamily, res, static_cast<double>(c[kSubmitted]));
   for (std::uint32_t o = 0; o < kJobOutcomes; ++o) {
-    Labels l = res;
-    l.emplace_back("outcome", kOutcomeNames[o]);
-    out.add(kJobs, std::move(l), static_cast<double>(c[kOutcomes + o]));
+    out.add(kJobs, with_label(res, "outcome", kOutcomeNames[o]),
+            static_cast<double>(c[kOutcomes + o]));
   }
   out.add(kThreads, res, static_cast<double>(threads));
   out.add(kBusyThreads, res, static_cast<double>(busy));
-  out.add(kOldestRunAge, res, age_seconds(out.now_ns(), oldest_run));
+  out.add(kOldestRunAge, res, out.age_seconds(oldest_run));
 }
 
 PoolSite::PoolSite(std::string_view name, std::size_t threads)
-    : series_(pool_series(name)),
+    : series_(&series_of<PoolSeries>(ResourceKind::kPool, name)),
       threads_(threads),
       running_since_(std::make_unique<Running[]>(threads)) {
   series_->sites_.link(this);

@@ -246,5 +246,12 @@ void Collector::add(const FamilyDesc& desc, Labels labels, HistogramSnapshot his
   family(desc).samples.push_back(std::move(s));
 }
 
+void Collector::add_wait(const Labels& labels, HistogramSnapshot waits, double waiters,
+                         std::int64_t oldest_since_ns) {
+  add(kWaitSeconds, labels, std::move(waits));
+  add(kWaiters, labels, waiters);
+  add(kOldestWaitAge, labels, age_seconds(oldest_since_ns));
+}
+
 }  // namespace detail
 }  // namespace stallscope

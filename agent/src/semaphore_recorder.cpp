@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "cells_alloc.hpp"
+#include "series_support.hpp"
 #include "stallscope/detail/lock_recorder.hpp"
 
 namespace stallscope::detail {
@@ -71,30 +71,13 @@ constexpr Families kAsyncLockFamilies{&kLockAcquisitions, &kLockContended,   &kL
                                       &kLockCancelled,    &kLockTryFailures, &kLockHold,
                                       &kLockObjects,      "exclusive",       true};
 
-SemaphoreSeries* semaphore_series(ResourceKind kind, std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<SemaphoreSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<SemaphoreSeries*>(&Registry::global().series(kind, name, make));
-}
-
-double seconds(std::int64_t ns) { return static_cast<double>(ns) * 1e-9; }
-
 }  // namespace
 
 SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint32_t id,
                                  const Config& config)
-    : Series(kind, std::move(name), id),
-      wait_layout_(shared_layout(config.wait_buckets)),
-      hold_layout_(shared_layout(config.hold_buckets)) {
-  base = cell_allocator().allocate(kCounters + wait_layout_.cells() + hold_layout_.cells());
-  wait.layout = &wait_layout_;
-  hold.layout = &hold_layout_;
-  if (base != kNoCell) {
-    wait.base = base + kCounters;
-    hold.base = wait.base + wait_layout_.cells();
-  }
+    : Series(kind, std::move(name), id) {
+  base = allocate_series_cells(kCounters, {{&wait, &shared_layout(config.wait_buckets)},
+                                           {&hold, &shared_layout(config.hold_buckets)}});
 }
 
 void SemaphoreSeries::collect(Collector& out) {
@@ -102,35 +85,27 @@ void SemaphoreSeries::collect(Collector& out) {
   const Families& f = is_lock ? kAsyncLockFamilies : kSemaphoreFamilies;
   std::uint64_t c[kCounters];
   sum_cells(base, kCounters, c);
-  HistogramData w = read(wait);
-  HistogramData h = read(hold);
 
   std::size_t waiters = 0, in_use = 0, permits = 0;
   std::int64_t oldest = 0, held_since = 0;
   sites_.for_each([&](const SemaphoreSite& s) {
     const std::size_t n = s.waiters_.load(std::memory_order_relaxed);
     waiters += n;
-    const std::int64_t since = s.oldest_since_.load(std::memory_order_relaxed);
-    if (n > 0 && since != 0 && (oldest == 0 || since < oldest)) oldest = since;
+    if (n > 0) keep_oldest(oldest, s.oldest_since_.load(std::memory_order_relaxed));
     in_use += s.in_use_.load(std::memory_order_relaxed);
     permits += s.permits_;
-    const std::int64_t held = s.held_since_.load(std::memory_order_relaxed);
-    if (held != 0 && (held_since == 0 || held < held_since)) held_since = held;
+    keep_oldest(held_since, s.held_since_.load(std::memory_order_relaxed));
   });
 
-  const std::string kind(to_string(this->kind()));
-  const Labels res{{"kind", kind}, {"resource", name()}};
-  const Labels with_op{{"kind", kind}, {"resource", name()}, {"op", f.op}};
+  const Labels res = resource_labels(*this);
+  const Labels with_op = with_label(res, "op", f.op);
   const Labels& per_op = f.op_on_counters ? with_op : res;
 
   const std::uint64_t fast = c[kFast];
+  HistogramSnapshot w = snapshot(wait);
   const std::uint64_t contended = w.count;
   const std::uint64_t gave_up = c[kTimedOut] + c[kCancelled];
-  HistogramSnapshot ws{std::move(w.bounds), std::move(w.counts), w.count + fast, w.sum_seconds};
-  ws.counts[0] += fast;
-  out.add(kWaitSeconds, with_op, std::move(ws));
-  out.add(kWaiters, with_op, static_cast<double>(waiters));
-  out.add(kOldestWaitAge, with_op, oldest == 0 ? 0.0 : seconds(out.age_ns(oldest)));
+  out.add_wait(with_op, plus_zero_waits(std::move(w), fast), static_cast<double>(waiters), oldest);
 
   // The cells are read without a common lock, so a scrape can see a give-up before its wait;
   // clamp rather than wrap around.
@@ -140,10 +115,9 @@ void SemaphoreSeries::collect(Collector& out) {
   out.add(*f.timeouts, per_op, static_cast<double>(c[kTimedOut]));
   out.add(*f.cancelled, per_op, static_cast<double>(c[kCancelled]));
   out.add(*f.try_failures, per_op, static_cast<double>(c[kTryFail]));
-  out.add(*f.hold, per_op,
-          HistogramSnapshot{std::move(h.bounds), std::move(h.counts), h.count, h.sum_seconds});
+  out.add(*f.hold, per_op, snapshot(hold));
   if (is_lock) {
-    out.add(kLockHolderAge, res, held_since == 0 ? 0.0 : seconds(out.age_ns(held_since)));
+    out.add(kLockHolderAge, res, out.age_seconds(held_since));
   } else {
     out.add(kSemInUse, res, static_cast<double>(in_use));
     out.add(kSemPermits, res, static_cast<double>(permits));
@@ -152,7 +126,7 @@ void SemaphoreSeries::collect(Collector& out) {
 }
 
 SemaphoreSite::SemaphoreSite(ResourceKind kind, std::string_view name, std::size_t permits)
-    : series_(semaphore_series(kind, name)), permits_(permits) {
+    : series_(&series_of<SemaphoreSeries>(kind, name)), permits_(permits) {
   series_->sites_.link(this);
 }
 

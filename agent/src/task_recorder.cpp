@@ -1,16 +1,10 @@
 #include "stallscope/detail/task_recorder.hpp"
 
-#include <algorithm>
 #include <array>
 #include <functional>
-#include <mutex>
-
-#include <fmt/format.h>
 
 #include "series_support.hpp"
-#include "stallscope/detail/lock_recorder.hpp"
 #include "stallscope/detectors.hpp"
-#include "stallscope/log.hpp"
 
 namespace stallscope::detail {
 
@@ -51,34 +45,7 @@ const FamilyDesc kRunning{metric_names::kTaskRunningSlice,
                           "(0: none running). A stuck handler shows here before it ends.",
                           MetricType::kGauge};
 
-struct EventRing {
-  static constexpr std::size_t kSize = 64;
-  std::array<DetectorEvent, kSize> events{};
-  std::array<std::int64_t, kSize> at_ns{};
-  std::uint64_t next_seq = 1;
-};
-
-EventRing& ring() {
-  static auto* const r = new EventRing;  // leaked: detectors may fire during exit
-  return *r;
-}
-
-// Caller holds held_across_mu().
-std::uint64_t push_event(DetectorEvent e, std::int64_t at) {
-  EventRing& r = ring();
-  e.seq = r.next_seq++;
-  const std::size_t i = e.seq % EventRing::kSize;
-  r.events[i] = std::move(e);
-  r.at_ns[i] = at;
-  return r.events[i].seq;
-}
-
 }  // namespace
-
-std::mutex& held_across_mu() noexcept {
-  static auto* const mu = new std::mutex;
-  return *mu;
-}
 
 TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id),
@@ -172,60 +139,6 @@ void TaskState::finished(bool failed, bool aborted) noexcept {
   add(series_->base + outcome);
 }
 
-void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
-  try {
-    std::lock_guard lock(held_across_mu());
-    const std::uint32_t n = std::min(ctx.held_n, SliceContext::kMaxHeld);
-    for (std::uint32_t i = 0; i < n; ++i) {
-      LockSite* site = ctx.held[i];
-      LockSeries* ls = site->series_;
-      auto it = ls->held_across_.find(ctx.series->name());
-      if (it == ls->held_across_.end()) {
-        it = ls->held_across_.emplace(ctx.series->name(), 0).first;
-      }
-      ++it->second;
-      DetectorEvent e;
-      e.type = DetectorEvent::Type::kLockHeldAcrossSuspend;
-      e.lock = ls->name();
-      e.task = ctx.series->name();
-      e.duration_seconds = -1;
-      site->held_across_seq_.store(push_event(std::move(e), now), std::memory_order_relaxed);
-    }
-  } catch (...) {
-    // Out of memory while recording a detection: drop the event, never the application.
-  }
-  ctx.held_n = 0;
-}
-
-void on_held_across_released(LockSite*, std::uint64_t event_seq) noexcept {
-  const std::int64_t now = now_ns();
-  std::lock_guard lock(held_across_mu());
-  EventRing& r = ring();
-  const std::size_t i = event_seq % EventRing::kSize;
-  if (r.events[i].seq == event_seq) {
-    r.events[i].duration_seconds = static_cast<double>(now - r.at_ns[i]) * 1e-9;
-  }
-}
-
-void on_long_slice(std::uint32_t task_series_id, std::int64_t ran_ns) noexcept {
-  try {
-    std::string task = Registry::global().series_name(task_series_id);
-    {
-      std::lock_guard lock(held_across_mu());
-      DetectorEvent e;
-      e.type = DetectorEvent::Type::kLongSlice;
-      e.task = task;
-      e.duration_seconds = static_cast<double>(ran_ns) * 1e-9;
-      push_event(std::move(e), now_ns());
-    }
-    log(LogLevel::kWarning,
-        fmt::format("stallscope: task \"{}\" has been running for {:.3f} s without yielding its "
-                    "executor thread",
-                    task, static_cast<double>(ran_ns) * 1e-9));
-  } catch (...) {
-  }
-}
-
 }  // namespace stallscope::detail
 
 namespace stallscope {
@@ -244,33 +157,6 @@ std::vector<LingeringTask> lingering_tasks() {
     });
   });
   return out;
-}
-
-std::vector<DetectorEvent> recent_detector_events() {
-  std::vector<DetectorEvent> out;
-  const std::int64_t now = now_ns();
-  std::lock_guard lock(detail::held_across_mu());
-  auto& r = detail::ring();
-  for (std::size_t k = 0; k < detail::EventRing::kSize; ++k) {
-    const std::uint64_t seq = r.next_seq - 1 - k;
-    if (seq == 0 || seq >= r.next_seq) break;
-    const std::size_t i = seq % detail::EventRing::kSize;
-    if (r.events[i].seq != seq) break;
-    DetectorEvent e = r.events[i];
-    e.age_seconds = static_cast<double>(now - r.at_ns[i]) * 1e-9;
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
-std::string_view to_string(DetectorEvent::Type type) noexcept {
-  switch (type) {
-    case DetectorEvent::Type::kLockHeldAcrossSuspend:
-      return "lock_held_across_suspend";
-    case DetectorEvent::Type::kLongSlice:
-      return "long_slice";
-  }
-  return "unknown";
 }
 
 }  // namespace stallscope

@@ -7,7 +7,6 @@
 
 #include <catch2/catch.hpp>
 
-#include "stallscope/agent_options.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/log.hpp"
@@ -171,18 +170,6 @@ TEST_CASE("configuration from the environment reads each variable on its own", "
     CHECK_THAT(log.lines()[0], Catch::Contains(bad));
   }
   CHECK_FALSE(Config::from_env().hold_time);
-}
-
-TEST_CASE("listen addresses are parsed and bad ones named", "[config]") {
-  using stallscope::parse_listen_address;
-  CHECK(parse_listen_address("127.0.0.1:9464").port == 9464);
-  CHECK(parse_listen_address("localhost:0").host == "127.0.0.1");
-  CHECK(parse_listen_address("[::1]:80").host == "[::1]");
-  CHECK_THROWS_WITH(parse_listen_address("9464"), Catch::Contains("\"9464\""));
-  CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:70000"), Catch::Contains("70000"));
-  CHECK_THROWS_WITH(parse_listen_address("example.com:80"), Catch::Contains("example.com"));
-  CHECK_THROWS_AS(parse_listen_address("[nope]:80"), std::invalid_argument);
-  CHECK_THROWS_AS(parse_listen_address("127.0.0.1:"), std::invalid_argument);
 }
 
 TEST_CASE("the log sink is replaceable and a throwing sink is contained", "[log]") {

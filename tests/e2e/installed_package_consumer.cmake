@@ -5,7 +5,8 @@
 #         -DWORK_DIR=/tmp/consumer-test -P tests/e2e/installed_package_consumer.cmake
 #
 # Optional: CONFIG (multi-config generators), GENERATOR, MAKE_PROGRAM, CXX_COMPILER, CXX_FLAGS,
-# EXE_LINKER_FLAGS (to match the library's build, e.g. its sanitizer flags).
+# EXE_LINKER_FLAGS (to match the library's build, e.g. its sanitizer flags), WRAPPERS_ONLY (ON:
+# the consumer must configure with the endpoint's dependencies made unfindable).
 cmake_minimum_required(VERSION 3.25)
 
 foreach(var IN ITEMS BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR)
@@ -38,7 +39,8 @@ endif()
 run_step("install ${BUILD_DIR} into ${prefix}"
          "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}" ${config_args})
 
-foreach(expected IN ITEMS include/stallscope/stallscope.hpp include/stallscope/detail/cells.hpp)
+foreach(expected IN ITEMS include/stallscope/stallscope.hpp include/stallscope/wrappers.hpp
+                          include/stallscope/detail/cells.hpp)
   if(NOT EXISTS "${prefix}/${expected}")
     message(FATAL_ERROR "installed_package_consumer: ${expected} was not installed")
   endif()
@@ -68,6 +70,12 @@ if(DEFINED CONFIG AND NOT "${CONFIG}" STREQUAL "")
 endif()
 list(APPEND configure_args "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
                            "-DCMAKE_EXE_LINKER_FLAGS=${EXE_LINKER_FLAGS}")
+if(WRAPPERS_ONLY)
+  # find_package of any of these fails the configure: the wrappers must not need them.
+  foreach(pkg IN ITEMS prometheus-cpp civetweb yaml-cpp OpenSSL ZLIB)
+    list(APPEND configure_args "-DCMAKE_DISABLE_FIND_PACKAGE_${pkg}=ON")
+  endforeach()
+endif()
 
 run_step("configure the consumer" "${CMAKE_COMMAND}" ${configure_args})
 

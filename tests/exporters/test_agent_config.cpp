@@ -230,3 +230,15 @@ TEST_CASE("an Agent whose web config cannot be loaded serves nothing and names t
   }
   std::filesystem::remove(file);
 }
+
+TEST_CASE("listen addresses are parsed and bad ones named", "[config]") {
+  using stallscope::parse_listen_address;
+  CHECK(parse_listen_address("127.0.0.1:9464").port == 9464);
+  CHECK(parse_listen_address("localhost:0").host == "127.0.0.1");
+  CHECK(parse_listen_address("[::1]:80").host == "[::1]");
+  CHECK_THROWS_WITH(parse_listen_address("9464"), Catch::Contains("\"9464\""));
+  CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:70000"), Catch::Contains("70000"));
+  CHECK_THROWS_WITH(parse_listen_address("example.com:80"), Catch::Contains("example.com"));
+  CHECK_THROWS_AS(parse_listen_address("[nope]:80"), std::invalid_argument);
+  CHECK_THROWS_AS(parse_listen_address("127.0.0.1:"), std::invalid_argument);
+}

@@ -174,31 +174,16 @@ TEST_CASE("notify_all_at_thread_exit unlocks and notifies when the thread exits"
 TEST_CASE("the native handle is a pthread condition variable", "[condvar][concurrency]") {
   stallscope::Mutex mu(unique_name("cv-native"));
   stallscope::ConditionVariable cv;
-  bool ready = false;
-  std::thread producer([&] {
-    std::lock_guard g(mu);
-    ready = true;
-    REQUIRE(pthread_cond_broadcast(cv.native_handle()) == 0);
+  stallscope::testing::wait_for_producer(mu, cv, [](stallscope::ConditionVariable& c) {
+    REQUIRE(pthread_cond_broadcast(c.native_handle()) == 0);
   });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return ready; });
-  lock.unlock();
-  producer.join();
 }
 
 TEST_CASE("condition_variable_any still works with stallscope::Mutex", "[condvar][concurrency]") {
   stallscope::Mutex mu(unique_name("cv-any"));
   std::condition_variable_any cv;
-  bool ready = false;
-  std::thread producer([&] {
-    std::lock_guard g(mu);
-    ready = true;
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return ready; });
-  lock.unlock();
-  producer.join();
+  stallscope::testing::wait_for_producer(mu, cv,
+                                         [](std::condition_variable_any& c) { c.notify_one(); });
 }
 
 TEST_CASE("waits for a notification are idle and a contended re-acquisition is a lock wait",

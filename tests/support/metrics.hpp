@@ -1,10 +1,13 @@
 #pragma once
-// Test helpers: read one value out of Registry::collect().
+// Test helpers: read one value out of Registry::collect(), and check a wait histogram.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <catch2/catch.hpp>
 
 #include "stallscope/registry.hpp"
 #include "stallscope/snapshot.hpp"
@@ -48,6 +51,19 @@ inline std::optional<HistogramSnapshot> histogram(std::string_view family,
 
 inline LabelMatch lock_labels(std::string_view resource, std::string_view op = "exclusive") {
   return {{"resource", std::string(resource)}, {"op", std::string(op)}};
+}
+
+// The exact-accounting checks of a primitive whose acquisitions are all waits (zero ones in the
+// first bucket): `n` acquisitions made one wait observation each, the buckets add up to the
+// count, and the `contended` count lies in [0, n] with every uncontended wait in bucket 0.
+inline void check_wait_accounting(const HistogramSnapshot& wait, double n, double contended) {
+  CHECK(static_cast<double>(wait.count) == n);
+  std::uint64_t buckets = 0;
+  for (auto c : wait.counts) buckets += c;
+  CHECK(buckets == wait.count);
+  CHECK(contended >= 0);
+  CHECK(contended <= n);
+  CHECK(static_cast<double>(wait.counts[0]) >= n - contended);
 }
 
 }  // namespace stallscope::testing

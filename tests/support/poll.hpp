@@ -1,10 +1,14 @@
 #pragma once
-// Test helpers shared by the suites: unique resource names and bounded polling.
+// Test helpers shared by the suites: unique resource names, bounded polling and a
+// producer/consumer hand-shake.
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+
+#include <catch2/catch.hpp>
 
 namespace stallscope::testing {
 
@@ -24,6 +28,24 @@ bool eventually(Cond&& cond) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   return cond();
+}
+
+// A producer thread sets a flag under `mu` and calls notify(cv); this thread waits on `cv` with
+// a std::unique_lock of `mu` until it sees the flag.
+template <class Mutex, class Cv, class Notify>
+void wait_for_producer(Mutex& mu, Cv& cv, Notify notify) {
+  bool ready = false;
+  std::thread producer([&] {
+    std::lock_guard g(mu);
+    ready = true;
+    notify(cv);
+  });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return ready; });
+    CHECK(ready);
+  }
+  producer.join();
 }
 
 }  // namespace stallscope::testing

@@ -3,7 +3,8 @@
 ///
 /// STALLSCOPE_ENABLED (default 1) is set by the CMake option of the same name. With 0, nothing is
 /// recorded and nothing registers: each lock wrapper keeps its type name and holds only its
-/// primitive (same size, calls forwarded inline; README, "Locks").
+/// primitive (same size, calls forwarded inline; README, "Locks"). The switch is read only by the
+/// agent's recorder headers, which then declare empty recorders (detail/recording.hpp).
 
 #ifndef STALLSCOPE_ENABLED
 #define STALLSCOPE_ENABLED 1

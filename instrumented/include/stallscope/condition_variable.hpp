@@ -7,7 +7,6 @@
 ///   std::unique_lock lock(mu);
 ///   cv.wait(lock, [&] { return !jobs.empty(); });
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -15,6 +14,7 @@
 #include <utility>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/lock_recorder.hpp"
 #include "stallscope/mutex.hpp"
 
 namespace stallscope {
@@ -36,11 +36,11 @@ class ConditionVariable {
   ConditionVariable& operator=(const ConditionVariable&) = delete;
 
   void notify_one() noexcept {
-    stamp_notify();
+    rec_.notifying();
     cv_.notify_one();
   }
   void notify_all() noexcept {
-    stamp_notify();
+    rec_.notifying();
     cv_.notify_all();
   }
 
@@ -86,9 +86,7 @@ class ConditionVariable {
   friend void notify_all_at_thread_exit(ConditionVariable& cv, std::unique_lock<Mutex> lock);
   void notify_all_at_thread_exit(std::unique_lock<Mutex> lock) {
     Mutex& m = *lock.release();
-#if STALLSCOPE_ENABLED
     m.site_.releasing(detail::LockOp::kExclusive);
-#endif
     std::notify_all_at_thread_exit(cv_, std::unique_lock<std::mutex>(m.inner_, std::adopt_lock));
   }
 
@@ -96,59 +94,26 @@ class ConditionVariable {
   // around it. Restores the caller's lock on every exit, exceptions included.
   struct Waiting {
     Waiting(ConditionVariable& cv, std::unique_lock<Mutex>& lock)
-        : mutex(*lock.mutex()), inner(mutex.inner_, std::adopt_lock) {
-#if STALLSCOPE_ENABLED
-      self = &cv;
-      cv.site_.store(&mutex.site_, std::memory_order_relaxed);
-      cv.waiters_.fetch_add(1, std::memory_order_relaxed);
-      started_ns = mutex.site_.cv_wait_begin();
-#else
-      (void)cv;
-#endif
-    }
+        : rec(cv.rec_),
+          mutex(*lock.mutex()),
+          inner(mutex.inner_, std::adopt_lock),
+          started_ns(rec.wait_begin(mutex.site_)) {}
     ~Waiting() {
       inner.release();  // the caller's unique_lock<Mutex> owns the mutex again
-#if STALLSCOPE_ENABLED
-      const std::int64_t notified = self->notified_ns_.load(std::memory_order_relaxed);
-      const bool contended = detail::LockSite::held_or_taken_since(
-          self->notified_state_.load(std::memory_order_relaxed), mutex.site_.state_word());
-      self->waiters_.fetch_sub(1, std::memory_order_relaxed);
-      mutex.site_.cv_wait_end(started_ns, notified, contended);
-#endif
+      rec.wait_end(mutex.site_, started_ns);
     }
     Waiting(const Waiting&) = delete;
     Waiting& operator=(const Waiting&) = delete;
 
+    detail::CvRecorder& rec;
     Mutex& mutex;
     std::unique_lock<std::mutex> inner;
-#if STALLSCOPE_ENABLED
-    ConditionVariable* self = nullptr;
-    std::int64_t started_ns = 0;
-#endif
+    std::int64_t started_ns;
   };
 
-  // The notify's time and the mutex's state then, read by the waiters it wakes to split their
-  // wait into idle and re-acquisition. Only while someone waits: a notify with no waiter reads no
-  // clock. All relaxed: the values are timestamps for an estimate, and cv_'s own wake-up orders
-  // a notify before the wait it ends; a notify that races a waiter's start is seen as none.
-  // site_ points at a Mutex that a thread waits with; a Mutex outlives the waits on it.
-  void stamp_notify() noexcept {
-#if STALLSCOPE_ENABLED
-    if (waiters_.load(std::memory_order_relaxed) == 0) return;
-    if (const detail::LockSite* s = site_.load(std::memory_order_relaxed)) {
-      notified_state_.store(s->state_word(), std::memory_order_relaxed);
-    }
-    notified_ns_.store(now_ns(), std::memory_order_relaxed);
-#endif
-  }
-
   std::condition_variable cv_;
-#if STALLSCOPE_ENABLED
-  std::atomic<std::uint32_t> waiters_{0};
-  std::atomic<const detail::LockSite*> site_{nullptr};
-  std::atomic<std::uint64_t> notified_state_{0};
-  std::atomic<std::int64_t> notified_ns_{0};
-#endif
+  // The notify's time, for the waiters it wakes. An empty class with recording compiled out.
+  [[no_unique_address]] detail::CvRecorder rec_;
 };
 
 /// Like std::notify_all_at_thread_exit: `lock`'s mutex stays locked until this thread exits,

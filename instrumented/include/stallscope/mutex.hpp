@@ -23,11 +23,9 @@
 
 #include "stallscope/config.hpp"
 #include "stallscope/detail/lock_name.hpp"
+#include "stallscope/detail/lock_recorder.hpp"
 #include "stallscope/options.hpp"
 #include "stallscope/registry.hpp"
-#if STALLSCOPE_ENABLED
-#include "stallscope/detail/lock_recorder.hpp"
-#endif
 
 namespace stallscope {
 
@@ -92,12 +90,8 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
 
   /// Unnamed lock: named after the line that initializes it, e.g. "server.cpp:42" (for a class
   /// member without a name: the line of the constructor that initializes it).
-#if STALLSCOPE_ENABLED
   constexpr Instrumented(detail::SourceSite where = detail::SourceSite::current()) noexcept
       : site_(kind, where) {}
-#else
-  constexpr Instrumented() noexcept = default;
-#endif
 
   /// Named by a string literal: registers on first use, never throws. The lock keeps a pointer
   /// to the literal (any other const char array must outlive the lock). A bad name (see
@@ -105,17 +99,13 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
   /// is logged at first use and the lock records nothing.
   template <std::size_t N>
   constexpr explicit Instrumented(const char (&name)[N], LockOptions options = {}) noexcept
-#if STALLSCOPE_ENABLED
-      : site_(kind, literal(name), options)
-#endif
-  {
+      : site_(kind, literal(name), options) {
     // Not guarded by std::is_constant_evaluated(): with it GCC 12 stops constant-initializing
     // globals that are not constinit (it gives up on its trial constant evaluation). At run
     // time the check costs a scan of the name.
     if (!detail::valid_resource_name(literal(name))) {
       detail::lock_name_is_invalid_see_validate_resource_name();
     }
-    (void)options;
   }
 
   /// Named at run time (a std::string, a string_view, a char pointer or a writable char buffer):
@@ -125,98 +115,64 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
            std::is_convertible_v<const S&,
                                  std::string_view>) explicit Instrumented(S&& name,
                                                                           LockOptions options = {})
-#if STALLSCOPE_ENABLED
-      : site_(detail::LockSite::RegisterNow{}, kind, std::string_view(name), options)
-#endif
-  {
-    (void)name;
-    (void)options;
-  }
+      : site_(detail::LockSite::RegisterNow{}, kind, std::string_view(name), options) {}
 
   Instrumented(const Instrumented&) = delete;
   Instrumented& operator=(const Instrumented&) = delete;
 
-  void lock() STALLSCOPE_ACQUIRE() {
-#if STALLSCOPE_ENABLED
-    if (inner_.try_lock()) [[likely]] {
-      site_.acquired_fast(detail::LockOp::kExclusive);
-      return;
-    }
-    const std::int64_t t0 = site_.wait_begin(detail::LockOp::kExclusive);
-    inner_.lock();
-    site_.wait_end(detail::LockOp::kExclusive, t0, true);
-#else
-    inner_.lock();
-#endif
-  }
+  void lock() STALLSCOPE_ACQUIRE() { acquire<detail::LockOp::kExclusive>(); }
 
-  bool try_lock() STALLSCOPE_TRY_ACQUIRE(true) {
+  [[nodiscard]] bool try_lock() STALLSCOPE_TRY_ACQUIRE(true) {
     const bool ok = inner_.try_lock();
-#if STALLSCOPE_ENABLED
     site_.tried(detail::LockOp::kExclusive, ok);
-#endif
     return ok;
   }
 
   void unlock() STALLSCOPE_RELEASE() {
-#if STALLSCOPE_ENABLED
     site_.releasing(detail::LockOp::kExclusive);
-#endif
     inner_.unlock();
   }
 
   template <class Rep, class Period>
   requires TimedLockable<L>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& d) STALLSCOPE_TRY_ACQUIRE(true) {
-    return timed(detail_op_exclusive(), [&] { return inner_.try_lock_for(d); });
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& d)
+      STALLSCOPE_TRY_ACQUIRE(true) {
+    return timed(detail::LockOp::kExclusive, [&] { return inner_.try_lock_for(d); });
   }
   template <class Clock, class Duration>
   requires TimedLockable<L>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t)
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t)
       STALLSCOPE_TRY_ACQUIRE(true) {
-    return timed(detail_op_exclusive(), [&] { return inner_.try_lock_until(t); });
+    return timed(detail::LockOp::kExclusive, [&] { return inner_.try_lock_until(t); });
   }
 
   STALLSCOPE_ACQUIRE_SHARED() void lock_shared() requires SharedLockable<L> {
-#if STALLSCOPE_ENABLED
-    if (inner_.try_lock_shared()) [[likely]] {
-      site_.acquired_fast(detail::LockOp::kShared);
-      return;
-    }
-    const std::int64_t t0 = site_.wait_begin(detail::LockOp::kShared);
-    inner_.lock_shared();
-    site_.wait_end(detail::LockOp::kShared, t0, true);
-#else
-    inner_.lock_shared();
-#endif
+    acquire<detail::LockOp::kShared>();
   }
 
-  STALLSCOPE_TRY_ACQUIRE_SHARED(true) bool try_lock_shared() requires SharedLockable<L> {
+  [[nodiscard]] STALLSCOPE_TRY_ACQUIRE_SHARED(true) bool try_lock_shared() requires
+      SharedLockable<L> {
     const bool ok = inner_.try_lock_shared();
-#if STALLSCOPE_ENABLED
     site_.tried(detail::LockOp::kShared, ok);
-#endif
     return ok;
   }
 
   STALLSCOPE_RELEASE_SHARED() void unlock_shared() requires SharedLockable<L> {
-#if STALLSCOPE_ENABLED
     site_.releasing(detail::LockOp::kShared);
-#endif
     inner_.unlock_shared();
   }
 
   template <class Rep, class Period>
   requires SharedTimedLockable<L>
-  bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& d)
+  [[nodiscard]] bool try_lock_shared_for(const std::chrono::duration<Rep, Period>& d)
       STALLSCOPE_TRY_ACQUIRE_SHARED(true) {
-    return timed(detail_op_shared(), [&] { return inner_.try_lock_shared_for(d); });
+    return timed(detail::LockOp::kShared, [&] { return inner_.try_lock_shared_for(d); });
   }
   template <class Clock, class Duration>
   requires SharedTimedLockable<L>
-  bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& t)
+  [[nodiscard]] bool try_lock_shared_until(const std::chrono::time_point<Clock, Duration>& t)
       STALLSCOPE_TRY_ACQUIRE_SHARED(true) {
-    return timed(detail_op_shared(), [&] { return inner_.try_lock_shared_until(t); });
+    return timed(detail::LockOp::kShared, [&] { return inner_.try_lock_shared_until(t); });
   }
 
   /// L's native handle (e.g. a pthread_mutex_t*), where L has one. Locking through it bypasses
@@ -226,13 +182,7 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
 
   /// The resource name this lock records under ("" when compiled out). Registers the lock if it
   /// was not yet.
-  std::string_view name() const noexcept {
-#if STALLSCOPE_ENABLED
-    return site_.name();
-#else
-    return {};
-#endif
-  }
+  std::string_view name() const noexcept { return site_.name(); }
 
  private:
   friend class ConditionVariable;
@@ -243,12 +193,25 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
     while (n < N && name[n] != '\0') ++n;
     return {name, n};
   }
-#if STALLSCOPE_ENABLED
-  static constexpr detail::LockOp detail_op_exclusive() { return detail::LockOp::kExclusive; }
-  static constexpr detail::LockOp detail_op_shared() { return detail::LockOp::kShared; }
+  // One try first: the uncontended acquisition reads no clock; a contended one is timed.
+  template <detail::LockOp Op>
+  void acquire() {
+    if (try_inner<Op>()) [[likely]] {
+      site_.acquired_fast(Op);
+      return;
+    }
+    const std::int64_t t0 = site_.wait_begin(Op);
+    if constexpr (Op == detail::LockOp::kShared) {
+      inner_.lock_shared();
+    } else {
+      inner_.lock();
+    }
+    site_.wait_end(Op, t0, true);
+  }
   template <class Attempt>
   bool timed(detail::LockOp op, Attempt&& attempt) {
-    const bool fast = op == detail::LockOp::kShared ? try_shared_inner() : inner_.try_lock();
+    const bool fast =
+        op == detail::LockOp::kShared ? try_inner<detail::LockOp::kShared>() : inner_.try_lock();
     if (fast) {
       site_.acquired_fast(op);
       return true;
@@ -258,27 +221,21 @@ class STALLSCOPE_CAPABILITY("mutex") Instrumented : public detail::NativeHandleO
     site_.wait_end(op, t0, ok);
     return ok;
   }
-  bool try_shared_inner() {
-    if constexpr (SharedLockable<L>) {
+  template <detail::LockOp Op>
+  bool try_inner() {
+    if constexpr (Op == detail::LockOp::kExclusive) {
+      return inner_.try_lock();
+    } else if constexpr (SharedLockable<L>) {
       return inner_.try_lock_shared();
     } else {
       return false;
     }
   }
-#else
-  static constexpr int detail_op_exclusive() { return 0; }
-  static constexpr int detail_op_shared() { return 1; }
-  template <class Attempt>
-  bool timed(int, Attempt&& attempt) {
-    return attempt();
-  }
-#endif
 
   L inner_;
-#if STALLSCOPE_ENABLED
-  // mutable: name() registers a deferred lock, which changes nothing a caller can observe.
-  mutable detail::LockSite site_;
-#endif
+  // mutable: name() registers a deferred lock, which changes nothing a caller can observe. With
+  // recording compiled out an empty class that takes no room: the wrapper is L's size.
+  [[no_unique_address]] mutable detail::LockSite site_;
 };
 
 /// Drop-in for std::mutex.

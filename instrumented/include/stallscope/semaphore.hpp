@@ -157,14 +157,16 @@ class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final {
     }
   }
   /// Never waits and never overtakes a queued waiter.
-  bool try_lock() STALLSCOPE_TRY_ACQUIRE(true) { return core_->try_acquire().has_value(); }
+  [[nodiscard]] bool try_lock() STALLSCOPE_TRY_ACQUIRE(true) {
+    return core_->try_acquire().has_value();
+  }
   template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout)
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout)
       STALLSCOPE_TRY_ACQUIRE(true) {
     return try_lock_until(std::chrono::steady_clock::now() + timeout);
   }
   template <class Clock, class Duration>
-  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline)
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline)
       STALLSCOPE_TRY_ACQUIRE(true) {
     return core_->acquire(detail::to_steady(deadline), false).outcome ==
            detail::AcquireOutcome::kGranted;

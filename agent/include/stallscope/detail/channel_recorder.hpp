@@ -4,16 +4,24 @@
 // The channel updates its site under its own internal mutex; the site keeps what scrapes need
 // (depth, waiters, when the channel became full) in atomics, so a scrape never takes the
 // channel's mutex, which runs user code (a merge function) while held.
-#include <atomic>
+//
+// With STALLSCOPE_ENABLED=0 the channel gets a ChannelSite from the end of this file instead: an
+// empty class with the same interface whose members do nothing.
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
+
+#include "stallscope/config.hpp"
+#if STALLSCOPE_ENABLED
+#include <atomic>
 #include <memory>
 #include <string>
-#include <string_view>
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#endif
 
 namespace stallscope::detail {
 
@@ -31,6 +39,8 @@ enum class ItemFate : std::uint8_t {
 };
 inline constexpr int kItemFates = 8;
 enum class Lane : std::uint8_t { kData = 0, kControl = 1 };
+
+#if STALLSCOPE_ENABLED
 
 class ChannelSite;
 
@@ -169,5 +179,30 @@ class ChannelSite {
   friend class LiveList<ChannelSite>;
   LiveLink<ChannelSite> link_;
 };
+
+#else  // Compiled out: the same calls, doing nothing, reading no clock (see lock_recorder.hpp).
+inline namespace off {
+
+class ChannelSite {
+ public:
+  ChannelSite(std::string_view, std::size_t) noexcept {}
+
+  std::string_view name() const noexcept { return {}; }
+  void handed_off(Lane, std::int64_t) noexcept {}
+  void queued(Lane) noexcept {}
+  void taken(Lane, std::int64_t) noexcept {}
+  void sent(Lane) noexcept {}
+  void fate(Lane, ItemFate, std::uint64_t = 1) noexcept {}
+  void merge_error() noexcept {}
+  void send_no_wait() noexcept {}
+  void send_waited(std::int64_t) noexcept {}
+  void recv_idled(std::int64_t) noexcept {}
+  void depth(std::size_t, std::int64_t) noexcept {}
+  void send_waiters(std::size_t, std::int64_t) noexcept {}
+  void recv_waiters(std::size_t) noexcept {}
+};
+
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail

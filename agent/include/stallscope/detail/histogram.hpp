@@ -8,10 +8,10 @@
 #include <array>
 #include <bit>
 #include <cstdint>
-#include <vector>
 
 #include "stallscope/buckets.hpp"
 #include "stallscope/detail/cells.hpp"
+#include "stallscope/snapshot.hpp"
 
 namespace stallscope::detail {
 
@@ -66,14 +66,10 @@ struct HistogramCells {
   }
 };
 
-struct HistogramData {
-  std::vector<double> bounds;         // seconds, without +Inf
-  std::vector<std::uint64_t> counts;  // per bucket, not cumulative; size bounds + 1
-  std::uint64_t count = 0;
-  double sum_seconds = 0;
-};
-
-HistogramData read(const HistogramCells& h);
+// A histogram of `layout` from its cells already summed over threads (layout.cells() of them).
+HistogramSnapshot to_snapshot(const BucketLayout& layout, const std::uint64_t* cells);
+// A histogram's cells summed over threads; base kNoCell reads as empty.
+HistogramSnapshot read(const HistogramCells& h);
 
 // The one layout for these bounds, shared by every series that uses them (series are created
 // with the registry's configured buckets, so there are a handful at most). Lives as long as the

@@ -6,26 +6,35 @@
 //   unlock():            one relaxed load/store on the state word
 // No clock is read unless the acquisition had to wait. Hold timing (LockOptions::hold_time or
 // Config::hold_time) adds two clock reads and one histogram record per acquisition.
-#include <atomic>
+//
+// With STALLSCOPE_ENABLED=0 the wrappers get LockSite and CvRecorder from the end of this file
+// instead: empty classes with the same interface whose members do nothing.
 #include <cstdint>
-#include <map>
+#include <string_view>
+
+#include "stallscope/config.hpp"
+#include "stallscope/detail/lock_name.hpp"
+#include "stallscope/options.hpp"
+#include "stallscope/registry.hpp"
+#if STALLSCOPE_ENABLED
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <type_traits>
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
-#include "stallscope/detail/lock_name.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
-#include "stallscope/options.hpp"
+#endif
 
 namespace stallscope::detail {
 
 enum class LockOp : std::uint8_t { kExclusive = 0, kShared = 1 };
+
+#if STALLSCOPE_ENABLED
 
 // The lock families, shared with the async lock (kind "async_lock", semaphore_recorder.cpp) so
 // that its rows sit in the same families as those of the other locks.
@@ -58,9 +67,6 @@ struct LockOpCells {
 
 class LockSite;
 
-// Guards the detectors' per-lock counts and event ring; never held by user code.
-std::mutex& held_across_mu() noexcept;
-
 class LockSeries final : public Series {
  public:
   LockSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config);
@@ -86,9 +92,6 @@ class LockSeries final : public Series {
   bool hold_time_default_;
   bool has_shared_;
   LiveList<LockSite> sites_;
-  // Held-across-suspend detections by task name; guarded by held_across_mu().
-  std::map<std::string, std::uint64_t, std::less<>> held_across_;
-  friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
 };
 
 // The per-object part of a lock wrapper.
@@ -235,5 +238,73 @@ class LockSite {
   friend class LiveList<LockSite>;
   LiveLink<LockSite> link_;
 };
+
+// The notify side of a stallscope::ConditionVariable: when the last notify happened and the
+// mutex's state then, read by the waiters it wakes to split their wait into idle time and
+// re-acquisition. Only while someone waits: a notify with no waiter reads no clock. All relaxed:
+// the values are timestamps for an estimate, and the condition variable's own wake-up orders a
+// notify before the wait it ends; a notify that races a waiter's start is seen as none. site_
+// points at the LockSite of a Mutex that a thread waits with; a Mutex outlives the waits on it.
+class CvRecorder {
+ public:
+  // A wait with `mutex` held begins (the wait unlocks it): returns the start time.
+  std::int64_t wait_begin(LockSite& mutex) noexcept {
+    site_.store(&mutex, std::memory_order_relaxed);
+    waiters_.fetch_add(1, std::memory_order_relaxed);
+    return mutex.cv_wait_begin();
+  }
+  // The wait that began at `started_ns` returned, `mutex` held again.
+  void wait_end(LockSite& mutex, std::int64_t started_ns) noexcept {
+    const std::int64_t notified = notified_ns_.load(std::memory_order_relaxed);
+    const bool contended = LockSite::held_or_taken_since(
+        notified_state_.load(std::memory_order_relaxed), mutex.state_word());
+    waiters_.fetch_sub(1, std::memory_order_relaxed);
+    mutex.cv_wait_end(started_ns, notified, contended);
+  }
+  // Before a notify_one()/notify_all().
+  void notifying() noexcept {
+    if (waiters_.load(std::memory_order_relaxed) == 0) return;
+    if (const LockSite* s = site_.load(std::memory_order_relaxed)) {
+      notified_state_.store(s->state_word(), std::memory_order_relaxed);
+    }
+    notified_ns_.store(now_ns(), std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<std::uint32_t> waiters_{0};
+  std::atomic<const LockSite*> site_{nullptr};
+  std::atomic<std::uint64_t> notified_state_{0};
+  std::atomic<std::int64_t> notified_ns_{0};
+};
+
+#else  // Compiled out: the same calls, doing nothing, reading no clock.
+// An inline namespace of its own, so that a program linking the agent (built with recording on)
+// into code compiled with it off holds no two classes of one name.
+inline namespace off {
+
+class LockSite {
+ public:
+  constexpr LockSite(ResourceKind, std::string_view, const LockOptions&) noexcept {}
+  constexpr LockSite(ResourceKind, SourceSite) noexcept {}
+  struct RegisterNow {};
+  LockSite(RegisterNow, ResourceKind, std::string_view, const LockOptions&) noexcept {}
+
+  void acquired_fast(LockOp) noexcept {}
+  void tried(LockOp, bool) noexcept {}
+  void releasing(LockOp) noexcept {}
+  std::int64_t wait_begin(LockOp) noexcept { return 0; }
+  void wait_end(LockOp, std::int64_t, bool) noexcept {}
+  std::string_view name() noexcept { return {}; }
+};
+
+class CvRecorder {
+ public:
+  std::int64_t wait_begin(LockSite&) noexcept { return 0; }
+  void wait_end(LockSite&, std::int64_t) noexcept {}
+  void notifying() noexcept {}
+};
+
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail

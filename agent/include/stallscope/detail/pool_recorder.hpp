@@ -12,17 +12,24 @@
 // the pool's mutex, a worker's slot only by that worker) and read with relaxed loads; a scrape
 // may see a job neither queued nor running for an instant, never a torn value. An age whose
 // start time is 0 (not published yet) is skipped. Counts are cells (see cells.hpp): exact.
-#include <atomic>
+//
+// With STALLSCOPE_ENABLED=0 the pool gets a PoolSite from the end of this file instead: an empty
+// class with the same interface whose members do nothing.
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
+
+#include "stallscope/config.hpp"
+#if STALLSCOPE_ENABLED
+#include <atomic>
 #include <memory>
 #include <string>
-#include <string_view>
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#endif
 
 namespace stallscope::detail {
 
@@ -35,6 +42,8 @@ enum class JobOutcome : std::uint8_t {
   kShed,       // refused at submission (queue full, or the pool is being destroyed)
 };
 inline constexpr std::uint32_t kJobOutcomes = 4;
+
+#if STALLSCOPE_ENABLED
 
 class PoolSite;
 
@@ -53,8 +62,6 @@ class PoolSeries final : public Series {
 
  private:
   friend class PoolSite;
-  const BucketLayout& wait_layout_;  // shared_layout()
-  const BucketLayout& run_layout_;   // shared_layout()
   LiveList<PoolSite> sites_;
 };
 
@@ -112,5 +119,23 @@ class PoolSite {
   std::atomic<std::int64_t> oldest_queued_since_{0};  // 0: nothing queued
   LiveLink<PoolSite> link_;
 };
+
+#else  // Compiled out: the same calls, doing nothing, reading no clock (see lock_recorder.hpp).
+inline namespace off {
+
+class PoolSite {
+ public:
+  PoolSite(std::string_view, std::size_t) noexcept {}
+
+  void submitted() noexcept {}
+  void shed() noexcept {}
+  void queue(std::size_t, std::int64_t) noexcept {}
+  void cancelled(std::int64_t) noexcept {}
+  void started(std::size_t, std::int64_t, std::int64_t) noexcept {}
+  void finished(std::size_t, std::int64_t, bool) noexcept {}
+};
+
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail

@@ -12,15 +12,23 @@
 // small next to the coroutine suspension an async acquisition costs, and it makes the holder age
 // of an async_lock exact. A contended acquisition reads the clock once when it queues; its wait
 // ends (and its hold begins) at the releaser's clock read.
-#include <atomic>
+//
+// With STALLSCOPE_ENABLED=0 the primitives get a SemaphoreSite from the end of this file instead:
+// an empty class with the same interface whose members do nothing.
 #include <cstddef>
 #include <cstdint>
-#include <string>
 #include <string_view>
+
+#include "stallscope/config.hpp"
+#include "stallscope/registry.hpp"
+#if STALLSCOPE_ENABLED
+#include <atomic>
+#include <string>
 
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#endif
 
 namespace stallscope::detail {
 
@@ -29,6 +37,8 @@ enum class WaitEnd : std::uint8_t {
   kTimedOut,   // acquire_for/acquire_until, try_lock_for/try_lock_until gave up
   kCancelled,  // the async operation was cancelled, or the object was destroyed
 };
+
+#if STALLSCOPE_ENABLED
 
 class SemaphoreSite;
 
@@ -50,8 +60,6 @@ class SemaphoreSeries final : public Series {
 
  private:
   friend class SemaphoreSite;
-  const BucketLayout& wait_layout_;  // shared_layout()
-  const BucketLayout& hold_layout_;  // shared_layout()
   LiveList<SemaphoreSite> sites_;
 };
 
@@ -117,5 +125,24 @@ class SemaphoreSite {
   friend class LiveList<SemaphoreSite>;
   LiveLink<SemaphoreSite> link_;
 };
+
+#else  // Compiled out: the same calls, doing nothing, reading no clock (see lock_recorder.hpp).
+inline namespace off {
+
+class SemaphoreSite {
+ public:
+  SemaphoreSite(ResourceKind, std::string_view, std::size_t) noexcept {}
+
+  std::string_view name() const noexcept { return {}; }
+  void acquired(std::int64_t) noexcept {}
+  void tried(bool, std::int64_t) noexcept {}
+  void granted(std::int64_t, std::int64_t) noexcept {}
+  void abandoned(WaitEnd, std::int64_t, std::int64_t) noexcept {}
+  void released(std::int64_t, std::int64_t) noexcept {}
+  void waiters(std::size_t, std::int64_t) noexcept {}
+};
+
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail

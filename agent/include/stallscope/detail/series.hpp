@@ -41,12 +41,20 @@ class Collector {
   void add(const FamilyDesc& desc, Labels labels, HistogramSnapshot histogram);
   // Declares the family even if no sample follows, so HELP/TYPE are stable.
   FamilySnapshot& family(const FamilyDesc& desc);
+  // The unified wait rows of one (resource, op): kWaitSeconds, kWaiters (`waiters` now) and
+  // kOldestWaitAge (the age of the wait queued since `oldest_since_ns`; 0: none waits).
+  void add_wait(const Labels& labels, HistogramSnapshot waits, double waiters,
+                std::int64_t oldest_since_ns);
 
   std::int64_t now_ns() const noexcept { return now_ns_; }
   // now - since, never negative: live state is read after the scrape's one clock read, so a wait
   // or hold that began during the scrape has age 0, not a negative one.
   std::int64_t age_ns(std::int64_t since_ns) const noexcept {
     return since_ns < now_ns_ ? now_ns_ - since_ns : 0;
+  }
+  // age_ns(since) in seconds; 0 for since 0 (nothing there).
+  double age_seconds(std::int64_t since_ns) const noexcept {
+    return since_ns == 0 ? 0.0 : static_cast<double>(age_ns(since_ns)) * 1e-9;
   }
   const WaitersNow& waiters(std::uint32_t series_id) const noexcept {
     static const WaitersNow kNone;

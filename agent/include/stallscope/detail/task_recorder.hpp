@@ -12,6 +12,7 @@
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
+#include "stallscope/detail/suspend_detector.hpp"
 
 namespace stallscope::detail {
 
@@ -84,11 +85,6 @@ class TaskState {
   std::atomic<std::int64_t> cancel_ns_{0};
   LiveLink<TaskState> link_;
 };
-
-// Detector hooks (slow paths).
-void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept;
-void on_held_across_released(LockSite* site, std::uint64_t event_seq) noexcept;
-void on_long_slice(std::uint32_t task_series_id, std::int64_t ran_ns) noexcept;
 
 // Slice bracketing for the instrumented executor, inline: it runs twice per resumption. A
 // slice already running on this thread makes begin() a no-op (a nested execution belongs to the

@@ -19,18 +19,9 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/recording.hpp"
 
 namespace stallscope::detail {
-
-// The clock every async primitive reads: now_ns(), or 0 (no read at all) when recording is
-// compiled off.
-inline std::int64_t async_now() noexcept {
-#if STALLSCOPE_ENABLED
-  return now_ns();
-#else
-  return 0;
-#endif
-}
 
 // Posts handler(args...) to the handler's associated executor (system_executor if it has none):
 // an async operation never completes inline, and never under the primitive's lock.

@@ -24,51 +24,12 @@
 #include "stallscope/channel_types.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
-#include "stallscope/log.hpp"
-#if STALLSCOPE_ENABLED
 #include "stallscope/detail/channel_recorder.hpp"
-#endif
+#include "stallscope/log.hpp"
 
 namespace stallscope {
 
 namespace detail {
-
-#if !STALLSCOPE_ENABLED
-enum class ItemFate {
-  kDelivered,
-  kDropped,
-  kMerged,
-  kShed,
-  kClosed,
-  kCancelled,
-  kTimedOut,
-  kDrained
-};
-enum class Lane { kData, kControl };
-#endif
-
-#if STALLSCOPE_ENABLED
-using ChannelRecorder = ChannelSite;
-#else
-// Compiled out: the same calls, doing nothing, reading no clock.
-class ChannelRecorder {
- public:
-  ChannelRecorder(std::string_view, std::size_t) {}
-  void handed_off(Lane, std::int64_t) noexcept {}
-  void queued(Lane) noexcept {}
-  void taken(Lane, std::int64_t) noexcept {}
-  void sent(Lane) noexcept {}
-  void fate(Lane, ItemFate, std::uint64_t = 1) noexcept {}
-  void merge_error() noexcept {}
-  void send_no_wait() noexcept {}
-  void send_waited(std::int64_t) noexcept {}
-  void recv_idled(std::int64_t) noexcept {}
-  void depth(std::size_t, std::int64_t) noexcept {}
-  void send_waiters(std::size_t, std::int64_t) noexcept {}
-  void recv_waiters(std::size_t) noexcept {}
-  std::string_view name() const noexcept { return {}; }
-};
-#endif
 
 template <class T>
 class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
@@ -516,7 +477,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
 
   const ChannelOptions<T> options_;
   mutable std::mutex mu_;
-  ChannelRecorder rec_;
+  ChannelSite rec_;
   std::deque<Slot> data_;
   std::deque<Slot> control_;
   WaitList senders_;

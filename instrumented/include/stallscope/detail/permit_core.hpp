@@ -27,32 +27,12 @@
 
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
-#include "stallscope/registry.hpp"
-#if STALLSCOPE_ENABLED
 #include "stallscope/detail/semaphore_recorder.hpp"
-#endif
+#include "stallscope/registry.hpp"
 
 namespace stallscope {
 
 namespace detail {
-
-#if STALLSCOPE_ENABLED
-using PermitRecorder = SemaphoreSite;
-#else
-enum class WaitEnd : std::uint8_t { kTimedOut, kCancelled };
-// Compiled out: the same calls, doing nothing, reading no clock.
-class PermitRecorder {
- public:
-  PermitRecorder(ResourceKind, std::string_view, std::size_t) {}
-  std::string_view name() const noexcept { return {}; }
-  void acquired(std::int64_t) noexcept {}
-  void tried(bool, std::int64_t) noexcept {}
-  void granted(std::int64_t, std::int64_t) noexcept {}
-  void abandoned(WaitEnd, std::int64_t, std::int64_t) noexcept {}
-  void released(std::int64_t, std::int64_t) noexcept {}
-  void waiters(std::size_t, std::int64_t) noexcept {}
-};
-#endif
 
 class PermitCore;
 
@@ -304,7 +284,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
   }
 
   mutable std::mutex mu_;
-  PermitRecorder rec_;
+  SemaphoreSite rec_;
   const std::size_t permits_;
   std::size_t available_;
   std::int64_t last_grant_ns_ = 0;  // the holder's grant time when permits_ == 1

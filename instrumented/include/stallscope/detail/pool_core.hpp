@@ -23,30 +23,12 @@
 
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
-#include "stallscope/pool_errc.hpp"
-#if STALLSCOPE_ENABLED
 #include "stallscope/detail/pool_recorder.hpp"
-#endif
+#include "stallscope/pool_errc.hpp"
 
 namespace stallscope {
 
 namespace detail {
-
-#if STALLSCOPE_ENABLED
-using PoolRecorder = PoolSite;
-#else
-// Compiled out: the same calls, doing nothing, reading no clock.
-class PoolRecorder {
- public:
-  PoolRecorder(std::string_view, std::size_t) {}
-  void submitted() noexcept {}
-  void shed() noexcept {}
-  void queue(std::size_t, std::int64_t) noexcept {}
-  void cancelled(std::int64_t) noexcept {}
-  void started(std::size_t, std::int64_t, std::int64_t) noexcept {}
-  void finished(std::size_t, std::int64_t, bool) noexcept {}
-};
-#endif
 
 enum class PoolAbort : std::uint8_t { kCancelled, kQueueFull, kStopped };
 
@@ -250,7 +232,7 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
   const std::string name_;
   const std::size_t threads_;
   const std::size_t max_queue_;
-  PoolRecorder rec_;
+  PoolSite rec_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   IntrusiveFifo<PoolJob> queue_;
