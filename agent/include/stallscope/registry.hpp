@@ -30,8 +30,9 @@ enum class ResourceKind : std::uint8_t {
   kExecutor,
   kPool,
   kTask,  ///< per task name: scheduling delay, run slices, lifetimes (instrumented executor)
+  kRetry,  ///< a RetryBudget: requests, retries attempted, denied and abandoned, backoff time
 };
-inline constexpr std::size_t kResourceKinds = 8;
+inline constexpr std::size_t kResourceKinds = 9;
 
 std::string_view to_string(ResourceKind kind) noexcept;
 
