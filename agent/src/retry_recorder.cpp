@@ -28,6 +28,12 @@ const FamilyDesc kBackoffFamily{"stallscope_retry_backoff_seconds_total",
                           "cancellation counts up to the cancel).",
                           MetricType::kCounter};
 
+const FamilyDesc kUnlimitedFamily{
+    "stallscope_retry_unlimited",
+    "Live retry budgets with this name that allow every retry (RetryBudgetOptions::unlimited): "
+    "their retries are counted but nothing bounds them.",
+    MetricType::kGauge};
+
 }  // namespace
 
 RetrySeries::RetrySeries(ResourceKind kind, std::string name, std::uint32_t id, const Config&)
@@ -42,14 +48,20 @@ void RetrySeries::collect(Collector& out) {
   out.add(kDeniedFamily, res, static_cast<double>(c[kDenied]));
   out.add(kAbandonedFamily, res, static_cast<double>(c[kAbandoned]));
   out.add(kBackoffFamily, res, static_cast<double>(c[kBackoffNs]) * 1e-9);
+  out.add(kUnlimitedFamily, res, static_cast<double>(unlimited.load(std::memory_order_relaxed)));
 }
 
-RetrySite::RetrySite(std::string_view name) {
+RetrySite::RetrySite(std::string_view name, bool unlimited) : unlimited_(unlimited) {
   auto make = [](ResourceKind k, std::string n, std::uint32_t id,
                  const Config& c) -> std::unique_ptr<Series> {
     return std::make_unique<RetrySeries>(k, std::move(n), id, c);
   };
   series_ = static_cast<RetrySeries*>(&Registry::global().series(ResourceKind::kRetry, name, make));
+  if (unlimited_) series_->unlimited.fetch_add(1, std::memory_order_relaxed);
+}
+
+RetrySite::~RetrySite() {
+  if (unlimited_) series_->unlimited.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace stallscope::detail

@@ -25,6 +25,7 @@
 #include "stallscope/task.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/readme.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -216,6 +217,15 @@ TEST_CASE("an unlimited budget grants every retry and still counts them", "[retr
   budget.deposit();
   CHECK(budget.balance() == std::numeric_limits<std::int64_t>::max());
   require_counts(name, {1, 1000, 0, 0});
+  if constexpr (STALLSCOPE_ENABLED) {
+    CHECK(metric("stallscope_retry_unlimited", name) == 1);
+    {
+      RetryBudget second(name, {.unlimited = true});
+      RetryBudget bounded(name);
+      CHECK(metric("stallscope_retry_unlimited", name) == 2);
+    }
+    CHECK(metric("stallscope_retry_unlimited", name) == 1);
+  }
 }
 
 TEST_CASE("concurrent withdrawals take exactly the budget, never one more",
@@ -484,4 +494,42 @@ TEST_CASE("a failing downstream sees at most R x (1 + share) + floor attempts pe
   // For the record (ctest -V): the amplification the budget allowed.
   WARN("attempts per request: " << static_cast<double>(total) / (kRate * kSeconds) << " (bound "
                                 << 1 + kShare + double(kFloor) / kRate << ")");
+}
+
+namespace readme {
+
+struct Stock {
+  int status = 0;
+  int count = 0;
+};
+int lookups = 0;
+asio::awaitable<Stock> lookup(const std::string&) {
+  co_return ++lookups < 3 ? Stock{503, 0} : Stock{200, 7};  // unavailable twice, then found
+}
+
+// Unformatted: as in the README.
+// clang-format off
+asio::awaitable<int> stock_of(std::string sku, CancellationToken shutdown) {
+  // README:retry:begin
+  stallscope::RetryBudget budget{"inventory", {.retry_share = 0.1}};  // see RetryBudgetOptions
+  stallscope::RetryPolicy<Stock> policy;  // 3 attempts, backoff 10 ms x2 up to 1 s, jittered
+  policy.retry_if = [](const Stock* s, const std::exception_ptr& e) {
+    return e != nullptr || s->status == 503;  // errors and "unavailable" are retried
+  };
+  Stock stock = co_await stallscope::retry(budget, shutdown, policy, [&] { return lookup(sku); });
+  // README:retry:end
+  co_return stock.count;
+}
+// clang-format on
+
+}  // namespace readme
+
+TEST_CASE("the README's retry snippet runs, and is the one in the README", "[retry][readme]") {
+  asio::io_context io;
+  auto out = run(io, readme::stock_of("sku-1", CancellationToken()));
+  CHECK(*out.value == 7);
+  CHECK(readme::lookups == 3);
+  using namespace stallscope::testing;
+  const std::string readme = read_file(STALLSCOPE_README_PATH);
+  CHECK(readme_block(readme, "### Retry budgets\n", 0) == marked(read_file(STALLSCOPE_THIS_FILE), "retry"));
 }

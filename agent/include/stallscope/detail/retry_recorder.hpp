@@ -3,6 +3,7 @@
 // one RetrySite per budget object. Every record is one per-thread cell add (cells.hpp): no lock,
 // no shared cache line, exact under any concurrency. Nothing here is live state, so a site keeps
 // no list of objects: budgets sharing a name add up.
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -25,13 +26,15 @@ class RetrySeries final : public Series {
   static constexpr std::uint32_t kCounters = 5;
 
   std::uint32_t base = kNoCell;
+  std::atomic<std::int64_t> unlimited{0};  // live unlimited budgets with this name
 };
 
 // The per-budget part. Every member is thread-safe and wait-free after a thread's first record.
 class RetrySite {
  public:
-  // Throws std::invalid_argument on a bad name.
-  explicit RetrySite(std::string_view name);
+  // Throws std::invalid_argument on a bad name. `unlimited`: the budget allows every retry.
+  RetrySite(std::string_view name, bool unlimited);
+  ~RetrySite();
   RetrySite(const RetrySite&) = delete;
   RetrySite& operator=(const RetrySite&) = delete;
 
@@ -47,6 +50,7 @@ class RetrySite {
 
  private:
   RetrySeries* series_;
+  bool unlimited_;
 };
 
 }  // namespace stallscope::detail
