@@ -5,13 +5,13 @@
 //
 //   build/bench/bench/stallscope-bench-retry --benchmark_repetitions=9 \
 //     --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
+#include "stallscope/retry.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
 #include <benchmark/benchmark.h>
-
-#include "stallscope/retry.hpp"
 
 namespace {
 
@@ -48,9 +48,9 @@ BENCHMARK(retry_deposit_and_withdraw);
 
 // A denied retry (retry_share 0, no floor): the budget is exhausted, the decision is "no".
 void retry_denied(benchmark::State& state) {
-  stallscope::RetryBudget b("bench-denied", {.ttl = std::chrono::seconds(state.range(0)),
-                                             .min_retries_per_second = 0,
-                                             .retry_share = 0});
+  stallscope::RetryBudget b(
+      "bench-denied",
+      {.ttl = std::chrono::seconds(state.range(0)), .min_retries_per_second = 0, .retry_share = 0});
   for (auto _ : state) benchmark::DoNotOptimize(b.try_withdraw());
 }
 BENCHMARK(retry_denied)->Arg(10)->Arg(60);

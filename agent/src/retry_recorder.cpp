@@ -10,23 +10,25 @@ namespace stallscope::detail {
 namespace {
 
 const FamilyDesc kRequestsFamily{"stallscope_retry_requests_total",
-                           "Requests that deposited into the retry budget (first attempts).",
-                           MetricType::kCounter};
-const FamilyDesc kAttemptedFamily{"stallscope_retry_attempted_total",
-                            "Retries the budget granted and that were started (first attempts "
-                            "not counted).",
-                            MetricType::kCounter};
-const FamilyDesc kDeniedFamily{"stallscope_retry_denied_total",
-                         "Retries the budget refused: the request failed instead of retrying.",
-                         MetricType::kCounter};
-const FamilyDesc kAbandonedFamily{"stallscope_retry_abandoned_total",
-                            "Retries dropped because the request's cancellation token (or its "
-                            "coroutine) was cancelled, before or during the backoff.",
-                            MetricType::kCounter};
+                                 "Requests that deposited into the retry budget (first attempts).",
+                                 MetricType::kCounter};
+const FamilyDesc kAttemptedFamily{
+    "stallscope_retry_attempted_total",
+    "Retries the budget granted and that were started (first attempts "
+    "not counted).",
+    MetricType::kCounter};
+const FamilyDesc kDeniedFamily{
+    "stallscope_retry_denied_total",
+    "Retries the budget refused: the request failed instead of retrying.", MetricType::kCounter};
+const FamilyDesc kAbandonedFamily{
+    "stallscope_retry_abandoned_total",
+    "Retries dropped because the request's cancellation token (or its "
+    "coroutine) was cancelled, before or during the backoff.",
+    MetricType::kCounter};
 const FamilyDesc kBackoffFamily{"stallscope_retry_backoff_seconds_total",
-                          "Time spent sleeping in retry backoff (a sleep cut short by "
-                          "cancellation counts up to the cancel).",
-                          MetricType::kCounter};
+                                "Time spent sleeping in retry backoff (a sleep cut short by "
+                                "cancellation counts up to the cancel).",
+                                MetricType::kCounter};
 
 const FamilyDesc kUnlimitedFamily{
     "stallscope_retry_unlimited",

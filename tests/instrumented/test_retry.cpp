@@ -166,8 +166,8 @@ TEST_CASE("retry rejects a bad policy with the value in the message, before any 
 TEST_CASE("deposits buy retry_share retries each, and expire after the ttl", "[retry]") {
   ManualRetryClock clock;
   const std::string name = unique_name("share");
-  RetryBudget budget(
-      name, {.ttl = 2s, .min_retries_per_second = 0, .retry_share = 0.5, .clock = &clock});
+  RetryBudget budget(name,
+                     {.ttl = 2s, .min_retries_per_second = 0, .retry_share = 0.5, .clock = &clock});
   CHECK(budget.balance() == 0);
   CHECK_FALSE(budget.try_withdraw());
   for (int i = 0; i < 10; ++i) budget.deposit();
@@ -192,10 +192,8 @@ TEST_CASE("deposits buy retry_share retries each, and expire after the ttl", "[r
 TEST_CASE("the floor allows min_retries_per_second x ttl retries per window without requests",
           "[retry]") {
   ManualRetryClock clock;
-  RetryBudget budget(unique_name("floor"), {.ttl = 3s,
-                                            .min_retries_per_second = 2,
-                                            .retry_share = 0,
-                                            .clock = &clock});
+  RetryBudget budget(unique_name("floor"),
+                     {.ttl = 3s, .min_retries_per_second = 2, .retry_share = 0, .clock = &clock});
   for (int window = 0; window < 3; ++window) {
     int granted = 0;
     for (int s = 0; s < 3; ++s) {
@@ -232,8 +230,8 @@ TEST_CASE("concurrent withdrawals take exactly the budget, never one more",
           "[retry][concurrency]") {
   ManualRetryClock clock;
   const std::string name = unique_name("race");
-  RetryBudget budget(
-      name, {.ttl = 10s, .min_retries_per_second = 0, .retry_share = 1, .clock = &clock});
+  RetryBudget budget(name,
+                     {.ttl = 10s, .min_retries_per_second = 0, .retry_share = 1, .clock = &clock});
   constexpr int kDeposits = 20000;
   constexpr int kThreads = 4;
   std::atomic<int> granted{0};
@@ -339,10 +337,8 @@ TEST_CASE("an exhausted budget ends retrying with budget_exhausted and the last 
   ManualRetryClock clock;
   const std::string name = unique_name("denied");
   // One retry per ttl from the floor, none from deposits.
-  RetryBudget budget(name, {.ttl = 1s,
-                            .min_retries_per_second = 1,
-                            .retry_share = 0,
-                            .clock = &clock});
+  RetryBudget budget(name,
+                     {.ttl = 1s, .min_retries_per_second = 1, .retry_share = 0, .clock = &clock});
   int calls = 0;
   auto op = [&]() -> asio::awaitable<int> {
     ++calls;
@@ -531,5 +527,6 @@ TEST_CASE("the README's retry snippet runs, and is the one in the README", "[ret
   CHECK(readme::lookups == 3);
   using namespace stallscope::testing;
   const std::string readme = read_file(STALLSCOPE_README_PATH);
-  CHECK(readme_block(readme, "### Retry budgets\n", 0) == marked(read_file(STALLSCOPE_THIS_FILE), "retry"));
+  CHECK(readme_block(readme, "### Retry budgets\n", 0) ==
+        marked(read_file(STALLSCOPE_THIS_FILE), "retry"));
 }

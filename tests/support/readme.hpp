@@ -38,7 +38,7 @@ inline std::vector<std::string> marked(const std::string& text, const std::strin
 
 // The lines of the n-th ```cpp block after `heading` in the README.
 inline std::vector<std::string> readme_block(const std::string& readme, const std::string& heading,
-                                      int n) {
+                                             int n) {
   std::size_t at = readme.find(heading);
   REQUIRE(at != std::string::npos);
   for (int i = 0; i <= n; ++i) {

@@ -294,7 +294,7 @@ inline const boost::system::error_category& retry_category() noexcept {
     const char* name() const noexcept override { return "stallscope.retry"; }
     std::string message(int ev) const override {
       return ev == static_cast<int>(RetryErrc::kBudgetExhausted) ? "retry budget exhausted"
-                                                                  : "unknown retry error";
+                                                                 : "unknown retry error";
     }
   };
   static const Category category;
@@ -371,7 +371,8 @@ void validate_policy(const RetryPolicy<T>& p) {
   if (!(p.multiplier >= 1 && p.multiplier <= 1e6)) {
     bad("multiplier must be 1 to 1e6, got " + std::to_string(p.multiplier));
   }
-  if (!(p.jitter >= 0 && p.jitter <= 1)) bad("jitter must be 0 to 1, got " + std::to_string(p.jitter));
+  if (!(p.jitter >= 0 && p.jitter <= 1))
+    bad("jitter must be 0 to 1, got " + std::to_string(p.jitter));
 }
 
 // The sleep before retry `k` (1-based), jitter applied.
@@ -480,7 +481,8 @@ boost::asio::awaitable<T> retry_loop(RetryBudget& budget, CancellationToken toke
     }
     if (!RetryAccess::take(budget)) {
       rec.denied();
-      throw give_up(make_error_code(RetryErrc::kBudgetExhausted), "retry budget exhausted", attempt, error);
+      throw give_up(make_error_code(RetryErrc::kBudgetExhausted), "retry budget exhausted", attempt,
+                    error);
     }
     const std::chrono::nanoseconds delay = backoff(policy, attempt);
     if (delay.count() > 0) {
@@ -489,7 +491,8 @@ boost::asio::awaitable<T> retry_loop(RetryBudget& budget, CancellationToken toke
         registration = token.on_cancel([s = sleep.get()] { s->cancel(); });
       }
       const std::int64_t start = async_now();
-      auto [ec] = co_await sleep->async_wait(delay, boost::asio::as_tuple(boost::asio::use_awaitable));
+      auto [ec] =
+          co_await sleep->async_wait(delay, boost::asio::as_tuple(boost::asio::use_awaitable));
       rec.backed_off(async_now() - start);
       if (ec || token.cancelled()) {
         RetryAccess::refund(budget);
