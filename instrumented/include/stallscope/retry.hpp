@@ -146,7 +146,7 @@ class RetryBudget final {
     recorder_.requested();
     if (unlimited_ || deposit_ == 0) return;
     const std::uint32_t sec = second();
-    std::atomic<std::uint64_t>& b = buckets_[sec % ttl_];
+    std::atomic<std::uint64_t>& b = buckets_[sec & kSlotMask];
     std::uint64_t cur = b.load(std::memory_order_relaxed);
     while (!b.compare_exchange_weak(cur, pack(sec, balance_at(cur, sec) + deposit_),
                                     std::memory_order_relaxed)) {
@@ -170,7 +170,7 @@ class RetryBudget final {
     if (unlimited_) return std::numeric_limits<std::int64_t>::max();
     const std::uint32_t sec = second();
     std::int64_t sum = reserve_;
-    for (std::uint32_t i = 0; i < ttl_; ++i) sum += live(buckets_[i], sec);
+    for (std::uint32_t k = 0; k < ttl_; ++k) sum += live(buckets_[(sec - k) & kSlotMask], sec);
     return sum > 0 ? sum / withdraw_ : 0;
   }
 
@@ -183,8 +183,8 @@ class RetryBudget final {
   // A bucket is one 64-bit word: the second it belongs to (24 bits, modulo 2^24: 194 days) over
   // its balance (40-bit two's complement). One word, so that "reset a stale bucket" and "add to
   // it" are one compare-and-swap and a writer can never add to a bucket another writer is
-  // recycling. A second is `ttl` buckets away from the next second using its slot, so a bucket
-  // whose second is not within the last ttl is stale and counts as 0. Ordering: relaxed is
+  // recycling. A slot is reused 64 seconds later, so a bucket whose second is not within the
+  // last ttl is stale and counts as 0. Ordering: relaxed is
   // enough; the buckets are independent counters, and the compare-and-swap on the current
   // second's bucket is what makes a withdrawal exact (it fails if the balance it was decided on
   // changed). Buckets of past seconds do not change any more, except for a writer that read the
@@ -192,6 +192,10 @@ class RetryBudget final {
   static constexpr int kBalanceBits = 40;
   static constexpr std::uint64_t kBalanceMask = (std::uint64_t{1} << kBalanceBits) - 1;
   static constexpr std::uint32_t kSecondMask = (1u << 24) - 1;
+  // Second s lives in slot s % 64: a power of two (no division on the hot path) above the
+  // longest ttl, so the ttl seconds of a window never share a slot.
+  static constexpr std::uint32_t kSlots = 64;
+  static constexpr std::uint32_t kSlotMask = kSlots - 1;
 
   static std::uint64_t pack(std::uint32_t sec, std::int64_t balance) noexcept {
     return (static_cast<std::uint64_t>(sec & kSecondMask) << kBalanceBits) |
@@ -228,14 +232,11 @@ class RetryBudget final {
   bool take() noexcept {
     if (unlimited_) return true;
     const std::uint32_t sec = second();
-    const std::uint32_t slot = sec % ttl_;
-    std::atomic<std::uint64_t>& b = buckets_[slot];
+    std::atomic<std::uint64_t>& b = buckets_[sec & kSlotMask];
     std::uint64_t cur = b.load(std::memory_order_relaxed);
     for (;;) {
       std::int64_t others = reserve_;
-      for (std::uint32_t i = 0; i < ttl_; ++i) {
-        if (i != slot) others += live(buckets_[i], sec);
-      }
+      for (std::uint32_t k = 1; k < ttl_; ++k) others += live(buckets_[(sec - k) & kSlotMask], sec);
       const std::int64_t mine = balance_at(cur, sec);
       if (others + mine < withdraw_) return false;
       if (b.compare_exchange_weak(cur, pack(sec, mine - withdraw_), std::memory_order_relaxed)) {
@@ -247,7 +248,7 @@ class RetryBudget final {
   void refund() noexcept {
     if (unlimited_) return;
     const std::uint32_t sec = second();
-    std::atomic<std::uint64_t>& b = buckets_[sec % ttl_];
+    std::atomic<std::uint64_t>& b = buckets_[sec & kSlotMask];
     std::uint64_t cur = b.load(std::memory_order_relaxed);
     while (!b.compare_exchange_weak(cur, pack(sec, balance_at(cur, sec) + withdraw_),
                                     std::memory_order_relaxed)) {
@@ -280,7 +281,7 @@ class RetryBudget final {
   std::int64_t deposit_ = 0;
   std::int64_t withdraw_ = 1;
   std::int64_t reserve_ = 0;
-  std::array<std::atomic<std::uint64_t>, 60> buckets_{};
+  std::array<std::atomic<std::uint64_t>, kSlots> buckets_{};
 };
 
 /// Why retry() gave up without the operation's own result or error.
