@@ -1,4 +1,4 @@
-# Install rules: headers, static libraries and the stallscope CMake package.
+# Install rules: headers, static libraries, the stallscope CMake package and stallscope-check.
 #
 #   cmake --install build/release --prefix /opt/stallscope
 #   find_package(stallscope CONFIG REQUIRED)           # consumer, CMAKE_PREFIX_PATH=/opt/stallscope
@@ -16,14 +16,21 @@ mark_as_advanced(STALLSCOPE_INSTALL_CMAKEDIR)
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/agent/include/"
                   "${PROJECT_SOURCE_DIR}/instrumented/include/"
                   "${PROJECT_SOURCE_DIR}/exporters/prometheus/include/"
+                  "${PROJECT_SOURCE_DIR}/exporters/check/include/"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
         COMPONENT stallscope_Development
         FILES_MATCHING PATTERN "*.hpp")
 
-install(TARGETS stallscope_agent stallscope_instrumented stallscope_prometheus stallscope
+install(TARGETS stallscope_agent stallscope_instrumented stallscope_prometheus stallscope_check
+                stallscope
         EXPORT stallscopeTargets
         ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Development
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT stallscope_Runtime
+        RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT stallscope_Runtime)
+
+# The release check: `stallscope-check --url http://HOST:PORT` after a load test (README, "Release
+# check"). Runtime component: a CI image needs only this, not the headers and libraries.
+install(TARGETS stallscope-check
         RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT stallscope_Runtime)
 
 install(EXPORT stallscopeTargets

@@ -1,0 +1,285 @@
+// The release check in-process: each check passes and fails on a scenario built from the real
+// wrappers, evaluated over the process registry's own /metrics and /stallz.json.
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <catch2/catch.hpp>
+
+#include "check/support.hpp"
+#include "stallscope/channel.hpp"
+#include "stallscope/mutex.hpp"
+#include "stallscope/semaphore.hpp"
+#include "stallscope/task.hpp"
+#include "support/metrics.hpp"
+#include "support/poll.hpp"
+
+namespace asio = boost::asio;
+using Catch::Contains;
+using stallscope::check::Verdict;
+using stallscope::testing::CheckWindow;
+using stallscope::testing::eventually;
+using stallscope::testing::evidence;
+using stallscope::testing::result;
+using stallscope::testing::unique_name;
+
+namespace {
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+// Burns CPU on the calling thread for at least `d` (a slice that never yields).
+void spin_for(std::chrono::microseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+}  // namespace
+
+TEST_CASE("check 1 fails on a thread lock held across co_await, naming lock and task",
+          "[check][locks]") {
+  const std::string task = unique_name("holder");
+  const std::string lock_name = unique_name("held");
+  stallscope::Mutex mu(lock_name);
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), task,
+      [&]() -> asio::awaitable<void> {
+        mu.lock();
+        co_await sleep_for(std::chrono::milliseconds(2));  // suspends holding mu: the bug
+        mu.unlock();
+      },
+      asio::detached);
+  io.run();
+  const auto report = w.report();
+  const std::string ev = evidence(report, "lock-across-suspension");
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kFail);
+  CHECK_THAT(ev, Contains("lock `" + lock_name + "`") && Contains("task `" + task + "`") &&
+                     Contains(": 1 slice(s)") && Contains("held it"));
+  CHECK(report.verdict() == Verdict::kFail);
+  CHECK(stallscope::check::exit_code(report) == 1);
+}
+
+TEST_CASE("check 1 passes when the lock is released before co_await", "[check][locks]") {
+  stallscope::Mutex mu(unique_name("scoped"));
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), unique_name("scoped-task"),
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 3; ++i) {
+          { std::lock_guard g(mu); }
+          co_await sleep_for(std::chrono::milliseconds(1));
+        }
+      },
+      asio::detached);
+  io.run();
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kPass);
+}
+
+TEST_CASE("check 1 fails on an AsyncMutex held across co_await while tasks queue for it",
+          "[check][locks]") {
+  const std::string lock_name = unique_name("cache");
+  stallscope::AsyncMutex cache(lock_name);
+  CheckWindow w;
+  asio::io_context io;
+  // Eight requests, each holding the lock across a 10 ms await: the others queue behind it, on
+  // average (0 + 1 + ... + 7) / 8 = 3.5 waiters over the 80 ms it takes at the least.
+  for (int i = 0; i < 8; ++i) {
+    stallscope::spawn(
+        io.get_executor(), "request",
+        [&]() -> asio::awaitable<void> {
+          auto guard = co_await cache.async_lock();
+          co_await sleep_for(std::chrono::milliseconds(10));
+        },
+        asio::detached);
+  }
+  io.run();
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kFail);
+  CHECK_THAT(evidence(report, "lock-across-suspension"),
+             Contains("async_lock `" + lock_name + "`") && Contains("over 8 holds"));
+
+  // Either criterion fails it alone: each hold spans a 10 ms await and 7 acquisitions waited.
+  stallscope::check::Thresholds lax;
+  lax.async_lock_waiters = 1e9;
+  const auto by_hold = w.report(lax);
+  CHECK(result(by_hold, "lock-across-suspension").verdict == Verdict::kFail);
+  CHECK_THAT(evidence(by_hold, "lock-across-suspension"), Contains("while 7 acquisitions waited"));
+  // Thresholds above what was measured pass the same window.
+  lax.async_lock_hold_seconds = 1e9;
+  CHECK(result(w.report(lax), "lock-across-suspension").verdict == Verdict::kPass);
+}
+
+TEST_CASE("check 2 fails on a channel stuck at capacity with a waiting sender",
+          "[check][channels]") {
+  const std::string name = unique_name("records");
+  stallscope::Channel<int> ch(name, {.capacity = 2});
+  CheckWindow w;
+  REQUIRE(ch.try_send(1).outcome == stallscope::SendOutcome::kEnqueued);
+  REQUIRE(ch.try_send(2).outcome == stallscope::SendOutcome::kEnqueued);
+  std::thread sender([&] { (void)ch.send(3); });  // waits: the channel is full
+  REQUIRE(eventually([&] {
+    const auto r = w.report();
+    return result(r, "channel-at-capacity").verdict == Verdict::kFail &&
+           evidence(r, "channel-at-capacity").find("1 senders waiting now") != std::string::npos;
+  }));
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK_THAT(evidence(report, "channel-at-capacity"),
+             Contains("channel `" + name + "` (capacity 2") && Contains("depth now 2"));
+  while (ch.try_receive()) {
+  }
+  sender.join();
+}
+
+TEST_CASE("check 2 passes on a channel that never fills", "[check][channels]") {
+  stallscope::Channel<int> ch(unique_name("lane"), {.capacity = 4});
+  CheckWindow w;
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(ch.try_send(i).outcome == stallscope::SendOutcome::kEnqueued);
+    REQUIRE(ch.try_receive() == i);
+  }
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "channel-at-capacity").verdict == Verdict::kPass);
+}
+
+TEST_CASE("check 3 fails on a task that ignores cancellation, naming it", "[check][cancel]") {
+  const std::string name = unique_name("stubborn");
+  auto& registry = stallscope::Registry::global();
+  const auto before = registry.config();
+  auto cfg = before;
+  cfg.cancel_grace = std::chrono::milliseconds(1);
+  registry.configure(cfg);  // applies to series created from now on
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::CancellationToken token;
+  std::atomic<bool> release{false};
+  stallscope::spawn(
+      io.get_executor(), name, token,
+      [&]() -> asio::awaitable<void> {
+        co_await asio::this_coro::throw_if_cancelled(false);  // ignores cancellation: the bug
+        while (!release) {
+          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+          co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+          co_await asio::this_coro::reset_cancellation_state();
+        }
+      },
+      asio::detached);
+  registry.configure(before);
+  token.cancel();
+  std::thread runner([&] { io.run(); });
+  CHECK(eventually([&] {
+    const auto r = w.report();
+    return result(r, "cancellation").verdict == Verdict::kFail &&
+           evidence(r, "cancellation").find("task `" + name + "`: 1 still alive") !=
+               std::string::npos;
+  }));
+  release = true;
+  runner.join();
+}
+
+TEST_CASE("check 3 passes when cancelled tasks exit at once", "[check][cancel]") {
+  const std::string name = unique_name("polite");
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::CancellationToken token;
+  for (int i = 0; i < 3; ++i) {
+    stallscope::spawn(
+        io.get_executor(), name, token,
+        [&]() -> asio::awaitable<void> { co_await sleep_for(std::chrono::hours(1)); },
+        asio::detached);
+  }
+  asio::post(io, [&] { token.cancel(); });
+  io.run();
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "cancellation").verdict == Verdict::kPass);
+  CHECK_THAT(evidence(report, "cancellation"), Contains("3 cancelled task(s) exited"));
+}
+
+TEST_CASE("check 4 fails on a task spinning long slices on the executor", "[check][executor]") {
+  const std::string name = unique_name("parse");
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), name,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 10; ++i) {
+          spin_for(std::chrono::milliseconds(3));  // CPU work on the executor thread
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "executor-cpu").verdict == Verdict::kFail);
+  // 10 of its 11 slices spun (10 suspensions: 11 slices; the last one only returns).
+  CHECK_THAT(evidence(report, "executor-cpu"),
+             Contains("task `" + name + "`: 10 of 11 slices") && Contains("longer than 1 ms"));
+}
+
+TEST_CASE("check 4 fails on executor threads blocked in a lock wait", "[check][executor]") {
+  const std::string lock_name = unique_name("shelf");
+  stallscope::Mutex mu(lock_name);
+  CheckWindow w;
+  std::unique_lock held(mu);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), unique_name("blocked"),
+      [&]() -> asio::awaitable<void> {
+        std::lock_guard g(mu);  // blocks the executor thread
+        co_return;
+      },
+      asio::detached);
+  std::thread runner([&] { io.run(); });
+  REQUIRE(eventually([&] {
+    return stallscope::testing::value("stallscope_waiters", {{"resource", lock_name}}) == 1;
+  }));
+  held.unlock();
+  runner.join();
+  // The blocked time is counted when the wait ends; any of it fails with a threshold of ~0.
+  stallscope::check::Thresholds strict;
+  strict.lock_blocked_threads = 1e-12;
+  const auto report = w.report(strict);
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "executor-cpu").verdict == Verdict::kFail);
+  CHECK_THAT(evidence(report, "executor-cpu"),
+             Contains("lock `" + lock_name + "` blocked executor threads"));
+}
+
+TEST_CASE("check 4 passes on short slices", "[check][executor]") {
+  CheckWindow w;
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), unique_name("light"),
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 50; ++i) {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        }
+      },
+      asio::detached);
+  io.run();
+  const auto report = w.report();
+  INFO(stallscope::check::to_text(report));
+  CHECK(result(report, "executor-cpu").verdict == Verdict::kPass);
+}
