@@ -18,10 +18,15 @@
 //   channel_asio / channel_stallscope             try_send + try_receive of one int, capacity 64
 //   post_plain / post_stallscope                  one `co_await post(ex)` resumption
 //   spawn_plain / spawn_stallscope                spawn a coroutine that returns, run it
+//   retry_atomic / retry_stallscope               a request and its retry: two relaxed
+//                                                 fetch_adds (the least a hand-written budget
+//                                                 does), and RetryBudget::deposit() +
+//                                                 try_withdraw() (granted, ttl 10 s)
 //   scrape_prometheus / scrape_stallscope         render /metrics for 1,000 named locks:
 //                                                 collect + prometheus-cpp's serializer, and
 //                                                 collect + stallscope's text writer
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -55,6 +60,7 @@
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/prometheus.hpp"
+#include "stallscope/retry.hpp"
 #include "stallscope/task.hpp"
 #include "text_format.hpp"
 
@@ -196,6 +202,25 @@ void spawn_stallscope(std::uint64_t n) {
   });
 }
 
+void retry_atomic(std::uint64_t n) {
+  std::atomic<std::int64_t> requests{0};
+  std::atomic<std::int64_t> retries{0};
+  measured(n, [&](std::uint64_t) {
+    requests.fetch_add(1, std::memory_order_relaxed);
+    retries.fetch_add(1, std::memory_order_relaxed);
+  });
+  g_sink = g_sink + static_cast<std::uintptr_t>(requests.load() + retries.load());
+}
+
+void retry_stallscope(std::uint64_t n) {
+  stallscope::RetryBudget budget("icount-retry", {.retry_share = 1});
+  budget.deposit();  // warm: this thread's counter cells
+  measured(n, [&](std::uint64_t) {
+    budget.deposit();
+    g_sink = g_sink + budget.try_withdraw();
+  });
+}
+
 template <class Write>
 void scrape_path(std::uint64_t n, Write write) {
   std::vector<std::unique_ptr<stallscope::Mutex>> locks;
@@ -247,6 +272,8 @@ const std::map<std::string_view, std::function<void(std::uint64_t)>>& paths() {
       {"post_stallscope", post_stallscope},
       {"spawn_plain", spawn_plain},
       {"spawn_stallscope", spawn_stallscope},
+      {"retry_atomic", retry_atomic},
+      {"retry_stallscope", retry_stallscope},
       {"scrape_prometheus", scrape_prometheus},
       {"scrape_stallscope", scrape_stallscope},
   };

@@ -968,6 +968,53 @@ function overview() {
         h: 8,
       }),
 
+      row('Retries'),
+      timeseries({
+        title: 'Retry amplification: attempts per request',
+        description:
+          'Attempts per original request through each RetryBudget: (requests + retries ' +
+          'attempted) / requests. 1 means no retries; a budget keeps it at most 1 + its ' +
+          'retry_share (plus its per-second floor over the request rate). A line that climbs ' +
+          'while a dependency fails is a retry storm multiplying its load.',
+        unit: 'short',
+        min: 1,
+        targets: [
+          {
+            expr:
+              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) + ` +
+              `sum by (resource) (${rate('stallscope_retry_attempted_total')})) / ` +
+              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) > 0)`,
+            legend: '{{resource}}',
+          },
+        ],
+        w: 12,
+        h: 8,
+      }),
+      timeseries({
+        title: 'Retries attempted, denied and abandoned',
+        description:
+          'Per second, per budget: retries started, retries the budget refused (those requests ' +
+          'failed instead), and retries dropped because their cancellation token was cancelled.',
+        unit: 'ops',
+        min: 0,
+        targets: [
+          {
+            expr: `sum by (resource) (${rate('stallscope_retry_attempted_total')})`,
+            legend: '{{resource}} attempted',
+          },
+          {
+            expr: `sum by (resource) (${rate('stallscope_retry_denied_total')})`,
+            legend: '{{resource}} denied',
+          },
+          {
+            expr: `sum by (resource) (${rate('stallscope_retry_abandoned_total')})`,
+            legend: '{{resource}} abandoned',
+          },
+        ],
+        w: 12,
+        h: 8,
+      }),
+
       row('Agent health'),
       timeseries({
         title: 'Collect and scrape time',

@@ -72,6 +72,7 @@ rows=(
   "channel_asio channel_stallscope channel try_send + try_receive|concurrent_channel"
   "post_plain post_stallscope co_await post resumption|plain io_context"
   "spawn_plain spawn_stallscope spawn + run a coroutine that returns|co_spawn"
+  "retry_atomic retry_stallscope retry budget: a request and its retry|two atomic fetch_adds"
   "scrape_prometheus scrape_stallscope /metrics for 1,000 locks|prometheus-cpp serializer"
 )
 echo "| operation | stallscope (instructions) | the peer | peer (instructions) | ratio |"

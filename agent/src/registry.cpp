@@ -31,6 +31,8 @@ std::string_view to_string(ResourceKind kind) noexcept {
       return "pool";
     case ResourceKind::kTask:
       return "task";
+    case ResourceKind::kRetry:
+      return "retry";
   }
   return "unknown";
 }

@@ -14,6 +14,7 @@
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -42,6 +43,7 @@
 #include <stallscope/cancellation.hpp>
 #include <stallscope/channel.hpp>
 #include <stallscope/mutex.hpp>
+#include <stallscope/retry.hpp>
 #include <stallscope/semaphore.hpp>
 #include <stallscope/task.hpp>
 
@@ -69,14 +71,16 @@ constexpr double kFetchTailMaxMs = 150;
 // gives up.
 constexpr auto kFetchDeadline = std::chrono::milliseconds(30);
 constexpr double kFetchFailure = 0.10;
-// slow: retry every failure after 5 ms, forever. fixed: at most 2 retries per request, with
-// jittered exponential backoff, and only while the global retry budget has a token (refilled at
-// 10% of the request rate, burst 20): an outage is not multiplied by retries.
+// Fetch retries, through stallscope::retry and the RetryBudget "fetch". slow: every failure
+// retried after 5 ms, forever, through an unlimited budget (counted, so the amplification shows,
+// never bounded). fixed: at most 2 retries per request, jittered exponential backoff from 5 ms,
+// and only while the budget allows: 10% of the last 10 s of requests, plus 2 per second.
 constexpr auto kSlowRetryDelay = std::chrono::milliseconds(5);
-constexpr int kMaxRetries = 2;
+constexpr std::uint32_t kMaxAttempts = 3;
 constexpr auto kRetryBackoff = std::chrono::milliseconds(5);
+constexpr auto kRetryBackoffMax = std::chrono::milliseconds(40);
 constexpr double kRetryBudgetShare = 0.10;
-constexpr double kRetryBurst = 20;
+constexpr std::uint32_t kRetryFloor = 2;
 
 constexpr std::uint32_t kCacheKeys = 64;
 constexpr std::size_t kRecordsCapacity = 256;
@@ -132,26 +136,40 @@ struct CacheEntry {
   std::uint64_t hash = 0;
 };
 
-// A token bucket for fetch retries. Not thread-safe: guarded by the "retry-budget" lock.
-class RetryBudget {
- public:
-  RetryBudget(double per_second, double burst)
-      : per_second_(per_second), burst_(burst), tokens_(burst), last_(Clock::now()) {}
-  bool take() {
-    const Clock::time_point now = Clock::now();
-    tokens_ = std::min(burst_, tokens_ + per_second_ * seconds_between(last_, now));
-    last_ = now;
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
-    return true;
-  }
+stallscope::RetryBudgetOptions retry_budget_options(Variant variant) {
+  if (variant == Variant::kSlow) return {.unlimited = true};
+  return {.ttl = std::chrono::seconds(10),
+          .min_retries_per_second = kRetryFloor,
+          .retry_share = kRetryBudgetShare};
+}
 
- private:
-  double per_second_;
-  double burst_;
-  double tokens_;
-  Clock::time_point last_;
-};
+stallscope::RetryPolicy<std::string> retry_policy(Variant variant) {
+  stallscope::RetryPolicy<std::string> p;
+  if (variant == Variant::kSlow) {
+    p.initial_backoff = p.max_backoff = kSlowRetryDelay;
+    p.multiplier = 1;
+    p.jitter = 0;
+    p.max_attempts = std::numeric_limits<std::uint32_t>::max();
+  } else {
+    p.initial_backoff = kRetryBackoff;
+    p.max_backoff = kRetryBackoffMax;
+    p.multiplier = 2;
+    p.jitter = 0.5;
+    p.max_attempts = kMaxAttempts;
+  }
+  // Only the API's own failures are retried; a cancellation (the deadline, shutdown) is not.
+  p.retry_if = [](const std::string*, const std::exception_ptr& e) {
+    if (!e) return false;
+    try {
+      std::rethrow_exception(e);
+    } catch (const FetchFailed&) {
+      return true;
+    } catch (...) {
+      return false;
+    }
+  };
+  return p;
+}
 
 void write_batch(int fd, const std::string& batch, bool sync) {
   std::size_t done = 0;
@@ -200,6 +218,8 @@ class Service {
         deadline_(io),
         control_(asio::make_strand(io)),
         records_("records", kRecordsCapacity),
+        retry_budget_("fetch", retry_budget_options(options.variant)),
+        retry_policy_(retry_policy(options.variant)),
         input_(asio::make_strand(io), root_),
         monitor_(asio::make_strand(io), root_),
         storage_(asio::make_strand(io), storage_token_) {
@@ -209,8 +229,6 @@ class Service {
       cache_async_.emplace("cache");
     } else {
       cache_mutex_.emplace("cache");
-      retry_mutex_.emplace("retry-budget");
-      retry_budget_.emplace(std::max(1.0, kRetryBudgetShare * options.rate), kRetryBurst);
       const std::size_t cores = std::max(1U, std::thread::hardware_concurrency());
       parse_pool_.emplace("parse", cores);
       // At most two parses per pool thread are handed to the pool (one running, one queued); the
@@ -376,7 +394,10 @@ class Service {
     auto executor = co_await asio::this_coro::executor;
     if (options_.variant == Variant::kSlow) {
       co_return co_await stallscope::spawn(
-          executor, "fetch", [this, id]() -> asio::awaitable<std::string> { return call_api(id); },
+          executor, "fetch",
+          [this, id]() -> asio::awaitable<std::string> {
+            return call_api(id, stallscope::CancellationToken::none());
+          },
           asio::use_awaitable);
     }
     // The repair: a deadline. The fetch task is bound to a token of its own that a timer cancels
@@ -393,31 +414,29 @@ class Service {
     } cancel_timer{timer};
     co_return co_await stallscope::spawn(
         executor, "fetch", deadline,
-        [this, id]() -> asio::awaitable<std::string> { return call_api(id); }, asio::use_awaitable);
+        // `deadline` by reference: it outlives the task (this coroutine awaits it). Captured by
+        // value, it was released once too often when the task threw: with GCC 12, plain
+        // asio::co_spawn of a lambda with a shared_ptr capture whose awaitable throws does the
+        // same (valgrind: a use after free in co_spawn_entry_point).
+        [this, id, &deadline]() -> asio::awaitable<std::string> { return call_api(id, deadline); },
+        asio::use_awaitable);
   }
 
-  asio::awaitable<std::string> call_api(std::uint64_t id) {
+  // The API call with its retries: the budget "fetch" records every request, retry, denial and
+  // backoff. `token` is the fetch's deadline (fixed variant): it ends a backoff at once.
+  asio::awaitable<std::string> call_api(std::uint64_t id, stallscope::CancellationToken token) {
+    return stallscope::retry(retry_budget_, token, retry_policy_,
+                             [this, id] { return call_api_once(id); });
+  }
+
+  // One call: 4 ms plus an exponential tail, then the payload or (10%) FetchFailed.
+  asio::awaitable<std::string> call_api_once(std::uint64_t id) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
-    for (int attempt = 0;; ++attempt) {
-      const double tail = std::exponential_distribution<double>(1 / kFetchTailMeanMs)(rng());
-      timer.expires_after(kFetchBase + ms(std::min(tail, kFetchTailMaxMs)));
-      co_await timer.async_wait(asio::use_awaitable);
-      if (uniform() >= kFetchFailure) co_return make_payload(template_, id);
-      Clock::duration delay = kSlowRetryDelay;
-      if (options_.variant == Variant::kFixed) {
-        if (attempt >= kMaxRetries) throw FetchFailed("fetch: out of retries");
-        if (!take_retry_token()) throw FetchFailed("fetch: retry budget exhausted");
-        delay = kRetryBackoff * (1 << attempt);
-        delay = ms((0.5 + uniform()) * std::chrono::duration<double, std::milli>(delay).count());
-      }
-      timer.expires_after(delay);
-      co_await timer.async_wait(asio::use_awaitable);
-    }
-  }
-
-  bool take_retry_token() {
-    std::lock_guard lock(*retry_mutex_);
-    return retry_budget_->take();
+    const double tail = std::exponential_distribution<double>(1 / kFetchTailMeanMs)(rng());
+    timer.expires_after(kFetchBase + ms(std::min(tail, kFetchTailMaxMs)));
+    co_await timer.async_wait(asio::use_awaitable);
+    if (uniform() >= kFetchFailure) co_return make_payload(template_, id);
+    throw FetchFailed("fetch: the external API failed");
   }
 
   // Hands the record to the writer; waits while the channel is full (backpressure).
@@ -619,8 +638,6 @@ class Service {
   std::unordered_map<std::uint32_t, CacheEntry> cache_;
   std::optional<stallscope::AsyncMutex> cache_async_;
   std::optional<stallscope::Mutex> cache_mutex_;
-  std::optional<stallscope::Mutex> retry_mutex_;
-  std::optional<RetryBudget> retry_budget_;
   std::optional<stallscope::BlockingPool> parse_pool_;
   std::optional<stallscope::Semaphore> parse_cpu_;
   std::optional<stallscope::BlockingPool> storage_pool_;
@@ -641,6 +658,8 @@ class Service {
   stallscope::CancellationToken storage_token_;
   stallscope::CancellationToken shutdown_token_;
   stallscope::Channel<Record> records_;
+  stallscope::RetryBudget retry_budget_;
+  stallscope::RetryPolicy<std::string> retry_policy_;
   std::vector<std::unique_ptr<Group>> requests_;
   Group input_;
   Group monitor_;

@@ -72,6 +72,23 @@ TEST_CASE("the retry check fails above the amplification threshold, over the win
             .verdict == Verdict::kPass);
 }
 
+TEST_CASE("the retry check fails an unlimited budget that retried, whatever its amplification",
+          "[check][retry]") {
+  const std::string gauge =
+      "# TYPE stallscope_retry_unlimited gauge\n"
+      "stallscope_retry_unlimited{kind=\"retry\",resource=\"fetch\"} 1\n";
+  // 1,000 requests and 100 retries: 1.1 attempts per request, under the threshold.
+  const auto unbounded = evaluate(retry_metrics("fetch", 5000, 500) + gauge,
+                                  retry_metrics("fetch", 6000, 600) + gauge);
+  CHECK(result(unbounded, "retry-amplification").verdict == Verdict::kFail);
+  CHECK_THAT(evidence(unbounded, "retry-amplification"),
+             Contains("retry budget `fetch` is unlimited: its 100 retries"));
+  // No retries in the window: nothing to fail yet.
+  const auto idle = evaluate(retry_metrics("fetch", 6000, 600) + gauge,
+                             retry_metrics("fetch", 7000, 600) + gauge);
+  CHECK(result(idle, "retry-amplification").verdict == Verdict::kPass);
+}
+
 TEST_CASE("the retry check passes with no retry budget, saying so", "[check][retry]") {
   const auto r = evaluate("", "");
   CHECK(result(r, "retry-amplification").verdict == Verdict::kPass);

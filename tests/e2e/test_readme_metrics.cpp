@@ -25,6 +25,7 @@ std::set<std::string> exported_families() {
   stallscope::Semaphore semaphore("readme-semaphore", 2);
   stallscope::AsyncMutex async_lock("readme-async-lock");
   stallscope::BlockingPool pool("readme-pool", 1);
+  stallscope::RetryBudget retry_budget("readme-retry");
   {
     std::lock_guard g(lock);
     std::shared_lock s(rw);

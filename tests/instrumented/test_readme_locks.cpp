@@ -3,9 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +12,7 @@
 
 #include "stallscope/condition_variable.hpp"
 #include "stallscope/mutex.hpp"
+#include "support/readme.hpp"
 
 namespace {
 
@@ -62,47 +61,6 @@ int swapped() {
 }
 // clang-format on
 
-std::string read_file(const char* path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The lines between two markers of this file, without the indentation of the first.
-std::vector<std::string> marked(const std::string& text, const std::string& name) {
-  const std::string begin = "// README:" + name + ":begin\n";
-  std::size_t from = text.find(begin);
-  REQUIRE(from != std::string::npos);
-  from += begin.size();
-  std::istringstream in(text.substr(from, text.find("// README:" + name + ":end") - from));
-  std::vector<std::string> lines;
-  std::string indent;
-  for (std::string line; std::getline(in, line);) {
-    if (lines.empty()) indent = line.substr(0, line.find_first_not_of(' '));
-    if (line.starts_with(indent)) line.erase(0, indent.size());
-    if (line.find_first_not_of(' ') != std::string::npos) lines.push_back(line);
-  }
-  return lines;
-}
-
-// The lines of the n-th ```cpp block after `heading` in the README.
-std::vector<std::string> readme_block(const std::string& readme, const std::string& heading,
-                                      int n) {
-  std::size_t at = readme.find(heading);
-  REQUIRE(at != std::string::npos);
-  for (int i = 0; i <= n; ++i) {
-    at = readme.find("```cpp\n", at);
-    REQUIRE(at != std::string::npos);
-    at += 7;
-  }
-  std::istringstream in(readme.substr(at, readme.find("```", at) - at));
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
 }  // namespace
 
 TEST_CASE("the README's lock declarations compile and work", "[locks][readme]") {
@@ -121,6 +79,7 @@ TEST_CASE("the README's swap example runs", "[locks][condvar][readme][concurrenc
 }
 
 TEST_CASE("the README's Locks snippets are the ones compiled here", "[locks][readme]") {
+  using namespace stallscope::testing;
   const std::string readme = read_file(STALLSCOPE_README_PATH);
   const std::string self = read_file(STALLSCOPE_THIS_FILE);
   CHECK(readme_block(readme, "### Locks\n", 0) == marked(self, "locks"));

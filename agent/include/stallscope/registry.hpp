@@ -29,9 +29,10 @@ enum class ResourceKind : std::uint8_t {
   kChannel,
   kExecutor,
   kPool,
-  kTask,  ///< per task name: scheduling delay, run slices, lifetimes (instrumented executor)
+  kTask,   ///< per task name: scheduling delay, run slices, lifetimes (instrumented executor)
+  kRetry,  ///< a RetryBudget: requests, retries attempted, denied and abandoned, backoff time
 };
-inline constexpr std::size_t kResourceKinds = 8;
+inline constexpr std::size_t kResourceKinds = 9;
 
 std::string_view to_string(ResourceKind kind) noexcept;
 

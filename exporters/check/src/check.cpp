@@ -506,6 +506,8 @@ CheckResult check_retries(const Context& c) {
   const auto denied = by_resource(c.m, "stallscope_retry_denied_total", {}, true);
   const auto abandoned = by_resource(c.m, "stallscope_retry_abandoned_total", {}, true);
   const auto backoff = by_resource(c.m, "stallscope_retry_backoff_seconds_total", {}, true);
+  // Budgets created with {.unlimited = true}: their retries are counted, never bounded.
+  const auto unlimited = by_resource(c.m, "stallscope_retry_unlimited", {}, false);
   std::set<Resource> budgets;
   for (const auto* m : {&requests, &attempted}) {
     for (const auto& [res, v] : *m) budgets.insert(res);
@@ -528,6 +530,15 @@ CheckResult check_retries(const Context& c) {
         res.second, amp, count(req), count(retries), c.t.retry_amplification,
         count(get(denied, res)), count(get(abandoned, res)), secs(get(backoff, res))));
     if (bad) worsen(r, Verdict::kFail);
+    // A retry that nothing bounds fails whatever the amplification was in this window: the
+    // next outage multiplies the load on the failing dependency without limit.
+    if (get(unlimited, res) > 0 && retries > 0) {
+      r.evidence.push_back(fmt::format(
+          "retry budget `{}` is unlimited: its {} retries are counted but not bounded (give it a "
+          "retry_share and a floor)",
+          res.second, count(retries)));
+      worsen(r, Verdict::kFail);
+    }
   }
   return r;
 }

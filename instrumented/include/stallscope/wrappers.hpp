@@ -15,6 +15,7 @@
 #include "stallscope/executor.hpp"            // IWYU pragma: export
 #include "stallscope/mutex.hpp"               // IWYU pragma: export
 #include "stallscope/registry.hpp"            // IWYU pragma: export
+#include "stallscope/retry.hpp"               // IWYU pragma: export
 #include "stallscope/semaphore.hpp"           // IWYU pragma: export
 #include "stallscope/task.hpp"                // IWYU pragma: export
 #include "stallscope/watchdog.hpp"            // IWYU pragma: export
