@@ -45,30 +45,12 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
-#include "stallscope/registry.hpp"
-#if STALLSCOPE_ENABLED
 #include "stallscope/detail/retry_recorder.hpp"
-#endif
+#include "stallscope/registry.hpp"
 
 namespace stallscope {
 
 namespace detail {
-#if STALLSCOPE_ENABLED
-using RetryRecorder = RetrySite;
-#else
-// Compiled out: the budget still decides (that is behaviour), it records nothing. The name is
-// still validated, so a bad one fails the same way in both builds.
-class RetryRecorder {
- public:
-  RetryRecorder(std::string_view name, bool) { validate_resource_name(name); }
-  std::string_view name() const noexcept { return {}; }
-  void requested() noexcept {}
-  void attempted() noexcept {}
-  void denied() noexcept {}
-  void abandoned() noexcept {}
-  void backed_off(std::int64_t) noexcept {}
-};
-#endif
 struct RetryAccess;
 }  // namespace detail
 
@@ -273,7 +255,7 @@ class RetryBudget final {
     return name;
   }
 
-  detail::RetryRecorder recorder_;
+  detail::RetrySite recorder_;
   const RetryClock* clock_;
   bool unlimited_;
   std::uint32_t ttl_;
@@ -426,7 +408,7 @@ struct BackoffSleep {
 struct RetryAccess {
   static bool take(RetryBudget& b) noexcept { return b.take(); }
   static void refund(RetryBudget& b) noexcept { b.refund(); }
-  static RetryRecorder& recorder(RetryBudget& b) noexcept { return b.recorder_; }
+  static RetrySite& recorder(RetryBudget& b) noexcept { return b.recorder_; }
 };
 
 template <class Op>
@@ -435,7 +417,7 @@ using RetryResultOf = typename std::invoke_result_t<Op&>::value_type;
 template <class T, class Op>
 boost::asio::awaitable<T> retry_loop(RetryBudget& budget, CancellationToken token,
                                      RetryPolicy<T> policy, Op op) {
-  RetryRecorder& rec = RetryAccess::recorder(budget);
+  RetrySite& rec = RetryAccess::recorder(budget);
   auto give_up = [&](boost::system::error_code code, const char* why, std::uint32_t attempts,
                      std::exception_ptr last) -> RetryError {
     return RetryError(code,

@@ -3,15 +3,27 @@
 // one RetrySite per budget object. Every record is one per-thread cell add (cells.hpp): no lock,
 // no shared cache line, exact under any concurrency. Nothing here is live state, so a site keeps
 // no list of objects: budgets sharing a name add up.
-#include <atomic>
+//
+// With STALLSCOPE_ENABLED=0 the budget gets a RetrySite from the end of this file instead: the
+// same interface, recording nothing. The budget itself still decides (that is behaviour, not
+// measurement), and the name is still validated, so a bad one fails the same way in both builds.
 #include <cstdint>
-#include <string>
 #include <string_view>
+
+#include "stallscope/config.hpp"
+#if STALLSCOPE_ENABLED
+#include <atomic>
+#include <string>
 
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/series.hpp"
+#else
+#include "stallscope/registry.hpp"
+#endif
 
 namespace stallscope::detail {
+
+#if STALLSCOPE_ENABLED
 
 class RetrySeries final : public Series {
  public:
@@ -52,5 +64,22 @@ class RetrySite {
   RetrySeries* series_;
   bool unlimited_;
 };
+
+#else  // Compiled out: the same calls, doing nothing (see lock_recorder.hpp).
+inline namespace off {
+
+class RetrySite {
+ public:
+  RetrySite(std::string_view name, bool) { validate_resource_name(name); }
+  std::string_view name() const noexcept { return {}; }
+  void requested() noexcept {}
+  void attempted() noexcept {}
+  void denied() noexcept {}
+  void abandoned() noexcept {}
+  void backed_off(std::int64_t) noexcept {}
+};
+
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail
