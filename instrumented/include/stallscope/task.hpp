@@ -13,11 +13,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,12 +46,14 @@
 #include <boost/asio/require.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "stallscope/cancellation.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
 #include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
@@ -148,8 +153,8 @@ class TaskExecutor {
     auto* context = executor_context();
     if (detail::tls_slice != nullptr) {
       if (runs_inline_in_slice()) {
-        inner_.execute(detail::SliceHandler<std::decay_t<F>>{
-            std::forward<F>(f), series_, nullptr, nullptr, 0, detail::SliceScope::Ready::kNone});
+        // Runs right here, inside this thread's slice: nothing to wrap.
+        inner_.execute(std::forward<F>(f));
         return;
       }
       inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
@@ -237,6 +242,27 @@ class TaskExecutor {
 };
 
 namespace detail {
+
+// Whether the calling thread is running handlers of `ex` or of the io_context or thread_pool
+// behind it (a strand's thread is its context's). False when that cannot be told.
+template <class Executor>
+bool runs_in_this_thread(const Executor& ex) noexcept {
+  if constexpr (requires {
+                  { ex.running_in_this_thread() } -> std::convertible_to<bool>;
+                }) {
+    if (ex.running_in_this_thread()) return true;
+  }
+  if constexpr (boost::asio::can_query<const Executor&, boost::asio::execution::context_t>::value) {
+    boost::asio::execution_context& ctx = boost::asio::query(ex, boost::asio::execution::context);
+    if (auto* io = dynamic_cast<boost::asio::io_context*>(&ctx)) {
+      return io->get_executor().running_in_this_thread();
+    }
+    if (auto* pool = dynamic_cast<boost::asio::thread_pool*>(&ctx)) {
+      return pool->get_executor().running_in_this_thread();
+    }
+  }
+  return false;
+}
 
 template <class E>
 struct IsTaskExecutor : std::false_type {};
@@ -376,15 +402,6 @@ class SpawnCompletion {
   std::shared_ptr<TaskControl<Inner>> control_;
 };
 
-template <class T>
-struct SpawnSignature {
-  using type = void(std::exception_ptr, T);
-};
-template <>
-struct SpawnSignature<void> {
-  using type = void(std::exception_ptr);
-};
-
 inline TaskSeries* resolve_task(std::string_view name) {
 #if STALLSCOPE_ENABLED
   return task_series(name);
@@ -423,7 +440,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
                 Task&& task, Token&& token) {
   using Inner = decltype(unwrap(executor));
   using T = typename TaskTraits<std::decay_t<Task>>::value_type;
-  return boost::asio::async_initiate<Token, typename SpawnSignature<T>::type>(
+  return boost::asio::async_initiate<Token,
+                                     typename CompletionSignature<std::exception_ptr, T>::type>(
       [](auto handler, Inner inner, TaskSeries* s, CancellationToken c, std::decay_t<Task> t) {
         auto control = std::make_shared<TaskControl<Inner>>(inner, s);
         if (c.bindable()) control->bind(c);
@@ -543,7 +561,7 @@ class TaskGroup final {
         [s = state_](auto handler) { s->join(std::move(handler)); }, token);
   }
 
-  /// The shutdown sequence; see the class comment.
+  /// The shutdown sequence; see the class comment. For a coroutine.
   boost::asio::awaitable<ShutdownReport> shutdown(std::chrono::nanoseconds grace) {
     using namespace boost::asio::experimental::awaitable_operators;
     const auto start = std::chrono::steady_clock::now();
@@ -552,15 +570,28 @@ class TaskGroup final {
     boost::asio::steady_timer timer(state_->executor, grace);
     co_await (async_join(boost::asio::use_awaitable) ||
               timer.async_wait(boost::asio::use_awaitable));
-    ShutdownReport r;
-    {
-      std::lock_guard lock(state_->mu);
-      for (const auto& c : state_->children) r.lingering.push_back(c.second);
-      std::sort(r.lingering.begin(), r.lingering.end());
+    std::lock_guard lock(state_->mu);
+    co_return state_->report(start);
+  }
+
+  /// The same sequence, blocking the calling thread (a plain thread, main()) until every child
+  /// has exited or `grace` has passed. Throws std::logic_error, changing nothing, when called
+  /// from a thread that is running the group's executor: the children need that thread to run
+  /// to their exit, so the wait could only end in the grace period with all of them lingering
+  /// (use `co_await shutdown(grace)` there). Children spawned on other executors are not
+  /// checked: do not call it from a thread those run on.
+  ShutdownReport shutdown_and_wait(std::chrono::nanoseconds grace) {
+    if (detail::runs_in_this_thread(state_->executor)) {
+      throw std::logic_error(
+          "stallscope: TaskGroup::shutdown_and_wait() called from a thread running the group's "
+          "executor, which its children need to exit; co_await shutdown() there instead");
     }
-    r.clean = r.lingering.empty();
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    co_return r;
+    const auto start = std::chrono::steady_clock::now();
+    cancel();
+    std::unique_lock lock(state_->mu);
+    state_->closed = true;
+    state_->emptied.wait_until(lock, start + grace, [&] { return state_->children.empty(); });
+    return state_->report(start);
   }
 
  private:
@@ -606,9 +637,19 @@ class TaskGroup final {
         if (children.empty()) {
           done.swap(joiners);
           for (auto& j : done) j->linked = false;
+          emptied.notify_all();
         }
       }
       for (auto& j : done) j->complete({});
+    }
+    // Caller holds mu.
+    ShutdownReport report(std::chrono::steady_clock::time_point start) const {
+      ShutdownReport r;
+      for (const auto& c : children) r.lingering.push_back(c.second);
+      std::sort(r.lingering.begin(), r.lingering.end());
+      r.clean = r.lingering.empty();
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      return r;
     }
     template <class Handler>
     void join(Handler handler) {
@@ -643,6 +684,7 @@ class TaskGroup final {
     CancellationToken parent;
     CancellationToken token;
     mutable std::mutex mu;
+    std::condition_variable emptied;  // notified when the last child exits
     bool closed = false;
     std::uint64_t next_id = 1;
     std::size_t failures = 0;

@@ -36,9 +36,7 @@ class TaskSeries final : public Series {
   HistogramCells slice;        // one resumption
   HistogramCells lifetime;     // spawn -> exit
   HistogramCells cancel_exit;  // cancel requested -> exit
-  std::int64_t slow_slice_ns;
 
-  std::int64_t grace_ns() const noexcept { return grace_ns_; }
   // The tasks whose cancellation was requested and that are still alive (only those are
   // linked: spawn and exit take no lock). Caller holds Registry::live_mutex().
   template <class Fn>
@@ -49,9 +47,16 @@ class TaskSeries final : public Series {
  private:
   friend class TaskState;
   const BucketLayout& layout_;  // shared_layout()
-  std::int64_t grace_ns_;
   LiveList<TaskState> cancelled_;
 };
+
+// Config::slow_slice and Config::cancel_grace in nanoseconds, one value for every task name,
+// those that exist included: Registry::configure() (and the registry's creation, from the
+// environment) sets them. Read with relaxed loads; a slice that ends while they change is judged
+// by either value.
+extern constinit std::atomic<std::int64_t> g_slow_slice_ns;
+extern constinit std::atomic<std::int64_t> g_cancel_grace_ns;
+void apply_task_config(const Config& config) noexcept;
 
 // The series for a task name (created on first use). Throws std::invalid_argument on a bad name.
 TaskSeries* task_series(std::string_view name);
@@ -140,7 +145,7 @@ struct SliceScope {
     const std::int64_t ran = now - ctx.start_ns;
     tls_slice_ns += ran;
     ctx.series->slice.record(ran);
-    if (ran > ctx.series->slow_slice_ns) [[unlikely]] {
+    if (ran > g_slow_slice_ns.load(std::memory_order_relaxed)) [[unlikely]] {
       add(ctx.series->base + TaskSeries::kSlowSlices);
     }
     const std::int64_t blocked = ctx.blocked_ns;
