@@ -179,6 +179,10 @@ void TaskState::finished(bool failed, bool aborted) noexcept {
   add(series_->base + outcome);
 }
 
+void SliceScope::end_without_shard(std::int64_t now) noexcept {
+  finish(now, [](std::uint32_t cell, std::uint64_t delta) { add(cell, delta); });
+}
+
 void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
   try {
     std::lock_guard lock(held_across_mu());
