@@ -54,18 +54,13 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 #include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
-#if STALLSCOPE_ENABLED
-#include "stallscope/detail/task_recorder.hpp"
-#endif
 
 namespace stallscope {
 
 namespace detail {
-#if !STALLSCOPE_ENABLED
-class TaskSeries;
-#endif
 
 // Runs one handler as a slice of `series` (or inside the slice already running on this thread).
 template <class F>
@@ -75,12 +70,9 @@ struct SliceHandler {
   boost::asio::execution_context* context;  // the executor's, for its site; null: nested
   boost::asio::io_context* io;              // the same, when the executor says it is one
   std::int64_t submitted_ns;
-#if STALLSCOPE_ENABLED
   SliceScope::Ready ready;
-#endif
 
   void operator()() {
-#if STALLSCOPE_ENABLED
     SliceScope scope;
     if (tls_slice == nullptr) {
       ExecutorSite* site = context != nullptr ? executor_site(*context, io) : nullptr;
@@ -93,7 +85,6 @@ struct SliceHandler {
       SliceScope& s;
       ~End() { s.end(); }
     } end{scope};
-#endif
     std::move(f)();
   }
 };
@@ -145,7 +136,10 @@ class TaskExecutor {
 
   template <class F>
   void execute(F&& f) const {
-#if STALLSCOPE_ENABLED
+    if constexpr (!detail::kRecordsTasks) {
+      inner_.execute(std::forward<F>(f));  // recording compiled out: the inner executor alone
+      return;
+    }
     // A handler that will run inline inside the slice already running here has no scheduling
     // delay to measure: skip the clock read. One dispatched from outside any slice by a thread
     // running the io_context is a completion its reactor delivered (a timer, a socket): it was
@@ -166,10 +160,6 @@ class TaskExecutor {
                                                : detail::SliceScope::Ready::kPosted;
     inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
                                                          io_context(), now_ns(), ready});
-#else
-    inner_.execute(
-        detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, nullptr, nullptr, 0});
-#endif
   }
 
   friend bool operator==(const TaskExecutor& a, const TaskExecutor& b) noexcept {
@@ -180,7 +170,6 @@ class TaskExecutor {
   }
 
  private:
-#if STALLSCOPE_ENABLED
   bool blocking_never() const noexcept {
     return boost::asio::query(inner_, boost::asio::execution::blocking) ==
            boost::asio::execution::blocking.never;
@@ -235,7 +224,6 @@ class TaskExecutor {
     boost::asio::io_context* io = io_context();
     return io != nullptr && io->get_executor().running_in_this_thread();
   }
-#endif
 
   Inner inner_;
   detail::TaskSeries* series_;
@@ -243,8 +231,9 @@ class TaskExecutor {
 
 namespace detail {
 
-// Whether the calling thread is running handlers of `ex` or of the io_context or thread_pool
-// behind it (a strand's thread is its context's). False when that cannot be told.
+// Whether the calling thread is running handlers of `ex` or of the executor it wraps (a
+// strand's thread is its io_context's or thread pool's); any_io_executor is looked into for the
+// common kinds. False when that cannot be told.
 template <class Executor>
 bool runs_in_this_thread(const Executor& ex) noexcept {
   if constexpr (requires {
@@ -252,16 +241,23 @@ bool runs_in_this_thread(const Executor& ex) noexcept {
                 }) {
     if (ex.running_in_this_thread()) return true;
   }
-  if constexpr (boost::asio::can_query<const Executor&, boost::asio::execution::context_t>::value) {
-    boost::asio::execution_context& ctx = boost::asio::query(ex, boost::asio::execution::context);
-    if (auto* io = dynamic_cast<boost::asio::io_context*>(&ctx)) {
-      return io->get_executor().running_in_this_thread();
+  if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) {
+    using IoEx = boost::asio::io_context::executor_type;
+    using PoolEx = boost::asio::thread_pool::executor_type;
+    if (const auto* e = ex.template target<IoEx>()) return runs_in_this_thread(*e);
+    if (const auto* e = ex.template target<boost::asio::strand<IoEx>>()) {
+      return runs_in_this_thread(*e);
     }
-    if (auto* pool = dynamic_cast<boost::asio::thread_pool*>(&ctx)) {
-      return pool->get_executor().running_in_this_thread();
+    if (const auto* e = ex.template target<PoolEx>()) return runs_in_this_thread(*e);
+    if (const auto* e = ex.template target<boost::asio::strand<PoolEx>>()) {
+      return runs_in_this_thread(*e);
     }
+    return false;
+  } else if constexpr (requires { ex.get_inner_executor(); }) {
+    return runs_in_this_thread(ex.get_inner_executor());
+  } else {
+    return false;
   }
-  return false;
 }
 
 template <class E>
@@ -297,31 +293,19 @@ auto unwrap(const Executor& ex) {
 template <class Inner>
 class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
  public:
-  TaskControl(const Inner& inner, TaskSeries* series)
-      : inner_(inner)
-#if STALLSCOPE_ENABLED
-        ,
-        state_(series)
-#endif
-  {
-    (void)series;
-  }
+  TaskControl(const Inner& inner, TaskSeries* series) : inner_(inner), state_(series) {}
 
   // From any thread: stamps the request, then emits on the task's executor (the signal must not
   // be emitted concurrently with the coroutine touching its slot).
   void request_cancel(boost::asio::cancellation_type type) {
-#if STALLSCOPE_ENABLED
     state_.cancel_requested();
-#endif
     boost::asio::post(inner_, [weak = this->weak_from_this(), type] {
       if (auto self = weak.lock()) self->signal_.emit(type);
     });
   }
   // On the coroutine's own context (the user's slot fired): emit at once.
   void cancel_now(boost::asio::cancellation_type type) {
-#if STALLSCOPE_ENABLED
     state_.cancel_requested();
-#endif
     signal_.emit(type);
   }
   void bind(const CancellationToken& token) {
@@ -343,20 +327,14 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
       } catch (...) {
       }
     }
-#if STALLSCOPE_ENABLED
     state_.finished(e != nullptr && !aborted, aborted);
-#else
-    (void)aborted;
-#endif
   }
   boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
   const Inner& inner() const noexcept { return inner_; }
 
  private:
   Inner inner_;
-#if STALLSCOPE_ENABLED
-  TaskState state_;
-#endif
+  [[no_unique_address]] TaskRecord state_;  // nothing when recording is compiled out
   boost::asio::cancellation_signal signal_;
   CancellationToken token_ = CancellationToken::none();  // the scope, alive as long as the task
   CancellationToken::Registration registration_;         // declared last: unregistered first
@@ -401,15 +379,6 @@ class SpawnCompletion {
   Handler handler_;
   std::shared_ptr<TaskControl<Inner>> control_;
 };
-
-inline TaskSeries* resolve_task(std::string_view name) {
-#if STALLSCOPE_ENABLED
-  return task_series(name);
-#else
-  (void)name;
-  return nullptr;
-#endif
-}
 
 template <class A>
 struct IsAwaitable : std::false_type {};
@@ -469,8 +438,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
 /// signals must not be emitted concurrently with the coroutine itself.
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), nullptr, std::forward<Task>(task),
-                            std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::task_to_record(name), nullptr,
+                            std::forward<Task>(task), std::forward<Token>(token));
 }
 
 /// Like spawn(), bound to `cancel`: cancelling the token (or an ancestor) cancels whatever the
@@ -478,8 +447,8 @@ auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&&
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, const CancellationToken& cancel,
            Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), &cancel, std::forward<Task>(task),
-                            std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::task_to_record(name), &cancel,
+                            std::forward<Task>(task), std::forward<Token>(token));
 }
 
 /// What TaskGroup::shutdown() saw.
@@ -523,7 +492,7 @@ class TaskGroup final {
            boost::asio::is_executor<ChildExecutor>::value) bool spawn(const ChildExecutor& executor,
                                                                       std::string_view name,
                                                                       Task&& task) {
-    detail::TaskSeries* series = detail::resolve_task(name);
+    detail::TaskSeries* series = detail::task_to_record(name);
     std::uint64_t id;
     {
       std::lock_guard lock(state_->mu);

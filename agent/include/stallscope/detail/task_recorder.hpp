@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "stallscope/clock.hpp"
+#include "stallscope/config.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/executor_recorder.hpp"
 #include "stallscope/detail/histogram.hpp"
@@ -203,5 +204,26 @@ struct SliceScope {
   // end() on a thread whose shard is gone (thread exit): the same records through add().
   void end_without_shard(std::int64_t now) noexcept;
 };
+
+// What the task wrappers (task.hpp) use, so that their code has no #if. With
+// STALLSCOPE_ENABLED=0 a task records nothing and registers nothing: TaskRecord is an empty
+// class whose calls do nothing (held as [[no_unique_address]]: no bytes), task_to_record()
+// names no series, and kRecordsTasks tells the executor to hand handlers to the inner executor
+// as they are (the slice machinery above is never instantiated). The agent's own sources use the
+// classes above in both builds; the no-op class has another name, so one program may mix
+// translation units compiled with either value.
+constexpr bool kRecordsTasks = STALLSCOPE_ENABLED != 0;  // internal linkage: per translation unit
+#if STALLSCOPE_ENABLED
+using TaskRecord = TaskState;
+inline TaskSeries* task_to_record(std::string_view name) { return task_series(name); }
+#else
+class TaskRecord {
+ public:
+  explicit TaskRecord(TaskSeries*) noexcept {}
+  bool cancel_requested() noexcept { return false; }
+  void finished(bool, bool) noexcept {}
+};
+inline TaskSeries* task_to_record(std::string_view) noexcept { return nullptr; }
+#endif
 
 }  // namespace stallscope::detail
