@@ -57,6 +57,17 @@ std::uint64_t slices(const std::string& task) {
   return h ? h->count : 0;
 }
 
+// Runs task `task` to its end, its body `body(mu)` given a stallscope::Mutex named `lock_name`.
+template <class Body>
+void run_with_lock(const std::string& task, const std::string& lock_name, Body body) {
+  stallscope::Mutex mu(lock_name);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), task, [&]() -> asio::awaitable<void> { co_await body(mu); },
+      asio::detached);
+  io.run();
+}
+
 }  // namespace
 
 TEST_CASE("the task executor stays within any_io_executor's small buffer", "[task]") {
@@ -507,18 +518,12 @@ TEST_CASE("a lock held across co_await is detected per lock and task", "[task][d
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string task = unique_name("holder");
   const std::string lock_name = unique_name("held-lock");
-  stallscope::Mutex mu(lock_name);
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        mu.lock();
-        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
-        co_await t.async_wait(asio::use_awaitable);  // suspends holding mu: the bug
-        mu.unlock();
-      },
-      asio::detached);
-  io.run();
+  run_with_lock(task, lock_name, [](stallscope::Mutex& mu) -> asio::awaitable<void> {
+    mu.lock();
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);  // suspends holding mu: the bug
+    mu.unlock();
+  });
   CHECK(value("stallscope_lock_held_across_suspend_total",
               {{"resource", lock_name}, {"task", task}}) == 1);
   bool found = false;
@@ -536,18 +541,12 @@ TEST_CASE("a lock released before co_await is not reported", "[task][detector]")
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string task = unique_name("scoped");
   const std::string lock_name = unique_name("scoped-lock");
-  stallscope::Mutex mu(lock_name);
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 3; ++i) {
-          { std::lock_guard g(mu); }
-          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-        }
-      },
-      asio::detached);
-  io.run();
+  run_with_lock(task, lock_name, [](stallscope::Mutex& mu) -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      { std::lock_guard g(mu); }
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+  });
   CHECK_FALSE(
       value("stallscope_lock_held_across_suspend_total", {{"resource", lock_name}, {"task", task}})
           .has_value());
