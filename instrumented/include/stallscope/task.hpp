@@ -555,11 +555,15 @@ class TaskGroup final {
           "stallscope: TaskGroup::shutdown_and_wait() called from a thread running the group's "
           "executor, which its children need to exit; co_await shutdown() there instead");
     }
-    const auto start = std::chrono::steady_clock::now();
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    // Saturated: a grace of nanoseconds::max() waits for ever instead of overflowing.
+    const auto deadline =
+        grace >= Clock::time_point::max() - start ? Clock::time_point::max() : start + grace;
     cancel();
     std::unique_lock lock(state_->mu);
     state_->closed = true;
-    state_->emptied.wait_until(lock, start + grace, [&] { return state_->children.empty(); });
+    state_->emptied.wait_until(lock, deadline, [&] { return state_->children.empty(); });
     return state_->report(start);
   }
 
