@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -77,6 +78,11 @@ TEST_CASE("the task executor stays within any_io_executor's small buffer", "[tas
   asio::io_context io;
   asio::any_io_executor any = Ex(io.get_executor(), nullptr);
   CHECK(any.target<Ex>() != nullptr);
+}
+
+TEST_CASE("with recording compiled out a task's recorder takes no room", "[task]") {
+  // TaskControl holds it as [[no_unique_address]]: an empty class there costs no bytes.
+  STATIC_REQUIRE(std::is_empty_v<stallscope::detail::TaskRecord> == !STALLSCOPE_ENABLED);
 }
 
 TEST_CASE("a coroutine that suspends N times has N+1 slices", "[task][slices]") {

@@ -9,7 +9,9 @@
 /// a stall in the unified wait model, kind="task", op="schedule", also counted under its
 /// executor, kind="executor"; see executor.hpp) and slow slices are
 /// recorded under the task's name, with spawned / active / completed / failed / cancelled
-/// counts, lifetimes and cancel-to-exit latency.
+/// counts, lifetimes and cancel-to-exit latency. Built with STALLSCOPE_ENABLED=0, the executor
+/// hands handlers to the one it wraps unchanged and a task records and registers nothing (the
+/// recorders in detail/task_recorder.hpp become empty no-op classes).
 
 #include <algorithm>
 #include <chrono>
