@@ -4,6 +4,8 @@
 // application runs on: configuration from the environment never throws.
 
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -56,5 +58,26 @@ std::optional<T> parse_whole(std::string_view s, T lo, T hi) {
   }
   return n;
 }
+
+/// A duration: a whole number and a unit (ns, us, ms, s), e.g. "50ms", at most one hour.
+inline std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
+  struct Unit {
+    std::string_view suffix;
+    std::int64_t ns;
+  };
+  // "ns" and "us" before "s": the first suffix that matches is the unit.
+  static constexpr Unit kUnits[] = {
+      {"ns", 1}, {"us", 1'000}, {"ms", 1'000'000}, {"s", 1'000'000'000}};
+  constexpr std::int64_t kHourNs = 3'600'000'000'000;
+  for (const Unit& u : kUnits) {
+    if (!s.ends_with(u.suffix)) continue;
+    auto n = parse_whole<std::int64_t>(s.substr(0, s.size() - u.suffix.size()), 0, kHourNs / u.ns);
+    if (!n) return std::nullopt;
+    return std::chrono::nanoseconds(*n * u.ns);
+  }
+  return std::nullopt;
+}
+inline constexpr std::string_view kDurationValues =
+    "a whole number with a unit (ns, us, ms, s) of at most one hour, e.g. 50ms";
 
 }  // namespace stallscope::detail

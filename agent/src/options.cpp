@@ -14,6 +14,10 @@ Config Config::from_env() {
       "STALLSCOPE_MAX_RESOURCES", c.max_resources_per_kind,
       [](std::string_view s) { return detail::parse_whole<std::size_t>(s, 1, 1'000'000); },
       "a whole number from 1 to 1000000", std::to_string(c.max_resources_per_kind));
+  detail::read_env("STALLSCOPE_SLOW_SLICE", c.slow_slice, detail::parse_duration,
+                   detail::kDurationValues, "10ms");
+  detail::read_env("STALLSCOPE_CANCEL_GRACE", c.cancel_grace, detail::parse_duration,
+                   detail::kDurationValues, "1s");
   return c;
 }
 

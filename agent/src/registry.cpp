@@ -10,6 +10,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope {
 
@@ -125,6 +126,7 @@ Registry& Registry::global() noexcept {
 Registry::Registry() {
   detail::calibrate_clock();
   config_ = Config::from_env();  // logs a bad variable and keeps its default
+  detail::apply_task_config(config_);
 }
 
 Registry::~Registry() = default;
@@ -133,8 +135,18 @@ void Registry::configure(const Config& config) {
   if (config.max_resources_per_kind == 0) {
     throw std::invalid_argument("stallscope: max_resources_per_kind is 0; it must be at least 1");
   }
+  if (config.slow_slice.count() < 0) {
+    throw std::invalid_argument(fmt::format(
+        "stallscope: slow_slice is {} ns; it must not be negative", config.slow_slice.count()));
+  }
+  if (config.cancel_grace.count() < 0) {
+    throw std::invalid_argument(fmt::format(
+        "stallscope: cancel_grace is {} ns; it must not be negative", config.cancel_grace.count()));
+  }
   std::lock_guard lock(mu_);
   config_ = config;
+  // The task thresholds apply to every name at once, those that exist included.
+  detail::apply_task_config(config_);
 }
 
 Config Registry::config() const {

@@ -9,6 +9,15 @@
 namespace stallscope::detail {
 
 constinit thread_local SliceContext* tls_slice = nullptr;
+// Config's defaults; the registry sets the configured values when it is created, before any
+// task series exists.
+constinit std::atomic<std::int64_t> g_slow_slice_ns{10'000'000};
+constinit std::atomic<std::int64_t> g_cancel_grace_ns{1'000'000'000};
+
+void apply_task_config(const Config& config) noexcept {
+  g_slow_slice_ns.store(config.slow_slice.count(), std::memory_order_relaxed);
+  g_cancel_grace_ns.store(config.cancel_grace.count(), std::memory_order_relaxed);
+}
 
 namespace {
 
@@ -48,10 +57,7 @@ const FamilyDesc kRunning{metric_names::kTaskRunningSlice,
 }  // namespace
 
 TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
-    : Series(kind, std::move(name), id),
-      slow_slice_ns(config.slow_slice.count()),
-      layout_(shared_layout(config.wait_buckets)),
-      grace_ns_(config.cancel_grace.count()) {
+    : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
   base = allocate_series_cells(kCounters, layout_, {&sched, &slice, &lifetime, &cancel_exit});
 }
 
@@ -75,9 +81,10 @@ void TaskSeries::collect(Collector& out) {
   out.add(kLifetime, res, snapshot(lifetime));
   out.add(kCancelExit, res, snapshot(cancel_exit));
   std::size_t lingering = 0;
+  const std::int64_t grace = g_cancel_grace_ns.load(std::memory_order_relaxed);
   cancelled_.for_each([&](const TaskState& t) {
     const std::int64_t c_ns = t.cancel_ns_.load(std::memory_order_relaxed);
-    if (c_ns != 0 && out.age_ns(c_ns) > grace_ns_) ++lingering;
+    if (c_ns != 0 && out.age_ns(c_ns) > grace) ++lingering;
   });
   out.add(kLingering, res, static_cast<double>(lingering));
   const std::int64_t running = out.running_since(id());
@@ -139,6 +146,10 @@ void TaskState::finished(bool failed, bool aborted) noexcept {
   add(series_->base + outcome);
 }
 
+void SliceScope::end_without_shard(std::int64_t now) noexcept {
+  finish(now, [](std::uint32_t cell, std::uint64_t delta) { add(cell, delta); });
+}
+
 }  // namespace stallscope::detail
 
 namespace stallscope {
@@ -146,12 +157,13 @@ namespace stallscope {
 std::vector<LingeringTask> lingering_tasks() {
   using namespace detail;
   std::vector<LingeringTask> out;
+  const std::int64_t grace = g_cancel_grace_ns.load(std::memory_order_relaxed);
   Registry::global().for_each_series(ResourceKind::kTask, [&](Series& s) {
     auto& ts = static_cast<TaskSeries&>(s);
     const std::int64_t now = now_ns();
     ts.for_each_cancelled_task([&](const TaskState& t) {
       const std::int64_t c = t.cancel_ns();
-      if (c != 0 && now - c > ts.grace_ns()) {
+      if (c != 0 && now - c > grace) {
         out.push_back({ts.name(), static_cast<double>(now - c) * 1e-9});
       }
     });

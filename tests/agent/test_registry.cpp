@@ -1,3 +1,4 @@
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -170,6 +171,51 @@ TEST_CASE("configuration from the environment reads each variable on its own", "
     CHECK_THAT(log.lines()[0], Catch::Contains(bad));
   }
   CHECK_FALSE(Config::from_env().hold_time);
+}
+
+TEST_CASE("the task thresholds come from the environment as durations", "[config]") {
+  using namespace std::chrono_literals;
+  SECTION("good values are used, each with its unit") {
+    EnvVar s("STALLSCOPE_SLOW_SLICE", "250us");
+    EnvVar g("STALLSCOPE_CANCEL_GRACE", "3s");
+    const LogLines log;
+    const Config c = Config::from_env();
+    CHECK(c.slow_slice == 250us);
+    CHECK(c.cancel_grace == 3s);
+    CHECK(log.lines().empty());
+  }
+  SECTION("a bad value is logged naming the variable and the value; the default stays") {
+    const char* bad = GENERATE("50", "ms", "-5ms", "5 ms", "2h", "3601s", "1.5s", "10msx");
+    EnvVar s("STALLSCOPE_SLOW_SLICE", bad);
+    EnvVar g("STALLSCOPE_CANCEL_GRACE", "7ms");
+    const LogLines log;
+    const Config c = Config::from_env();
+    CHECK(c.slow_slice == Config{}.slow_slice);
+    CHECK(c.cancel_grace == 7ms);
+    REQUIRE(log.lines().size() == 1);
+    CHECK_THAT(log.lines()[0],
+               Catch::Contains(std::string("STALLSCOPE_SLOW_SLICE=\"") + bad + "\"") &&
+                   Catch::Contains("using the default (10ms)"));
+  }
+  SECTION("the grace period is read on its own") {
+    EnvVar g("STALLSCOPE_CANCEL_GRACE", "soon");
+    const LogLines log;
+    CHECK(Config::from_env().cancel_grace == Config{}.cancel_grace);
+    REQUIRE(log.lines().size() == 1);
+    CHECK_THAT(log.lines()[0], Catch::Contains("STALLSCOPE_CANCEL_GRACE=\"soon\"") &&
+                                   Catch::Contains("using the default (1s)"));
+  }
+}
+
+TEST_CASE("negative task thresholds are refused, naming the value", "[config]") {
+  Config c;
+  c.slow_slice = std::chrono::nanoseconds(-5);
+  CHECK_THROWS_WITH(Registry::global().configure(c),
+                    Catch::Contains("slow_slice") && Catch::Contains("-5"));
+  c = Config{};
+  c.cancel_grace = std::chrono::nanoseconds(-7);
+  CHECK_THROWS_WITH(Registry::global().configure(c),
+                    Catch::Contains("cancel_grace") && Catch::Contains("-7"));
 }
 
 TEST_CASE("the log sink is replaceable and a throwing sink is contained", "[log]") {

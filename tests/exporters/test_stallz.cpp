@@ -36,6 +36,7 @@
 #include "stallscope/stallz.hpp"
 #include "stallscope/task.hpp"
 #include "support.hpp"
+#include "support/metrics.hpp"
 
 namespace {
 
@@ -686,11 +687,9 @@ TEST_CASE("/stallz lists lingering tasks and detector events",
   const std::string holder = "exp-stallz-holder";
   const std::string lock_name = "exp-stallz-held-lock";
 
-  auto& registry = stallscope::Registry::global();
-  const stallscope::Config before = registry.config();
-  stallscope::Config quick = before;
+  stallscope::Config quick = stallscope::Registry::global().config();
   quick.cancel_grace = std::chrono::milliseconds(1);
-  registry.configure(quick);  // for series created from now on: the two tasks below
+  const stallscope::testing::ScopedConfig configured(quick);  // until the test ends
 
   asio::io_context io;
   stallscope::CancellationToken token;
@@ -718,7 +717,6 @@ TEST_CASE("/stallz lists lingering tasks and detector events",
         mu.unlock();
       },
       asio::detached);
-  registry.configure(before);
   token.cancel();
   std::jthread runner([&] { io.run(); });
   // Lets the lingering task finish before `runner` is joined, even after a failed REQUIRE.

@@ -35,6 +35,17 @@ void spin_for(std::chrono::nanoseconds d) {
   }
 }
 
+// Spawns a task named `name` on `io` that spins for `d` in one slice.
+void spawn_spinner(asio::io_context& io, const std::string& name, std::chrono::nanoseconds d) {
+  stallscope::spawn(
+      io.get_executor(), name,
+      [d]() -> asio::awaitable<void> {
+        spin_for(d);
+        co_return;
+      },
+      asio::detached);
+}
+
 double schedule_sum(const std::string& kind, const std::string& name) {
   auto h = histogram("stallscope_wait_seconds",
                      {{"kind", kind}, {"resource", name}, {"op", "schedule"}});
@@ -74,13 +85,7 @@ TEST_CASE("a timer-woken task's scheduling delay includes the time a hog held th
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t.expiry()).count();
       },
       asio::detached);
-  stallscope::spawn(
-      io.get_executor(), unique_name("hog"),
-      []() -> asio::awaitable<void> {
-        spin_for(std::chrono::milliseconds(50));
-        co_return;
-      },
-      asio::detached);
+  spawn_spinner(io, unique_name("hog"), std::chrono::milliseconds(50));
   io.run();
   REQUIRE(late_seconds > 0.040);
   // Two measurements of the same run: what A saw, and what stallscope recorded for it.
@@ -103,11 +108,9 @@ TEST_CASE("an application that only posts never starts the probe", "[executor]")
       },
       asio::detached);
   io.run();
-#if STALLSCOPE_ENABLED
   REQUIRE(asio::has_service<stallscope::detail::ExecutorProbe>(io));  // the executor's series
   CHECK_FALSE(asio::use_service<stallscope::detail::ExecutorProbe>(io).site().probing());
   CHECK(schedule_sum("executor", "io_context") >= schedule_sum("task", name));
-#endif
 }
 
 TEST_CASE("the executor's probe does not keep io.run() from returning", "[executor]") {
@@ -170,13 +173,7 @@ TEST_CASE("stallscope::run counts its thread's idle, task and other-handler time
   // right after waiting counts as idle time unless it is a task slice).
   asio::post(io, [&] {
     asio::post(io, [] { spin_for(std::chrono::milliseconds(20)); });
-    stallscope::spawn(
-        io.get_executor(), unique_name("busy-task"),
-        []() -> asio::awaitable<void> {
-          spin_for(std::chrono::milliseconds(20));
-          co_return;
-        },
-        asio::detached);
+    spawn_spinner(io, unique_name("busy-task"), std::chrono::milliseconds(20));
   });
   CHECK(eventually([&] { return state("task") >= 0.020 && state("other") >= 0.020; }));
   work.reset();

@@ -3,8 +3,11 @@
 #include <chrono>
 #include <latch>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +15,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -54,6 +58,17 @@ std::uint64_t slices(const std::string& task) {
   return h ? h->count : 0;
 }
 
+// Runs task `task` to its end, its body `body(mu)` given a stallscope::Mutex named `lock_name`.
+template <class Body>
+void run_with_lock(const std::string& task, const std::string& lock_name, Body body) {
+  stallscope::Mutex mu(lock_name);
+  asio::io_context io;
+  stallscope::spawn(
+      io.get_executor(), task, [&]() -> asio::awaitable<void> { co_await body(mu); },
+      asio::detached);
+  io.run();
+}
+
 }  // namespace
 
 TEST_CASE("the task executor stays within any_io_executor's small buffer", "[task]") {
@@ -63,6 +78,11 @@ TEST_CASE("the task executor stays within any_io_executor's small buffer", "[tas
   asio::io_context io;
   asio::any_io_executor any = Ex(io.get_executor(), nullptr);
   CHECK(any.target<Ex>() != nullptr);
+}
+
+TEST_CASE("with recording compiled out a task's recorder takes no room", "[task]") {
+  // TaskControl holds it as [[no_unique_address]]: an empty class there costs no bytes.
+  STATIC_REQUIRE(std::is_empty_v<stallscope::detail::TaskRecord> == !STALLSCOPE_ENABLED);
 }
 
 TEST_CASE("a coroutine that suspends N times has N+1 slices", "[task][slices]") {
@@ -360,14 +380,95 @@ TEST_CASE("one task group cancels and joins children on other executors", "[task
   CHECK(group.active() == 0);
 }
 
+TEST_CASE("a task group shuts down from a plain thread, blocking", "[task][group]") {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  stallscope::TaskGroup group(io.get_executor());
+  const std::string polite = unique_name("blocking-polite");
+  const std::string stubborn = unique_name("blocking-stubborn");
+  std::atomic<int> woke{0};
+  std::atomic<bool> release{false};
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(group.spawn(polite, [&]() -> asio::awaitable<void> {
+      asio::steady_timer never(co_await asio::this_coro::executor, std::chrono::hours(1));
+      auto [ec] = co_await never.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted) ++woke;
+    }));
+  }
+  const bool with_stubborn = GENERATE(false, true);
+  if (with_stubborn) {
+    REQUIRE(group.spawn(stubborn, [&]() -> asio::awaitable<void> {
+      co_await asio::this_coro::throw_if_cancelled(false);  // ignores cancellation
+      while (!release) {
+        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_await asio::this_coro::reset_cancellation_state();
+      }
+    }));
+  }
+  std::thread runner([&] { io.run(); });
+  // The grace period ends the wait only when a child ignores its cancellation; without one, the
+  // longest grace there is (the deadline saturates).
+  const std::chrono::nanoseconds grace =
+      with_stubborn ? std::chrono::milliseconds(50) : std::chrono::nanoseconds::max();
+  const stallscope::ShutdownReport report = group.shutdown_and_wait(grace);
+  CHECK(woke == 3);
+  CHECK_FALSE(group.spawn(polite, []() -> asio::awaitable<void> { co_return; }));  // closed
+  if (with_stubborn) {
+    CHECK_FALSE(report.clean);
+    CHECK(report.lingering == std::vector<std::string>{stubborn});
+    CHECK(report.seconds >= 0.05);
+  } else {
+    CHECK(report.clean);
+    CHECK(report.lingering.empty());
+    CHECK(group.active() == 0);
+  }
+  release = true;
+  work.reset();
+  runner.join();
+  CHECK(group.active() == 0);
+}
+
+TEST_CASE("a blocking shutdown on the group's own executor thread is refused", "[task][group]") {
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  const bool on_strand = GENERATE(false, true);
+  stallscope::TaskGroup<asio::any_io_executor> group(
+      on_strand ? asio::any_io_executor(strand) : asio::any_io_executor(io.get_executor()));
+  int woke = 0;
+  REQUIRE(group.spawn(unique_name("refused-child"), [&]() -> asio::awaitable<void> {
+    asio::steady_timer never(co_await asio::this_coro::executor, std::chrono::hours(1));
+    auto [ec] = co_await never.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted) ++woke;
+  }));
+  io.poll();  // the child reaches its wait
+  bool refused = false;
+  asio::post(io, [&] {
+    try {
+      (void)group.shutdown_and_wait(std::chrono::hours(1));
+    } catch (const std::logic_error& e) {
+      refused = std::string_view(e.what()).find("shutdown_and_wait") != std::string_view::npos;
+    }
+  });
+  io.poll();
+  CHECK(refused);
+  CHECK(group.active() == 1);  // refused before changing anything: not cancelled, not closed
+  CHECK(woke == 0);
+  REQUIRE(group.spawn(unique_name("refused-later"), []() -> asio::awaitable<void> { co_return; }));
+  group.cancel();
+  io.run();
+  CHECK(woke == 1);
+  CHECK(group.active() == 0);
+}
+
 TEST_CASE("lingering tasks are counted after the grace period", "[task][cancel]") {
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string name = unique_name("linger");
-  auto& registry = stallscope::Registry::global();
-  const auto before = registry.config();
-  auto cfg = before;
-  cfg.cancel_grace = std::chrono::milliseconds(1);
-  registry.configure(cfg);  // applies to series created from now on
+  // The name is first used with a grace period it would never reach, and configured to 1 ms
+  // once it exists: configuration applies to names that exist.
+  auto cfg = stallscope::Registry::global().config();
+  cfg.cancel_grace = std::chrono::hours(1);
+  std::optional<stallscope::testing::ScopedConfig> configured(std::in_place, cfg);
   asio::io_context io;
   stallscope::CancellationToken token;
   std::atomic<bool> release{false};
@@ -382,7 +483,8 @@ TEST_CASE("lingering tasks are counted after the grace period", "[task][cancel]"
         }
       },
       asio::detached);
-  registry.configure(before);
+  cfg.cancel_grace = std::chrono::milliseconds(1);
+  configured.emplace(cfg);
   token.cancel();
   std::thread runner([&] { io.run(); });
   CHECK(eventually([&] { return task_value("stallscope_task_lingering", name) == 1; }));
@@ -394,22 +496,42 @@ TEST_CASE("lingering tasks are counted after the grace period", "[task][cancel]"
   CHECK(task_value("stallscope_task_lingering", name) == 0);
 }
 
+TEST_CASE("the slow-slice threshold applies to task names that exist", "[task][config]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  const std::string name = unique_name("reconfigured");
+  auto run_twice_suspending = [&] {
+    asio::io_context io;
+    stallscope::spawn(
+        io.get_executor(), name,
+        []() -> asio::awaitable<void> {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        },
+        asio::detached);
+    io.run();
+  };
+  auto cfg = stallscope::Registry::global().config();
+  cfg.slow_slice = std::chrono::hours(1);
+  std::optional<stallscope::testing::ScopedConfig> configured(std::in_place, cfg);
+  run_twice_suspending();  // creates the name: no slice is an hour long
+  REQUIRE(slices(name) == 2);
+  CHECK(task_value("stallscope_task_slow_slices_total", name) == 0);
+  cfg.slow_slice = std::chrono::nanoseconds(0);  // every slice that takes any time is slow
+  configured.emplace(cfg);
+  run_twice_suspending();
+  REQUIRE(slices(name) == 4);
+  CHECK(task_value("stallscope_task_slow_slices_total", name) == 2);
+}
+
 TEST_CASE("a lock held across co_await is detected per lock and task", "[task][detector]") {
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string task = unique_name("holder");
   const std::string lock_name = unique_name("held-lock");
-  stallscope::Mutex mu(lock_name);
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        mu.lock();
-        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
-        co_await t.async_wait(asio::use_awaitable);  // suspends holding mu: the bug
-        mu.unlock();
-      },
-      asio::detached);
-  io.run();
+  run_with_lock(task, lock_name, [](stallscope::Mutex& mu) -> asio::awaitable<void> {
+    mu.lock();
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);  // suspends holding mu: the bug
+    mu.unlock();
+  });
   CHECK(value("stallscope_lock_held_across_suspend_total",
               {{"resource", lock_name}, {"task", task}}) == 1);
   bool found = false;
@@ -427,18 +549,12 @@ TEST_CASE("a lock released before co_await is not reported", "[task][detector]")
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string task = unique_name("scoped");
   const std::string lock_name = unique_name("scoped-lock");
-  stallscope::Mutex mu(lock_name);
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 3; ++i) {
-          { std::lock_guard g(mu); }
-          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-        }
-      },
-      asio::detached);
-  io.run();
+  run_with_lock(task, lock_name, [](stallscope::Mutex& mu) -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      { std::lock_guard g(mu); }
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+  });
   CHECK_FALSE(
       value("stallscope_lock_held_across_suspend_total", {{"resource", lock_name}, {"task", task}})
           .has_value());

@@ -14,6 +14,21 @@
 
 namespace stallscope::testing {
 
+// Installs `config` in the process registry until the end of the scope, then puts back the one
+// that was there.
+class ScopedConfig {
+ public:
+  explicit ScopedConfig(const Config& config) : before_(Registry::global().config()) {
+    Registry::global().configure(config);
+  }
+  ~ScopedConfig() { Registry::global().configure(before_); }
+  ScopedConfig(const ScopedConfig&) = delete;
+  ScopedConfig& operator=(const ScopedConfig&) = delete;
+
+ private:
+  Config before_;
+};
+
 using LabelMatch = std::vector<std::pair<std::string, std::string>>;
 
 inline const SampleSnapshot* find_sample(const std::vector<FamilySnapshot>& families,

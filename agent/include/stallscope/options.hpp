@@ -9,8 +9,9 @@
 
 namespace stallscope {
 
-/// Recording configuration of the process registry. Applies to series created after
-/// Registry::configure(); series that exist keep the bounds they were created with.
+/// Recording configuration of the process registry. The bounds and the resource cap apply to
+/// series created after Registry::configure() (series that exist keep the bounds they were
+/// created with); slow_slice and cancel_grace apply at once to every task name.
 struct Config {
   Buckets wait_buckets = Buckets::latency();
   Buckets hold_buckets = Buckets::latency();
@@ -25,7 +26,9 @@ struct Config {
   std::chrono::nanoseconds cancel_grace = std::chrono::seconds(1);
 
   /// Defaults overridden from the environment:
-  ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>.
+  ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>,
+  ///   STALLSCOPE_SLOW_SLICE=<duration>, STALLSCOPE_CANCEL_GRACE=<duration>
+  /// (a duration: a whole number with a unit, ns us ms s, e.g. 50ms; at most one hour).
   /// Each variable is read on its own: a bad value is logged (see set_log_sink) naming the
   /// variable and the value, and that field keeps its default. Never throws.
   static Config from_env();

@@ -53,8 +53,9 @@ class Registry final {
   /// The process registry. Thread-safe; never destroyed.
   static Registry& global() noexcept;
 
-  /// Validates (std::invalid_argument naming the bad value) and installs `config` for series
-  /// created from now on. Thread-safe.
+  /// Validates (std::invalid_argument naming the bad value) and installs `config`. Bucket bounds
+  /// and max_resources_per_kind apply to series created from now on; slow_slice and
+  /// cancel_grace apply at once to every task name, those that exist included. Thread-safe.
   void configure(const Config& config);
   Config config() const;
 

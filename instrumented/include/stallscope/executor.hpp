@@ -39,14 +39,11 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
-#if STALLSCOPE_ENABLED
 #include "stallscope/detail/executor_recorder.hpp"
 #include "stallscope/detail/slice.hpp"
-#endif
 
 namespace stallscope {
 
-#if STALLSCOPE_ENABLED
 namespace detail {
 
 /// The io_context service that owns an executor's site and its lag probe. Created by
@@ -162,14 +159,13 @@ inline void start_probe(boost::asio::io_context& io) noexcept {
 }
 
 }  // namespace detail
-#endif
 
 /// Names `io` as executor `name` (kind "executor") and starts its lag probe, if no task has
 /// run on it yet: the first task slice on an io_context that was not named starts it as
 /// "io_context". Later calls keep the first name. Thread-safe. Throws std::invalid_argument on
 /// a bad name.
 inline void monitor_executor(boost::asio::io_context& io, std::string_view name) {
-#if STALLSCOPE_ENABLED
+  if constexpr (!detail::kRecordsExecutors) return;  // recording compiled out: nothing to name
   validate_resource_name(name);
   if (!boost::asio::has_service<detail::ExecutorProbe>(io)) {
     try {
@@ -179,10 +175,6 @@ inline void monitor_executor(boost::asio::io_context& io, std::string_view name)
     }
   }
   boost::asio::use_service<detail::ExecutorProbe>(io).start_once();
-#else
-  (void)io;
-  (void)name;
-#endif
 }
 
 /// Drop-in for io.run() (same return value and exceptions) that also counts this thread's time
@@ -191,7 +183,7 @@ inline void monitor_executor(boost::asio::io_context& io, std::string_view name)
 /// read per handler over io.run(). The handler a thread runs right after waiting is counted as
 /// idle time unless it is a task slice (it cannot be told apart from the wait).
 inline std::size_t run(boost::asio::io_context& io) {
-#if STALLSCOPE_ENABLED
+  if constexpr (!detail::kRecordsExecutors) return io.run();  // recording compiled out
   detail::ExecutorSeries* series = nullptr;
   try {
     auto& probe = boost::asio::use_service<detail::ExecutorProbe>(io);
@@ -229,9 +221,6 @@ inline std::size_t run(boost::asio::io_context& io) {
     ++n;
   }
   return n;
-#else
-  return io.run();
-#endif
 }
 
 }  // namespace stallscope

@@ -9,15 +9,20 @@
 /// a stall in the unified wait model, kind="task", op="schedule", also counted under its
 /// executor, kind="executor"; see executor.hpp) and slow slices are
 /// recorded under the task's name, with spawned / active / completed / failed / cancelled
-/// counts, lifetimes and cancel-to-exit latency.
+/// counts, lifetimes and cancel-to-exit latency. Built with STALLSCOPE_ENABLED=0, the executor
+/// hands handlers to the one it wraps unchanged and a task records and registers nothing (the
+/// recorders in detail/task_recorder.hpp become empty no-op classes).
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -43,24 +48,21 @@
 #include <boost/asio/require.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "stallscope/cancellation.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 #include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
-#if STALLSCOPE_ENABLED
-#include "stallscope/detail/task_recorder.hpp"
-#endif
 
 namespace stallscope {
 
 namespace detail {
-#if !STALLSCOPE_ENABLED
-class TaskSeries;
-#endif
 
 // Runs one handler as a slice of `series` (or inside the slice already running on this thread).
 template <class F>
@@ -70,12 +72,9 @@ struct SliceHandler {
   boost::asio::execution_context* context;  // the executor's, for its site; null: nested
   boost::asio::io_context* io;              // the same, when the executor says it is one
   std::int64_t submitted_ns;
-#if STALLSCOPE_ENABLED
   SliceScope::Ready ready;
-#endif
 
   void operator()() {
-#if STALLSCOPE_ENABLED
     SliceScope scope;
     if (tls_slice == nullptr) {
       ExecutorSite* site = context != nullptr ? executor_site(*context, io) : nullptr;
@@ -88,7 +87,6 @@ struct SliceHandler {
       SliceScope& s;
       ~End() { s.end(); }
     } end{scope};
-#endif
     std::move(f)();
   }
 };
@@ -140,7 +138,10 @@ class TaskExecutor {
 
   template <class F>
   void execute(F&& f) const {
-#if STALLSCOPE_ENABLED
+    if constexpr (!detail::kRecordsTasks) {
+      inner_.execute(std::forward<F>(f));  // recording compiled out: the inner executor alone
+      return;
+    }
     // A handler that will run inline inside the slice already running here has no scheduling
     // delay to measure: skip the clock read. One dispatched from outside any slice by a thread
     // running the io_context is a completion its reactor delivered (a timer, a socket): it was
@@ -148,8 +149,8 @@ class TaskExecutor {
     auto* context = executor_context();
     if (detail::tls_slice != nullptr) {
       if (runs_inline_in_slice()) {
-        inner_.execute(detail::SliceHandler<std::decay_t<F>>{
-            std::forward<F>(f), series_, nullptr, nullptr, 0, detail::SliceScope::Ready::kNone});
+        // Runs right here, inside this thread's slice: nothing to wrap.
+        inner_.execute(std::forward<F>(f));
         return;
       }
       inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
@@ -161,10 +162,6 @@ class TaskExecutor {
                                                : detail::SliceScope::Ready::kPosted;
     inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
                                                          io_context(), now_ns(), ready});
-#else
-    inner_.execute(
-        detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, nullptr, nullptr, 0});
-#endif
   }
 
   friend bool operator==(const TaskExecutor& a, const TaskExecutor& b) noexcept {
@@ -175,7 +172,6 @@ class TaskExecutor {
   }
 
  private:
-#if STALLSCOPE_ENABLED
   bool blocking_never() const noexcept {
     return boost::asio::query(inner_, boost::asio::execution::blocking) ==
            boost::asio::execution::blocking.never;
@@ -230,13 +226,41 @@ class TaskExecutor {
     boost::asio::io_context* io = io_context();
     return io != nullptr && io->get_executor().running_in_this_thread();
   }
-#endif
 
   Inner inner_;
   detail::TaskSeries* series_;
 };
 
 namespace detail {
+
+// Whether the calling thread is running handlers of `ex` or of the executor it wraps (a
+// strand's thread is its io_context's or thread pool's); any_io_executor is looked into for the
+// common kinds. False when that cannot be told.
+template <class Executor>
+bool runs_in_this_thread(const Executor& ex) noexcept {
+  if constexpr (requires {
+                  { ex.running_in_this_thread() } -> std::convertible_to<bool>;
+                }) {
+    if (ex.running_in_this_thread()) return true;
+  }
+  if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) {
+    using IoEx = boost::asio::io_context::executor_type;
+    using PoolEx = boost::asio::thread_pool::executor_type;
+    if (const auto* e = ex.template target<IoEx>()) return runs_in_this_thread(*e);
+    if (const auto* e = ex.template target<boost::asio::strand<IoEx>>()) {
+      return runs_in_this_thread(*e);
+    }
+    if (const auto* e = ex.template target<PoolEx>()) return runs_in_this_thread(*e);
+    if (const auto* e = ex.template target<boost::asio::strand<PoolEx>>()) {
+      return runs_in_this_thread(*e);
+    }
+    return false;
+  } else if constexpr (requires { ex.get_inner_executor(); }) {
+    return runs_in_this_thread(ex.get_inner_executor());
+  } else {
+    return false;
+  }
+}
 
 template <class E>
 struct IsTaskExecutor : std::false_type {};
@@ -271,31 +295,19 @@ auto unwrap(const Executor& ex) {
 template <class Inner>
 class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
  public:
-  TaskControl(const Inner& inner, TaskSeries* series)
-      : inner_(inner)
-#if STALLSCOPE_ENABLED
-        ,
-        state_(series)
-#endif
-  {
-    (void)series;
-  }
+  TaskControl(const Inner& inner, TaskSeries* series) : inner_(inner), state_(series) {}
 
   // From any thread: stamps the request, then emits on the task's executor (the signal must not
   // be emitted concurrently with the coroutine touching its slot).
   void request_cancel(boost::asio::cancellation_type type) {
-#if STALLSCOPE_ENABLED
     state_.cancel_requested();
-#endif
     boost::asio::post(inner_, [weak = this->weak_from_this(), type] {
       if (auto self = weak.lock()) self->signal_.emit(type);
     });
   }
   // On the coroutine's own context (the user's slot fired): emit at once.
   void cancel_now(boost::asio::cancellation_type type) {
-#if STALLSCOPE_ENABLED
     state_.cancel_requested();
-#endif
     signal_.emit(type);
   }
   void bind(const CancellationToken& token) {
@@ -317,20 +329,14 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
       } catch (...) {
       }
     }
-#if STALLSCOPE_ENABLED
     state_.finished(e != nullptr && !aborted, aborted);
-#else
-    (void)aborted;
-#endif
   }
   boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
   const Inner& inner() const noexcept { return inner_; }
 
  private:
   Inner inner_;
-#if STALLSCOPE_ENABLED
-  TaskState state_;
-#endif
+  [[no_unique_address]] TaskRecord state_;  // nothing when recording is compiled out
   boost::asio::cancellation_signal signal_;
   CancellationToken token_ = CancellationToken::none();  // the scope, alive as long as the task
   CancellationToken::Registration registration_;         // declared last: unregistered first
@@ -376,24 +382,6 @@ class SpawnCompletion {
   std::shared_ptr<TaskControl<Inner>> control_;
 };
 
-template <class T>
-struct SpawnSignature {
-  using type = void(std::exception_ptr, T);
-};
-template <>
-struct SpawnSignature<void> {
-  using type = void(std::exception_ptr);
-};
-
-inline TaskSeries* resolve_task(std::string_view name) {
-#if STALLSCOPE_ENABLED
-  return task_series(name);
-#else
-  (void)name;
-  return nullptr;
-#endif
-}
-
 template <class A>
 struct IsAwaitable : std::false_type {};
 template <class T, class E>
@@ -423,7 +411,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
                 Task&& task, Token&& token) {
   using Inner = decltype(unwrap(executor));
   using T = typename TaskTraits<std::decay_t<Task>>::value_type;
-  return boost::asio::async_initiate<Token, typename SpawnSignature<T>::type>(
+  return boost::asio::async_initiate<Token,
+                                     typename CompletionSignature<std::exception_ptr, T>::type>(
       [](auto handler, Inner inner, TaskSeries* s, CancellationToken c, std::decay_t<Task> t) {
         auto control = std::make_shared<TaskControl<Inner>>(inner, s);
         if (c.bindable()) control->bind(c);
@@ -451,8 +440,8 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
 /// signals must not be emitted concurrently with the coroutine itself.
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), nullptr, std::forward<Task>(task),
-                            std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::task_to_record(name), nullptr,
+                            std::forward<Task>(task), std::forward<Token>(token));
 }
 
 /// Like spawn(), bound to `cancel`: cancelling the token (or an ancestor) cancels whatever the
@@ -460,8 +449,8 @@ auto spawn(const Executor& executor, std::string_view name, Task&& task, Token&&
 template <class Executor, detail::SpawnableTask Task, class Token>
 auto spawn(const Executor& executor, std::string_view name, const CancellationToken& cancel,
            Task&& task, Token&& token) {
-  return detail::spawn_impl(executor, detail::resolve_task(name), &cancel, std::forward<Task>(task),
-                            std::forward<Token>(token));
+  return detail::spawn_impl(executor, detail::task_to_record(name), &cancel,
+                            std::forward<Task>(task), std::forward<Token>(token));
 }
 
 /// What TaskGroup::shutdown() saw.
@@ -505,7 +494,7 @@ class TaskGroup final {
            boost::asio::is_executor<ChildExecutor>::value) bool spawn(const ChildExecutor& executor,
                                                                       std::string_view name,
                                                                       Task&& task) {
-    detail::TaskSeries* series = detail::resolve_task(name);
+    detail::TaskSeries* series = detail::task_to_record(name);
     std::uint64_t id;
     {
       std::lock_guard lock(state_->mu);
@@ -543,7 +532,7 @@ class TaskGroup final {
         [s = state_](auto handler) { s->join(std::move(handler)); }, token);
   }
 
-  /// The shutdown sequence; see the class comment.
+  /// The shutdown sequence; see the class comment. For a coroutine.
   boost::asio::awaitable<ShutdownReport> shutdown(std::chrono::nanoseconds grace) {
     using namespace boost::asio::experimental::awaitable_operators;
     const auto start = std::chrono::steady_clock::now();
@@ -552,15 +541,32 @@ class TaskGroup final {
     boost::asio::steady_timer timer(state_->executor, grace);
     co_await (async_join(boost::asio::use_awaitable) ||
               timer.async_wait(boost::asio::use_awaitable));
-    ShutdownReport r;
-    {
-      std::lock_guard lock(state_->mu);
-      for (const auto& c : state_->children) r.lingering.push_back(c.second);
-      std::sort(r.lingering.begin(), r.lingering.end());
+    std::lock_guard lock(state_->mu);
+    co_return state_->report(start);
+  }
+
+  /// The same sequence, blocking the calling thread (a plain thread, main()) until every child
+  /// has exited or `grace` has passed. Throws std::logic_error, changing nothing, when called
+  /// from a thread that is running the group's executor: the children need that thread to run
+  /// to their exit, so the wait could only end in the grace period with all of them lingering
+  /// (use `co_await shutdown(grace)` there). Children spawned on other executors are not
+  /// checked: do not call it from a thread those run on.
+  ShutdownReport shutdown_and_wait(std::chrono::nanoseconds grace) {
+    if (detail::runs_in_this_thread(state_->executor)) {
+      throw std::logic_error(
+          "stallscope: TaskGroup::shutdown_and_wait() called from a thread running the group's "
+          "executor, which its children need to exit; co_await shutdown() there instead");
     }
-    r.clean = r.lingering.empty();
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    co_return r;
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    // Saturated: a grace of nanoseconds::max() waits for ever instead of overflowing.
+    const auto deadline =
+        grace >= Clock::time_point::max() - start ? Clock::time_point::max() : start + grace;
+    cancel();
+    std::unique_lock lock(state_->mu);
+    state_->closed = true;
+    state_->emptied.wait_until(lock, deadline, [&] { return state_->children.empty(); });
+    return state_->report(start);
   }
 
  private:
@@ -606,9 +612,19 @@ class TaskGroup final {
         if (children.empty()) {
           done.swap(joiners);
           for (auto& j : done) j->linked = false;
+          emptied.notify_all();
         }
       }
       for (auto& j : done) j->complete({});
+    }
+    // Caller holds mu.
+    ShutdownReport report(std::chrono::steady_clock::time_point start) const {
+      ShutdownReport r;
+      for (const auto& c : children) r.lingering.push_back(c.second);
+      std::sort(r.lingering.begin(), r.lingering.end());
+      r.clean = r.lingering.empty();
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      return r;
     }
     template <class Handler>
     void join(Handler handler) {
@@ -643,6 +659,7 @@ class TaskGroup final {
     CancellationToken parent;
     CancellationToken token;
     mutable std::mutex mu;
+    std::condition_variable emptied;  // notified when the last child exits
     bool closed = false;
     std::uint64_t next_id = 1;
     std::size_t failures = 0;

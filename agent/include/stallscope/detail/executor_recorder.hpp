@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "stallscope/config.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
@@ -104,6 +105,12 @@ class ExecutorSite {
   std::atomic<std::int64_t> last_ran_{0};
   std::atomic<bool> probing_{false};
 };
+
+// Whether executor.hpp records (STALLSCOPE_ENABLED): with 0, monitor_executor() and run() skip
+// the probe and the accounting, so that its code has no #if. The classes here are the same in
+// both builds (the agent's own sources use them); internal linkage, one value per translation
+// unit.
+constexpr bool kRecordsExecutors = STALLSCOPE_ENABLED != 0;
 
 // Thread-local cache: the site of the execution context this thread last ran a slice of.
 // `key` is the execution context's address; a generation counter (bumped whenever a site is

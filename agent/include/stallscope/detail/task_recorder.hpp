@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "stallscope/clock.hpp"
+#include "stallscope/config.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/executor_recorder.hpp"
 #include "stallscope/detail/histogram.hpp"
@@ -37,9 +38,7 @@ class TaskSeries final : public Series {
   HistogramCells slice;        // one resumption
   HistogramCells lifetime;     // spawn -> exit
   HistogramCells cancel_exit;  // cancel requested -> exit
-  std::int64_t slow_slice_ns;
 
-  std::int64_t grace_ns() const noexcept { return grace_ns_; }
   // The tasks whose cancellation was requested and that are still alive (only those are
   // linked: spawn and exit take no lock). Caller holds Registry::live_mutex().
   template <class Fn>
@@ -50,9 +49,16 @@ class TaskSeries final : public Series {
  private:
   friend class TaskState;
   const BucketLayout& layout_;  // shared_layout()
-  std::int64_t grace_ns_;
   LiveList<TaskState> cancelled_;
 };
+
+// Config::slow_slice and Config::cancel_grace in nanoseconds, one value for every task name,
+// those that exist included: Registry::configure() (and the registry's creation, from the
+// environment) sets them. Read with relaxed loads; a slice that ends while they change is judged
+// by either value.
+extern constinit std::atomic<std::int64_t> g_slow_slice_ns;
+extern constinit std::atomic<std::int64_t> g_cancel_grace_ns;
+void apply_task_config(const Config& config) noexcept;
 
 // The series for a task name (created on first use). Throws std::invalid_argument on a bad name.
 TaskSeries* task_series(std::string_view name);
@@ -109,51 +115,111 @@ struct SliceScope {
     ctx.executor = executor;
     ctx.blocked_ns = 0;
     ctx.start_ns = now_ns();
+    ThreadShard* shard = own_shard();  // loaded once for every add below; null at thread exit
     if (ready != Ready::kNone) {
       std::int64_t delay = ctx.start_ns - submitted_ns;
       if (ready == Ready::kReactor && executor != nullptr)
         delay += executor->estimate(ctx.start_ns);
-      if (executor != nullptr) [[likely]] {
-        series->sched.record_with(executor->series()->sched, delay);
+      if (delay < 0) delay = 0;
+      const HistogramCells& t = series->sched;
+      if (executor == nullptr) [[unlikely]] {
+        t.record(delay);
+      } else if (const HistogramCells& e = executor->series()->sched;
+                 shard != nullptr && e.layout == t.layout) [[likely]] {
+        // The task's and its executor's histograms: one bucket lookup, four adds.
+        const std::uint32_t i = t.layout->index(delay);
+        const std::uint32_t sum = t.layout->bucket_count();
+        const auto d = static_cast<std::uint64_t>(delay);
+        add_in(shard, t.base + i, 1);
+        add_in(shard, t.base + sum, d);
+        add_in(shard, e.base + i, 1);
+        add_in(shard, e.base + sum, d);
       } else {
-        series->sched.record(delay);
+        t.record_with(e, delay);
       }
     }
     tls_slice = &ctx;
-    if (ThreadShard* s = own_shard()) [[likely]] {
-      s->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
-      s->slice.series.store(series->id(), std::memory_order_release);
+    if (shard != nullptr) [[likely]] {
+      shard->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
+      shard->slice.series.store(series->id(), std::memory_order_release);
     }
   }
   void end() noexcept {
     if (!active) return;
     active = false;
     const std::int64_t now = now_ns();
-    if (ThreadShard* s = tls_shard) [[likely]] {
-      s->slice.series.store(0, std::memory_order_relaxed);
+    ThreadShard* shard = tls_shard;  // loaded once for every add below; null at thread exit
+    if (shard == nullptr) [[unlikely]] {
+      end_without_shard(now);
+      return;
     }
+    shard->slice.series.store(0, std::memory_order_relaxed);
+    finish(now, [shard](std::uint32_t cell, std::uint64_t delta) { add_in(shard, cell, delta); });
+  }
+
+ private:
+  // The records of a slice that ended at `now`, through add_cell(cell, delta).
+  template <class AddCell>
+  [[gnu::always_inline]] void finish(std::int64_t now, AddCell add_cell) noexcept {
     tls_slice = nullptr;
     const std::int64_t ran = now - ctx.start_ns;
     tls_slice_ns += ran;
-    ctx.series->slice.record(ran);
-    if (ran > ctx.series->slow_slice_ns) [[unlikely]] {
-      add(ctx.series->base + TaskSeries::kSlowSlices);
+    TaskSeries* series = ctx.series;
+    const HistogramCells& h = series->slice;
+    const std::int64_t r = ran < 0 ? 0 : ran;
+    add_cell(h.base + h.layout->index(r), 1);
+    add_cell(h.base + h.layout->bucket_count(), static_cast<std::uint64_t>(r));
+    if (ran > g_slow_slice_ns.load(std::memory_order_relaxed)) [[unlikely]] {
+      add_cell(series->base + TaskSeries::kSlowSlices, 1);
     }
     const std::int64_t blocked = ctx.blocked_ns;
     if (blocked != 0) [[unlikely]] {
-      add(ctx.series->base + TaskSeries::kBlockedNs, static_cast<std::uint64_t>(blocked));
+      add_cell(series->base + TaskSeries::kBlockedNs, static_cast<std::uint64_t>(blocked));
     }
     if (ExecutorSite* e = ctx.executor) [[likely]] {
       const std::uint32_t base = e->series()->base;
-      add(base + ExecutorSeries::kTaskNs,
-          static_cast<std::uint64_t>(ran > blocked ? ran - blocked : 0));
+      add_cell(base + ExecutorSeries::kTaskNs,
+               static_cast<std::uint64_t>(ran > blocked ? ran - blocked : 0));
       if (blocked != 0) [[unlikely]] {
-        add(base + ExecutorSeries::kLockNs, static_cast<std::uint64_t>(blocked));
+        add_cell(base + ExecutorSeries::kLockNs, static_cast<std::uint64_t>(blocked));
       }
     }
     if (ctx.held_n != 0) [[unlikely]]
       on_suspended_holding(ctx, now);
   }
+  // add() into `shard`, this thread's own, which the caller loaded once for several adds.
+  [[gnu::always_inline]] static void add_in(ThreadShard* shard, std::uint32_t cell,
+                                            std::uint64_t delta) noexcept {
+    if (Cell* c = shard->chunks[cell >> kChunkBits].load(std::memory_order_relaxed)) [[likely]] {
+      Cell& x = c[cell & (kChunkCells - 1)];
+      x.store(x.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+      return;
+    }
+    add_slow(cell, delta);
+  }
+  // end() on a thread whose shard is gone (thread exit): the same records through add().
+  void end_without_shard(std::int64_t now) noexcept;
 };
+
+// What the task wrappers (task.hpp) use, so that their code has no #if. With
+// STALLSCOPE_ENABLED=0 a task records nothing and registers nothing: TaskRecord is an empty
+// class whose calls do nothing (held as [[no_unique_address]]: no bytes), task_to_record()
+// names no series, and kRecordsTasks tells the executor to hand handlers to the inner executor
+// as they are (the slice machinery above is never instantiated). The agent's own sources use the
+// classes above in both builds; the no-op class has another name, so one program may mix
+// translation units compiled with either value.
+constexpr bool kRecordsTasks = STALLSCOPE_ENABLED != 0;  // internal linkage: per translation unit
+#if STALLSCOPE_ENABLED
+using TaskRecord = TaskState;
+inline TaskSeries* task_to_record(std::string_view name) { return task_series(name); }
+#else
+class TaskRecord {
+ public:
+  explicit TaskRecord(TaskSeries*) noexcept {}
+  bool cancel_requested() noexcept { return false; }
+  void finished(bool, bool) noexcept {}
+};
+inline TaskSeries* task_to_record(std::string_view) noexcept { return nullptr; }
+#endif
 
 }  // namespace stallscope::detail
