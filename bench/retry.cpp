@@ -3,8 +3,9 @@
 // atomic fetch_add, measured side by side in one run. With 1 and 2 threads on one budget: every
 // thread deposits into the current second's bucket, one shared cache line, as tower's budget does.
 //
-//   build/bench/bench/stallscope-bench-retry --benchmark_repetitions=9 \
+//   build/bench/bench/stallscope-bench-retry --benchmark_repetitions=9
 //     --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
+//   (one command line)
 #include "stallscope/retry.hpp"
 
 #include <atomic>
