@@ -164,11 +164,9 @@ TEST_CASE("check 2 passes on a channel that never fills", "[check][channels]") {
 
 TEST_CASE("check 3 fails on a task that ignores cancellation, naming it", "[check][cancel]") {
   const std::string name = unique_name("stubborn");
-  auto& registry = stallscope::Registry::global();
-  const auto before = registry.config();
-  auto cfg = before;
+  auto cfg = stallscope::Registry::global().config();
   cfg.cancel_grace = std::chrono::milliseconds(1);
-  registry.configure(cfg);  // applies to series created from now on
+  const stallscope::testing::ScopedConfig scoped(cfg);  // every task name, until the test ends
   CheckWindow w;
   asio::io_context io;
   stallscope::CancellationToken token;
@@ -184,7 +182,6 @@ TEST_CASE("check 3 fails on a task that ignores cancellation, naming it", "[chec
         }
       },
       asio::detached);
-  registry.configure(before);
   token.cancel();
   std::thread runner([&] { io.run(); });
   CHECK(eventually([&] {
