@@ -60,7 +60,7 @@ void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
     std::lock_guard lock(st.mu);
     const std::uint32_t n = std::min(ctx.held_n, SliceContext::kMaxHeld);
     for (std::uint32_t i = 0; i < n; ++i) {
-      LockSite* site = ctx.held[i];
+      auto* site = static_cast<LockSite*>(ctx.held[i]);  // stored by LockSite (slice.hpp)
       const LockSeries* ls = site->series_.load(std::memory_order_relaxed);
       auto& per_task = st.held_across[ls->id()];
       auto it = per_task.find(ctx.series->name());

@@ -9,7 +9,6 @@
 namespace stallscope::detail {
 
 class ExecutorSite;
-class LockSite;
 class TaskSeries;
 
 struct SliceContext {
@@ -20,15 +19,19 @@ struct SliceContext {
   // Time spent blocked in contended stallscope lock waits during this slice (the lock
   // recorder adds to it).
   std::int64_t blocked_ns = 0;
-  // Exclusive stallscope locks acquired during this slice and not yet released.
-  LockSite* held[kMaxHeld];  // [0, min(held_n, kMaxHeld)) are set; not zeroed: a slice is hot
+  // Exclusive stallscope locks acquired during this slice and not yet released: the agent's
+  // LockSite objects, held as void* because a translation unit compiled with recording off
+  // declares an empty LockSite of its own (lock_recorder.hpp) and includes this header too, so
+  // naming the class here would be ambiguous there. Only the lock recorder stores them and only
+  // the detector (detectors.cpp) reads them back.
+  void* held[kMaxHeld];  // [0, min(held_n, kMaxHeld)) are set; not zeroed: a slice is hot
   std::uint32_t held_n = 0;
 
-  void acquired(LockSite* s) noexcept {
+  void acquired(void* s) noexcept {
     if (held_n < kMaxHeld) held[held_n] = s;
     ++held_n;
   }
-  void released(LockSite* s) noexcept {
+  void released(const void* s) noexcept {
     const std::uint32_t n = held_n < kMaxHeld ? held_n : kMaxHeld;
     for (std::uint32_t i = n; i-- > 0;) {
       if (held[i] == s) {
