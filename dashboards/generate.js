@@ -159,6 +159,7 @@ function dashedOverride(regex) {
   };
 }
 
+// One query may be given as p.expr and p.legend instead of p.targets.
 function timeseries(p) {
   const custom = {
     axisBorderShow: false,
@@ -201,7 +202,7 @@ function timeseries(p) {
       },
       tooltip: { hideZeros: false, mode: 'multi', sort: 'desc' },
     },
-    targets: targets(p.targets),
+    targets: targets(p.targets || [{ expr: p.expr, legend: p.legend }]),
     w: p.w,
     h: p.h,
   };
@@ -607,12 +608,8 @@ function overview() {
           'The ten highest stall scores at each point in time. ' + STALL_SCORE_NOTE,
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `topk(10, sum by (kind, resource) (${rate('stallscope_wait_seconds_sum')}))`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `topk(10, sum by (kind, resource) (${rate('stallscope_wait_seconds_sum')}))`,
+        legend: '{{kind}} / {{resource}}',
         w: 24,
         h: 8,
       }),
@@ -627,12 +624,8 @@ function overview() {
           'without it have no hold samples and draw no line.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_lock_hold_seconds', '', 'kind, resource, op'),
-            legend: '{{kind}} / {{resource}} {{op}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_lock_hold_seconds', '', 'kind, resource, op'),
+        legend: '{{kind}} / {{resource}} {{op}}',
         w: 12,
         h: 8,
       }),
@@ -643,12 +636,8 @@ function overview() {
           '(stallscope_lock_contended_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (kind, resource, op) (${rate('stallscope_lock_contended_total')})`,
-            legend: '{{kind}} / {{resource}} {{op}}',
-          },
-        ],
+        expr: `sum by (kind, resource, op) (${rate('stallscope_lock_contended_total')})`,
+        legend: '{{kind}} / {{resource}} {{op}}',
         w: 12,
         h: 8,
       }),
@@ -660,12 +649,8 @@ function overview() {
           'never released.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (kind, resource) (${sel('stallscope_lock_holder_age_seconds')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `max by (kind, resource) (${sel('stallscope_lock_holder_age_seconds')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 12,
         h: 8,
       }),
@@ -679,17 +664,13 @@ function overview() {
           'zero.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind="channel",op="send"',
-              'resource',
-            ),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind="channel",op="send"',
+          'resource',
+        ),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -712,12 +693,8 @@ function overview() {
           '(stallscope_channel_queue_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_channel_queue_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_channel_queue_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -728,12 +705,8 @@ function overview() {
           'closed, cancelled, timed_out, drained (stallscope_channel_items_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, outcome) (${rate('stallscope_channel_items_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
-        ],
+        expr: `sum by (resource, outcome) (${rate('stallscope_channel_items_total')})`,
+        legend: '{{resource}} {{outcome}}',
         w: 12,
         h: 8,
       }),
@@ -746,12 +719,8 @@ function overview() {
         unit: 'percentunit',
         min: 0,
         thresholds: [[0.9, 'red']],
-        targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_channel_full_seconds_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${rate('stallscope_channel_full_seconds_total')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -765,12 +734,8 @@ function overview() {
           'and delays every task queued behind it.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_task_slice_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_task_slice_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -781,12 +746,8 @@ function overview() {
           'stallscope_task_slow_slices_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_task_slow_slices_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${rate('stallscope_task_slow_slices_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -797,17 +758,13 @@ function overview() {
           'handlers (stallscope_wait_seconds, kind="task", op="schedule").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind="task",op="schedule"',
-              'resource',
-            ),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind="task",op="schedule"',
+          'resource',
+        ),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -818,12 +775,8 @@ function overview() {
           '(stallscope_task_cancel_exit_seconds). No line while no task was cancelled.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_task_cancel_exit_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_task_cancel_exit_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -835,12 +788,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_task_lingering')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${sel('stallscope_task_lingering')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -852,12 +801,8 @@ function overview() {
           'here while it still runs.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${sel('stallscope_task_running_slice_seconds')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${sel('stallscope_task_running_slice_seconds')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -871,14 +816,10 @@ function overview() {
           'threads blocked on each lock.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource) ' +
-              `(${rate('stallscope_lock_executor_blocked_seconds_total')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr:
+          'sum by (kind, resource) ' +
+          `(${rate('stallscope_lock_executor_blocked_seconds_total')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 12,
         h: 8,
       }),
@@ -892,15 +833,11 @@ function overview() {
         min: 0,
         decimals: 0,
         bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource, task) ' +
-              `(increase(${sel('stallscope_lock_held_across_suspend_total')}[${RI}])) ` +
-              'or vector(0)',
-            legend: '{{kind}} {{resource}} in task {{task}}',
-          },
-        ],
+        expr:
+          'sum by (kind, resource, task) ' +
+          `(increase(${sel('stallscope_lock_held_across_suspend_total')}[${RI}])) ` +
+          'or vector(0)',
+        legend: '{{kind}} {{resource}} in task {{task}}',
         w: 12,
         h: 8,
       }),
@@ -925,17 +862,13 @@ function overview() {
           'job waited for a pool thread (pool, op="queue").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind=~"semaphore|pool"',
-              'kind, resource',
-            ),
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind=~"semaphore|pool"',
+          'kind, resource',
+        ),
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -945,12 +878,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_pool_queue_depth')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${sel('stallscope_pool_queue_depth')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -978,15 +907,11 @@ function overview() {
           'while a dependency fails is a retry storm multiplying its load.',
         unit: 'short',
         min: 1,
-        targets: [
-          {
-            expr:
-              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) + ` +
-              `sum by (resource) (${rate('stallscope_retry_attempted_total')})) / ` +
-              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) > 0)`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr:
+          `(sum by (resource) (${rate('stallscope_retry_requests_total')}) + ` +
+          `sum by (resource) (${rate('stallscope_retry_attempted_total')})) / ` +
+          `(sum by (resource) (${rate('stallscope_retry_requests_total')}) > 0)`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1045,12 +970,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (kind) (${sel('stallscope_resources')})`,
-            legend: '{{kind}}',
-          },
-        ],
+        expr: `sum by (kind) (${sel('stallscope_resources')})`,
+        legend: '{{kind}}',
         w: 8,
         h: 8,
       }),
@@ -1064,14 +985,10 @@ function overview() {
         min: 0,
         decimals: 0,
         thresholds: [[1, 'red']],
-        targets: [
-          {
-            expr:
-              'sum by (kind) ' +
-              `(increase(${sel('stallscope_resource_overflow_total')}[${RI}]))`,
-            legend: '{{kind}}',
-          },
-        ],
+        expr:
+          'sum by (kind) ' +
+          `(increase(${sel('stallscope_resource_overflow_total')}[${RI}]))`,
+        legend: '{{kind}}',
         w: 8,
         h: 8,
       }),
@@ -1082,12 +999,8 @@ function overview() {
           '(stallscope_shard_memory_bytes).',
         unit: 'bytes',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (instance) (${sel('stallscope_shard_memory_bytes')})`,
-            legend: '{{instance}}',
-          },
-        ],
+        expr: `sum by (instance) (${sel('stallscope_shard_memory_bytes')})`,
+        legend: '{{instance}}',
         w: 12,
         h: 8,
       }),
@@ -1097,12 +1010,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (instance) (${sel('stallscope_recording_threads')})`,
-            legend: '{{instance}}',
-          },
-        ],
+        expr: `sum by (instance) (${sel('stallscope_recording_threads')})`,
+        legend: '{{instance}}',
         w: 12,
         h: 8,
       }),
@@ -1206,12 +1115,8 @@ function locks() {
           '(stallscope_lock_holder_age_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (kind, resource) (${s('stallscope_lock_holder_age_seconds')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `max by (kind, resource) (${s('stallscope_lock_holder_age_seconds')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1242,14 +1147,10 @@ function locks() {
           'lock is not acquired at all.',
         unit: 'percentunit',
         min: 0,
-        targets: [
-          {
-            expr:
-              `sum by (${BY}) (${r('stallscope_lock_contended_total')}) / ` +
-              `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
-            legend: LEG,
-          },
-        ],
+        expr:
+          `sum by (${BY}) (${r('stallscope_lock_contended_total')}) / ` +
+          `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
+        legend: LEG,
         w: 12,
         h: 8,
       }),
@@ -1298,12 +1199,8 @@ function locks() {
           'task slice (rate of stallscope_lock_executor_blocked_seconds_total).',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_executor_blocked_seconds_total')})`,
-            legend: LEG,
-          },
-        ],
+        expr: `sum by (${BY}) (${r('stallscope_lock_executor_blocked_seconds_total')})`,
+        legend: LEG,
         w: 8,
         h: 8,
       }),
@@ -1317,14 +1214,10 @@ function locks() {
         min: 0,
         decimals: 0,
         bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource, task) ' +
-              `(increase(${s('stallscope_lock_held_across_suspend_total')}[${RI}])) or vector(0)`,
-            legend: '{{kind}} / {{resource}} in task {{task}}',
-          },
-        ],
+        expr:
+          'sum by (kind, resource, task) ' +
+          `(increase(${s('stallscope_lock_held_across_suspend_total')}[${RI}])) or vector(0)`,
+        legend: '{{kind}} / {{resource}} in task {{task}}',
         w: 8,
         h: 8,
       }),
@@ -1336,12 +1229,8 @@ function locks() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (kind, resource) (${s('stallscope_lock_objects')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `sum by (kind, resource) (${s('stallscope_lock_objects')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1385,12 +1274,8 @@ function channels() {
           ' For a channel: the average number of senders blocked on a full channel.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1459,12 +1344,8 @@ function channels() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${s('stallscope_waiters', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${s('stallscope_waiters', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1475,12 +1356,8 @@ function channels() {
           '(stallscope_oldest_wait_age_seconds, op="send").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${s('stallscope_oldest_wait_age_seconds', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${s('stallscope_oldest_wait_age_seconds', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1502,12 +1379,8 @@ function channels() {
           '(stallscope_channel_sent_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, lane) (${r('stallscope_channel_sent_total')})`,
-            legend: '{{resource}} {{lane}}',
-          },
-        ],
+        expr: `sum by (resource, lane) (${r('stallscope_channel_sent_total')})`,
+        legend: '{{resource}} {{lane}}',
         w: 8,
         h: 8,
       }),
@@ -1518,12 +1391,8 @@ function channels() {
           'cancelled, timed_out, drained (stallscope_channel_items_total, both lanes).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, outcome) (${r('stallscope_channel_items_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
-        ],
+        expr: `sum by (resource, outcome) (${r('stallscope_channel_items_total')})`,
+        legend: '{{resource}} {{outcome}}',
         w: 8,
         h: 8,
       }),
@@ -1534,14 +1403,10 @@ function channels() {
           'cancelled, timed out, drained). No line while no item completes.',
         unit: 'percentunit',
         min: 0,
-        targets: [
-          {
-            expr:
-              `sum by (resource) (${r('stallscope_channel_items_total', 'outcome!="delivered"')})` +
-              ` / sum by (resource) (${r('stallscope_channel_items_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr:
+          `sum by (resource) (${r('stallscope_channel_items_total', 'outcome!="delivered"')})` +
+          ` / sum by (resource) (${r('stallscope_channel_items_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1572,12 +1437,8 @@ function channels() {
           'the item was shed and returned to the sender.',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_channel_merge_errors_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_channel_merge_errors_total')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1612,12 +1473,8 @@ function tasks() {
           'other handlers.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="schedule"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="schedule"')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1651,9 +1508,8 @@ function tasks() {
           '(stallscope_task_slow_slices_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          { expr: `sum by (resource) (${r('stallscope_task_slow_slices_total')})`, legend: '{{resource}}' },
-        ],
+        expr: `sum by (resource) (${r('stallscope_task_slow_slices_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1664,12 +1520,8 @@ function tasks() {
           '(stallscope_task_running_slice_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${s('stallscope_task_running_slice_seconds')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${s('stallscope_task_running_slice_seconds')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1699,7 +1551,8 @@ function tasks() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [{ expr: `sum by (resource) (${s('stallscope_task_active')})`, legend: '{{resource}}' }],
+        expr: `sum by (resource) (${s('stallscope_task_active')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1734,7 +1587,8 @@ function tasks() {
         min: 0,
         decimals: 0,
         thresholds: [[1, 'red']],
-        targets: [{ expr: `sum by (resource) (${s('stallscope_task_lingering')})`, legend: '{{resource}}' }],
+        expr: `sum by (resource) (${s('stallscope_task_lingering')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1748,15 +1602,11 @@ function tasks() {
         min: 0,
         decimals: 0,
         bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (task, kind, resource) (increase(' +
-              `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}[${RI}])) ` +
-              'or vector(0)',
-            legend: '{{task}} holding {{kind}} {{resource}}',
-          },
-        ],
+        expr:
+          'sum by (task, kind, resource) (increase(' +
+          `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}[${RI}])) ` +
+          'or vector(0)',
+        legend: '{{task}} holding {{kind}} {{resource}}',
         w: 24,
         h: 8,
       }),
