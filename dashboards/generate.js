@@ -126,8 +126,11 @@ function target(refId, t) {
   return out;
 }
 
+// Each query is a target object or, for the common case, an [expr, legend] pair.
 function targets(list) {
-  return list.map((t, i) => target(String.fromCharCode(65 + i), t));
+  return list.map((t, i) =>
+    target(String.fromCharCode(65 + i), Array.isArray(t) ? { expr: t[0], legend: t[1] } : t),
+  );
 }
 
 function thresholds(steps) {
@@ -923,18 +926,9 @@ function overview() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_attempted_total')})`,
-            legend: '{{resource}} attempted',
-          },
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_denied_total')})`,
-            legend: '{{resource}} denied',
-          },
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_abandoned_total')})`,
-            legend: '{{resource}} abandoned',
-          },
+          [`sum by (resource) (${rate('stallscope_retry_attempted_total')})`, '{{resource}} attempted'],
+          [`sum by (resource) (${rate('stallscope_retry_denied_total')})`, '{{resource}} denied'],
+          [`sum by (resource) (${rate('stallscope_retry_abandoned_total')})`, '{{resource}} abandoned'],
         ],
         w: 12,
         h: 8,
@@ -950,14 +944,8 @@ function overview() {
         unit: 's',
         min: 0,
         targets: [
-          {
-            expr: `max by (instance) (${sel('stallscope_collect_duration_seconds')})`,
-            legend: '{{instance}} collect',
-          },
-          {
-            expr: `max by (instance) (${sel('scrape_duration_seconds')})`,
-            legend: '{{instance}} scrape',
-          },
+          [`max by (instance) (${sel('stallscope_collect_duration_seconds')})`, '{{instance}} collect'],
+          [`max by (instance) (${sel('scrape_duration_seconds')})`, '{{instance}} scrape'],
         ],
         w: 8,
         h: 8,
@@ -1128,14 +1116,8 @@ function locks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
-            legend: `${LEG} acquired`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_contended_total')})`,
-            legend: `${LEG} contended`,
-          },
+          [`sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`, `${LEG} acquired`],
+          [`sum by (${BY}) (${r('stallscope_lock_contended_total')})`, `${LEG} contended`],
         ],
         w: 12,
         h: 8,
@@ -1176,18 +1158,9 @@ function locks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_timeouts_total')})`,
-            legend: `${LEG} timeouts`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_try_failures_total')})`,
-            legend: `${LEG} try failures`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_cancelled_total')})`,
-            legend: `${LEG} cancelled`,
-          },
+          [`sum by (${BY}) (${r('stallscope_lock_timeouts_total')})`, `${LEG} timeouts`],
+          [`sum by (${BY}) (${r('stallscope_lock_try_failures_total')})`, `${LEG} try failures`],
+          [`sum by (${BY}) (${r('stallscope_lock_cancelled_total')})`, `${LEG} cancelled`],
         ],
         w: 12,
         h: 8,
@@ -1302,14 +1275,8 @@ function channels() {
         dashed: [' capacity$'],
         targets: [
           { expr: `sum by (resource) (${s('stallscope_channel_depth')})`, legend: '{{resource}} depth' },
-          {
-            expr: `sum by (resource) (${s('stallscope_channel_capacity')})`,
-            legend: '{{resource}} capacity',
-          },
-          {
-            expr: `max by (resource) (${s('stallscope_channel_high_water')})`,
-            legend: '{{resource}} high water',
-          },
+          [`sum by (resource) (${s('stallscope_channel_capacity')})`, '{{resource}} capacity'],
+          [`max by (resource) (${s('stallscope_channel_high_water')})`, '{{resource}} high water'],
         ],
         w: 12,
         h: 8,
@@ -1329,10 +1296,7 @@ function channels() {
               `sum by (resource) (${s('stallscope_channel_capacity')})`,
             legend: '{{resource}} fill',
           },
-          {
-            expr: `sum by (resource) (${r('stallscope_channel_full_seconds_total')})`,
-            legend: '{{resource}} time full',
-          },
+          [`sum by (resource) (${r('stallscope_channel_full_seconds_total')})`, '{{resource}} time full'],
         ],
         w: 12,
         h: 8,
@@ -1418,14 +1382,8 @@ function channels() {
         unit: 'short',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${s('stallscope_channel_idle_receivers')})`,
-            legend: '{{resource}} now',
-          },
-          {
-            expr: `sum by (resource) (${r('stallscope_idle_seconds_sum', 'op="receive"')})`,
-            legend: '{{resource}} average',
-          },
+          [`sum by (resource) (${s('stallscope_channel_idle_receivers')})`, '{{resource}} now'],
+          [`sum by (resource) (${r('stallscope_idle_seconds_sum', 'op="receive"')})`, '{{resource}} average'],
         ],
         w: 12,
         h: 8,
@@ -1533,14 +1491,8 @@ function tasks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_task_spawned_total')})`,
-            legend: '{{resource}} spawned',
-          },
-          {
-            expr: `sum by (resource, outcome) (${r('stallscope_task_finished_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
+          [`sum by (resource) (${r('stallscope_task_spawned_total')})`, '{{resource}} spawned'],
+          [`sum by (resource, outcome) (${r('stallscope_task_finished_total')})`, '{{resource}} {{outcome}}'],
         ],
         w: 12,
         h: 8,
