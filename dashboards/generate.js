@@ -415,6 +415,20 @@ function dashboard(d) {
   };
 }
 
+// stallscope_lock_held_across_suspend_total (`selector`, its matchers included) per rate interval
+// summed `by` those labels, as bars. The series exist only once the detector has fired, so
+// `or vector(0)` draws a flat 0 until then.
+function heldAcrossSuspend({ selector, by, ...panel }) {
+  return timeseries({
+    ...panel,
+    unit: 'short',
+    min: 0,
+    decimals: 0,
+    bars: true,
+    expr: `sum by (${by}) (increase(${selector}[${RI}])) or vector(0)`,
+  });
+}
+
 const STALL_SCORE_NOTE =
   'The stall score of a resource is rate(stallscope_wait_seconds_sum): by Little\'s law, the ' +
   'average number of threads or tasks waiting on it.';
@@ -826,20 +840,14 @@ function overview() {
         w: 12,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Locks held across a suspension',
         description:
           'Task slices that ended while holding a stallscope lock, per rate interval, by lock ' +
           'and task (increase of stallscope_lock_held_across_suspend_total). The series exist ' +
           'only once the detector has fired; until then the panel shows a flat 0.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        expr:
-          'sum by (kind, resource, task) ' +
-          `(increase(${sel('stallscope_lock_held_across_suspend_total')}[${RI}])) ` +
-          'or vector(0)',
+        selector: sel('stallscope_lock_held_across_suspend_total'),
+        by: 'kind, resource, task',
         legend: '{{kind}} {{resource}} in task {{task}}',
         w: 12,
         h: 8,
@@ -1177,19 +1185,14 @@ function locks() {
         w: 8,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Held across a suspension',
         description:
           'Task slices that ended while holding this lock, per rate interval, by task ' +
           '(increase of stallscope_lock_held_across_suspend_total). Flat 0 until the detector ' +
           'first fires.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        expr:
-          'sum by (kind, resource, task) ' +
-          `(increase(${s('stallscope_lock_held_across_suspend_total')}[${RI}])) or vector(0)`,
+        selector: s('stallscope_lock_held_across_suspend_total'),
+        by: 'kind, resource, task',
         legend: '{{kind}} / {{resource}} in task {{task}}',
         w: 8,
         h: 8,
@@ -1544,20 +1547,14 @@ function tasks() {
         w: 8,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Locks held across a suspension by this task',
         description:
           'Slices of this task that ended while holding a stallscope lock, per rate interval, by ' +
           'lock (increase of stallscope_lock_held_across_suspend_total, whose task label is the ' +
           'task name). Flat 0 until the detector first fires.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        expr:
-          'sum by (task, kind, resource) (increase(' +
-          `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}[${RI}])) ` +
-          'or vector(0)',
+        selector: `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}`,
+        by: 'task, kind, resource',
         legend: '{{task}} holding {{kind}} {{resource}}',
         w: 24,
         h: 8,
