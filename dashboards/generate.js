@@ -126,8 +126,11 @@ function target(refId, t) {
   return out;
 }
 
+// Each query is a target object or, for the common case, an [expr, legend] pair.
 function targets(list) {
-  return list.map((t, i) => target(String.fromCharCode(65 + i), t));
+  return list.map((t, i) =>
+    target(String.fromCharCode(65 + i), Array.isArray(t) ? { expr: t[0], legend: t[1] } : t),
+  );
 }
 
 function thresholds(steps) {
@@ -159,6 +162,7 @@ function dashedOverride(regex) {
   };
 }
 
+// One query may be given as p.expr and p.legend instead of p.targets.
 function timeseries(p) {
   const custom = {
     axisBorderShow: false,
@@ -201,7 +205,7 @@ function timeseries(p) {
       },
       tooltip: { hideZeros: false, mode: 'multi', sort: 'desc' },
     },
-    targets: targets(p.targets),
+    targets: targets(p.targets || [{ expr: p.expr, legend: p.legend }]),
     w: p.w,
     h: p.h,
   };
@@ -411,6 +415,20 @@ function dashboard(d) {
   };
 }
 
+// stallscope_lock_held_across_suspend_total (`selector`, its matchers included) per rate interval
+// summed `by` those labels, as bars. The series exist only once the detector has fired, so
+// `or vector(0)` draws a flat 0 until then.
+function heldAcrossSuspend({ selector, by, ...panel }) {
+  return timeseries({
+    ...panel,
+    unit: 'short',
+    min: 0,
+    decimals: 0,
+    bars: true,
+    expr: `sum by (${by}) (increase(${selector}[${RI}])) or vector(0)`,
+  });
+}
+
 const STALL_SCORE_NOTE =
   'The stall score of a resource is rate(stallscope_wait_seconds_sum): by Little\'s law, the ' +
   'average number of threads or tasks waiting on it.';
@@ -607,12 +625,8 @@ function overview() {
           'The ten highest stall scores at each point in time. ' + STALL_SCORE_NOTE,
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `topk(10, sum by (kind, resource) (${rate('stallscope_wait_seconds_sum')}))`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `topk(10, sum by (kind, resource) (${rate('stallscope_wait_seconds_sum')}))`,
+        legend: '{{kind}} / {{resource}}',
         w: 24,
         h: 8,
       }),
@@ -627,12 +641,8 @@ function overview() {
           'without it have no hold samples and draw no line.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_lock_hold_seconds', '', 'kind, resource, op'),
-            legend: '{{kind}} / {{resource}} {{op}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_lock_hold_seconds', '', 'kind, resource, op'),
+        legend: '{{kind}} / {{resource}} {{op}}',
         w: 12,
         h: 8,
       }),
@@ -643,12 +653,8 @@ function overview() {
           '(stallscope_lock_contended_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (kind, resource, op) (${rate('stallscope_lock_contended_total')})`,
-            legend: '{{kind}} / {{resource}} {{op}}',
-          },
-        ],
+        expr: `sum by (kind, resource, op) (${rate('stallscope_lock_contended_total')})`,
+        legend: '{{kind}} / {{resource}} {{op}}',
         w: 12,
         h: 8,
       }),
@@ -660,12 +666,8 @@ function overview() {
           'never released.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (kind, resource) (${sel('stallscope_lock_holder_age_seconds')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `max by (kind, resource) (${sel('stallscope_lock_holder_age_seconds')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 12,
         h: 8,
       }),
@@ -679,17 +681,13 @@ function overview() {
           'zero.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind="channel",op="send"',
-              'resource',
-            ),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind="channel",op="send"',
+          'resource',
+        ),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -712,12 +710,8 @@ function overview() {
           '(stallscope_channel_queue_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_channel_queue_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_channel_queue_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -728,12 +722,8 @@ function overview() {
           'closed, cancelled, timed_out, drained (stallscope_channel_items_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, outcome) (${rate('stallscope_channel_items_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
-        ],
+        expr: `sum by (resource, outcome) (${rate('stallscope_channel_items_total')})`,
+        legend: '{{resource}} {{outcome}}',
         w: 12,
         h: 8,
       }),
@@ -746,12 +736,8 @@ function overview() {
         unit: 'percentunit',
         min: 0,
         thresholds: [[0.9, 'red']],
-        targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_channel_full_seconds_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${rate('stallscope_channel_full_seconds_total')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -765,12 +751,8 @@ function overview() {
           'and delays every task queued behind it.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_task_slice_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_task_slice_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -781,12 +763,8 @@ function overview() {
           'stallscope_task_slow_slices_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_task_slow_slices_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${rate('stallscope_task_slow_slices_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -797,17 +775,13 @@ function overview() {
           'handlers (stallscope_wait_seconds, kind="task", op="schedule").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind="task",op="schedule"',
-              'resource',
-            ),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind="task",op="schedule"',
+          'resource',
+        ),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -818,12 +792,8 @@ function overview() {
           '(stallscope_task_cancel_exit_seconds). No line while no task was cancelled.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(0.99, 'stallscope_task_cancel_exit_seconds', '', 'resource'),
-            legend: '{{resource}}',
-          },
-        ],
+        expr: quantile(0.99, 'stallscope_task_cancel_exit_seconds', '', 'resource'),
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -835,12 +805,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_task_lingering')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${sel('stallscope_task_lingering')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -852,12 +818,8 @@ function overview() {
           'here while it still runs.',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${sel('stallscope_task_running_slice_seconds')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${sel('stallscope_task_running_slice_seconds')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -871,36 +833,22 @@ function overview() {
           'threads blocked on each lock.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource) ' +
-              `(${rate('stallscope_lock_executor_blocked_seconds_total')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr:
+          'sum by (kind, resource) ' +
+          `(${rate('stallscope_lock_executor_blocked_seconds_total')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 12,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Locks held across a suspension',
         description:
           'Task slices that ended while holding a stallscope lock, per rate interval, by lock ' +
           'and task (increase of stallscope_lock_held_across_suspend_total). The series exist ' +
           'only once the detector has fired; until then the panel shows a flat 0.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource, task) ' +
-              `(increase(${sel('stallscope_lock_held_across_suspend_total')}[${RI}])) ` +
-              'or vector(0)',
-            legend: '{{kind}} {{resource}} in task {{task}}',
-          },
-        ],
+        selector: sel('stallscope_lock_held_across_suspend_total'),
+        by: 'kind, resource, task',
+        legend: '{{kind}} {{resource}} in task {{task}}',
         w: 12,
         h: 8,
       }),
@@ -925,17 +873,13 @@ function overview() {
           'job waited for a pool thread (pool, op="queue").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: quantile(
-              0.99,
-              'stallscope_wait_seconds',
-              'kind=~"semaphore|pool"',
-              'kind, resource',
-            ),
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: quantile(
+          0.99,
+          'stallscope_wait_seconds',
+          'kind=~"semaphore|pool"',
+          'kind, resource',
+        ),
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -945,12 +889,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${sel('stallscope_pool_queue_depth')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${sel('stallscope_pool_queue_depth')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -978,15 +918,11 @@ function overview() {
           'while a dependency fails is a retry storm multiplying its load.',
         unit: 'short',
         min: 1,
-        targets: [
-          {
-            expr:
-              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) + ` +
-              `sum by (resource) (${rate('stallscope_retry_attempted_total')})) / ` +
-              `(sum by (resource) (${rate('stallscope_retry_requests_total')}) > 0)`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr:
+          `(sum by (resource) (${rate('stallscope_retry_requests_total')}) + ` +
+          `sum by (resource) (${rate('stallscope_retry_attempted_total')})) / ` +
+          `(sum by (resource) (${rate('stallscope_retry_requests_total')}) > 0)`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -998,18 +934,9 @@ function overview() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_attempted_total')})`,
-            legend: '{{resource}} attempted',
-          },
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_denied_total')})`,
-            legend: '{{resource}} denied',
-          },
-          {
-            expr: `sum by (resource) (${rate('stallscope_retry_abandoned_total')})`,
-            legend: '{{resource}} abandoned',
-          },
+          [`sum by (resource) (${rate('stallscope_retry_attempted_total')})`, '{{resource}} attempted'],
+          [`sum by (resource) (${rate('stallscope_retry_denied_total')})`, '{{resource}} denied'],
+          [`sum by (resource) (${rate('stallscope_retry_abandoned_total')})`, '{{resource}} abandoned'],
         ],
         w: 12,
         h: 8,
@@ -1025,14 +952,8 @@ function overview() {
         unit: 's',
         min: 0,
         targets: [
-          {
-            expr: `max by (instance) (${sel('stallscope_collect_duration_seconds')})`,
-            legend: '{{instance}} collect',
-          },
-          {
-            expr: `max by (instance) (${sel('scrape_duration_seconds')})`,
-            legend: '{{instance}} scrape',
-          },
+          [`max by (instance) (${sel('stallscope_collect_duration_seconds')})`, '{{instance}} collect'],
+          [`max by (instance) (${sel('scrape_duration_seconds')})`, '{{instance}} scrape'],
         ],
         w: 8,
         h: 8,
@@ -1045,12 +966,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (kind) (${sel('stallscope_resources')})`,
-            legend: '{{kind}}',
-          },
-        ],
+        expr: `sum by (kind) (${sel('stallscope_resources')})`,
+        legend: '{{kind}}',
         w: 8,
         h: 8,
       }),
@@ -1064,14 +981,10 @@ function overview() {
         min: 0,
         decimals: 0,
         thresholds: [[1, 'red']],
-        targets: [
-          {
-            expr:
-              'sum by (kind) ' +
-              `(increase(${sel('stallscope_resource_overflow_total')}[${RI}]))`,
-            legend: '{{kind}}',
-          },
-        ],
+        expr:
+          'sum by (kind) ' +
+          `(increase(${sel('stallscope_resource_overflow_total')}[${RI}]))`,
+        legend: '{{kind}}',
         w: 8,
         h: 8,
       }),
@@ -1082,12 +995,8 @@ function overview() {
           '(stallscope_shard_memory_bytes).',
         unit: 'bytes',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (instance) (${sel('stallscope_shard_memory_bytes')})`,
-            legend: '{{instance}}',
-          },
-        ],
+        expr: `sum by (instance) (${sel('stallscope_shard_memory_bytes')})`,
+        legend: '{{instance}}',
         w: 12,
         h: 8,
       }),
@@ -1097,12 +1006,8 @@ function overview() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (instance) (${sel('stallscope_recording_threads')})`,
-            legend: '{{instance}}',
-          },
-        ],
+        expr: `sum by (instance) (${sel('stallscope_recording_threads')})`,
+        legend: '{{instance}}',
         w: 12,
         h: 8,
       }),
@@ -1206,12 +1111,8 @@ function locks() {
           '(stallscope_lock_holder_age_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (kind, resource) (${s('stallscope_lock_holder_age_seconds')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `max by (kind, resource) (${s('stallscope_lock_holder_age_seconds')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1223,14 +1124,8 @@ function locks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
-            legend: `${LEG} acquired`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_contended_total')})`,
-            legend: `${LEG} contended`,
-          },
+          [`sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`, `${LEG} acquired`],
+          [`sum by (${BY}) (${r('stallscope_lock_contended_total')})`, `${LEG} contended`],
         ],
         w: 12,
         h: 8,
@@ -1242,14 +1137,10 @@ function locks() {
           'lock is not acquired at all.',
         unit: 'percentunit',
         min: 0,
-        targets: [
-          {
-            expr:
-              `sum by (${BY}) (${r('stallscope_lock_contended_total')}) / ` +
-              `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
-            legend: LEG,
-          },
-        ],
+        expr:
+          `sum by (${BY}) (${r('stallscope_lock_contended_total')}) / ` +
+          `sum by (${BY}) (${r('stallscope_lock_acquisitions_total')})`,
+        legend: LEG,
         w: 12,
         h: 8,
       }),
@@ -1275,18 +1166,9 @@ function locks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_timeouts_total')})`,
-            legend: `${LEG} timeouts`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_try_failures_total')})`,
-            legend: `${LEG} try failures`,
-          },
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_cancelled_total')})`,
-            legend: `${LEG} cancelled`,
-          },
+          [`sum by (${BY}) (${r('stallscope_lock_timeouts_total')})`, `${LEG} timeouts`],
+          [`sum by (${BY}) (${r('stallscope_lock_try_failures_total')})`, `${LEG} try failures`],
+          [`sum by (${BY}) (${r('stallscope_lock_cancelled_total')})`, `${LEG} cancelled`],
         ],
         w: 12,
         h: 8,
@@ -1298,33 +1180,20 @@ function locks() {
           'task slice (rate of stallscope_lock_executor_blocked_seconds_total).',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (${BY}) (${r('stallscope_lock_executor_blocked_seconds_total')})`,
-            legend: LEG,
-          },
-        ],
+        expr: `sum by (${BY}) (${r('stallscope_lock_executor_blocked_seconds_total')})`,
+        legend: LEG,
         w: 8,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Held across a suspension',
         description:
           'Task slices that ended while holding this lock, per rate interval, by task ' +
           '(increase of stallscope_lock_held_across_suspend_total). Flat 0 until the detector ' +
           'first fires.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (kind, resource, task) ' +
-              `(increase(${s('stallscope_lock_held_across_suspend_total')}[${RI}])) or vector(0)`,
-            legend: '{{kind}} / {{resource}} in task {{task}}',
-          },
-        ],
+        selector: s('stallscope_lock_held_across_suspend_total'),
+        by: 'kind, resource, task',
+        legend: '{{kind}} / {{resource}} in task {{task}}',
         w: 8,
         h: 8,
       }),
@@ -1336,12 +1205,8 @@ function locks() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (kind, resource) (${s('stallscope_lock_objects')})`,
-            legend: '{{kind}} / {{resource}}',
-          },
-        ],
+        expr: `sum by (kind, resource) (${s('stallscope_lock_objects')})`,
+        legend: '{{kind}} / {{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1385,12 +1250,8 @@ function channels() {
           ' For a channel: the average number of senders blocked on a full channel.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1417,14 +1278,8 @@ function channels() {
         dashed: [' capacity$'],
         targets: [
           { expr: `sum by (resource) (${s('stallscope_channel_depth')})`, legend: '{{resource}} depth' },
-          {
-            expr: `sum by (resource) (${s('stallscope_channel_capacity')})`,
-            legend: '{{resource}} capacity',
-          },
-          {
-            expr: `max by (resource) (${s('stallscope_channel_high_water')})`,
-            legend: '{{resource}} high water',
-          },
+          [`sum by (resource) (${s('stallscope_channel_capacity')})`, '{{resource}} capacity'],
+          [`max by (resource) (${s('stallscope_channel_high_water')})`, '{{resource}} high water'],
         ],
         w: 12,
         h: 8,
@@ -1444,10 +1299,7 @@ function channels() {
               `sum by (resource) (${s('stallscope_channel_capacity')})`,
             legend: '{{resource}} fill',
           },
-          {
-            expr: `sum by (resource) (${r('stallscope_channel_full_seconds_total')})`,
-            legend: '{{resource}} time full',
-          },
+          [`sum by (resource) (${r('stallscope_channel_full_seconds_total')})`, '{{resource}} time full'],
         ],
         w: 12,
         h: 8,
@@ -1459,12 +1311,8 @@ function channels() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${s('stallscope_waiters', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${s('stallscope_waiters', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1475,12 +1323,8 @@ function channels() {
           '(stallscope_oldest_wait_age_seconds, op="send").',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${s('stallscope_oldest_wait_age_seconds', 'op="send"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${s('stallscope_oldest_wait_age_seconds', 'op="send"')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1502,12 +1346,8 @@ function channels() {
           '(stallscope_channel_sent_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, lane) (${r('stallscope_channel_sent_total')})`,
-            legend: '{{resource}} {{lane}}',
-          },
-        ],
+        expr: `sum by (resource, lane) (${r('stallscope_channel_sent_total')})`,
+        legend: '{{resource}} {{lane}}',
         w: 8,
         h: 8,
       }),
@@ -1518,12 +1358,8 @@ function channels() {
           'cancelled, timed_out, drained (stallscope_channel_items_total, both lanes).',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource, outcome) (${r('stallscope_channel_items_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
-        ],
+        expr: `sum by (resource, outcome) (${r('stallscope_channel_items_total')})`,
+        legend: '{{resource}} {{outcome}}',
         w: 8,
         h: 8,
       }),
@@ -1534,14 +1370,10 @@ function channels() {
           'cancelled, timed out, drained). No line while no item completes.',
         unit: 'percentunit',
         min: 0,
-        targets: [
-          {
-            expr:
-              `sum by (resource) (${r('stallscope_channel_items_total', 'outcome!="delivered"')})` +
-              ` / sum by (resource) (${r('stallscope_channel_items_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr:
+          `sum by (resource) (${r('stallscope_channel_items_total', 'outcome!="delivered"')})` +
+          ` / sum by (resource) (${r('stallscope_channel_items_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1553,14 +1385,8 @@ function channels() {
         unit: 'short',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${s('stallscope_channel_idle_receivers')})`,
-            legend: '{{resource}} now',
-          },
-          {
-            expr: `sum by (resource) (${r('stallscope_idle_seconds_sum', 'op="receive"')})`,
-            legend: '{{resource}} average',
-          },
+          [`sum by (resource) (${s('stallscope_channel_idle_receivers')})`, '{{resource}} now'],
+          [`sum by (resource) (${r('stallscope_idle_seconds_sum', 'op="receive"')})`, '{{resource}} average'],
         ],
         w: 12,
         h: 8,
@@ -1572,12 +1398,8 @@ function channels() {
           'the item was shed and returned to the sender.',
         unit: 'ops',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_channel_merge_errors_total')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_channel_merge_errors_total')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1612,12 +1434,8 @@ function tasks() {
           'other handlers.',
         unit: 'short',
         min: 0,
-        targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="schedule"')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `sum by (resource) (${r('stallscope_wait_seconds_sum', 'op="schedule"')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1651,9 +1469,8 @@ function tasks() {
           '(stallscope_task_slow_slices_total).',
         unit: 'ops',
         min: 0,
-        targets: [
-          { expr: `sum by (resource) (${r('stallscope_task_slow_slices_total')})`, legend: '{{resource}}' },
-        ],
+        expr: `sum by (resource) (${r('stallscope_task_slow_slices_total')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1664,12 +1481,8 @@ function tasks() {
           '(stallscope_task_running_slice_seconds).',
         unit: 's',
         min: 0,
-        targets: [
-          {
-            expr: `max by (resource) (${s('stallscope_task_running_slice_seconds')})`,
-            legend: '{{resource}}',
-          },
-        ],
+        expr: `max by (resource) (${s('stallscope_task_running_slice_seconds')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
@@ -1681,14 +1494,8 @@ function tasks() {
         unit: 'ops',
         min: 0,
         targets: [
-          {
-            expr: `sum by (resource) (${r('stallscope_task_spawned_total')})`,
-            legend: '{{resource}} spawned',
-          },
-          {
-            expr: `sum by (resource, outcome) (${r('stallscope_task_finished_total')})`,
-            legend: '{{resource}} {{outcome}}',
-          },
+          [`sum by (resource) (${r('stallscope_task_spawned_total')})`, '{{resource}} spawned'],
+          [`sum by (resource, outcome) (${r('stallscope_task_finished_total')})`, '{{resource}} {{outcome}}'],
         ],
         w: 12,
         h: 8,
@@ -1699,7 +1506,8 @@ function tasks() {
         unit: 'short',
         min: 0,
         decimals: 0,
-        targets: [{ expr: `sum by (resource) (${s('stallscope_task_active')})`, legend: '{{resource}}' }],
+        expr: `sum by (resource) (${s('stallscope_task_active')})`,
+        legend: '{{resource}}',
         w: 12,
         h: 8,
       }),
@@ -1734,29 +1542,20 @@ function tasks() {
         min: 0,
         decimals: 0,
         thresholds: [[1, 'red']],
-        targets: [{ expr: `sum by (resource) (${s('stallscope_task_lingering')})`, legend: '{{resource}}' }],
+        expr: `sum by (resource) (${s('stallscope_task_lingering')})`,
+        legend: '{{resource}}',
         w: 8,
         h: 8,
       }),
-      timeseries({
+      heldAcrossSuspend({
         title: 'Locks held across a suspension by this task',
         description:
           'Slices of this task that ended while holding a stallscope lock, per rate interval, by ' +
           'lock (increase of stallscope_lock_held_across_suspend_total, whose task label is the ' +
           'task name). Flat 0 until the detector first fires.',
-        unit: 'short',
-        min: 0,
-        decimals: 0,
-        bars: true,
-        targets: [
-          {
-            expr:
-              'sum by (task, kind, resource) (increase(' +
-              `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}[${RI}])) ` +
-              'or vector(0)',
-            legend: '{{task}} holding {{kind}} {{resource}}',
-          },
-        ],
+        selector: `stallscope_lock_held_across_suspend_total{${F},task=~"$resource"}`,
+        by: 'task, kind, resource',
+        legend: '{{task}} holding {{kind}} {{resource}}',
         w: 24,
         h: 8,
       }),

@@ -110,100 +110,68 @@ class Parser {
     return true;
   }
 
-  bool object(int depth) {
-    ++pos_;  // '{'
+  // A '{' or '[' at pos_, up to its `close`: element() parses one member or element (it may
+  // start after white space) and returns false on bad input.
+  template <class Element>
+  bool sequence(char close, Element element) {
+    ++pos_;  // '{' or '['
     skip_space();
-    if (peek('}')) {
-      ++pos_;
-      return true;
-    }
-    for (bool done = false; !done;) {
-      std::string_view k;
-      if (!key(k)) return false;
-      if (depth == 0 && k == "items") {
-        saw_items_ = true;
-        if (!peek('[') || !records(depth + 1)) return false;
-      } else if (!value(depth + 1)) {
-        return false;
-      }
-      if (!next('}', done)) return false;
-    }
-    return true;
-  }
-
-  bool records(int depth) {
-    ++pos_;  // '['
-    skip_space();
-    if (peek(']')) {
+    if (peek(close)) {
       ++pos_;
       return true;
     }
     for (bool done = false; !done;) {
       skip_space();
-      if (!peek('{') || !record(depth + 1)) return false;
-      if (!next(']', done)) return false;
+      if (!element() || !next(close, done)) return false;
     }
     return true;
   }
 
-  bool record(int depth) {
-    ++pos_;  // '{'
-    Item item;
-    bool has_id = false;
-    for (bool done = false; !done;) {
+  bool object(int depth) {
+    return sequence('}', [&] {
       std::string_view k;
       if (!key(k)) return false;
-      bool ok = true;
-      if (k == "id") {
-        ok = number(&item.id);
-        has_id = true;
-      } else if (k == "name") {
-        ok = peek('"') && string(&item.name);
-      } else if (k == "note") {
-        ok = peek('"') && string(&item.note);
-      } else if (k == "score") {
-        ok = number(&item.score);
-      } else if (k == "tags") {
-        ok = peek('[') && strings(item.tags);
-      } else if (k == "parent" && !peek('n')) {
-        ok = number(&item.parent.emplace());
-      } else {
-        ok = value(depth + 1);
+      if (depth == 0 && k == "items") {
+        saw_items_ = true;
+        return peek('[') && records(depth + 1);
       }
-      if (!ok || !next('}', done)) return false;
-    }
-    if (!has_id) return false;
+      return value(depth + 1);
+    });
+  }
+
+  bool records(int depth) {
+    return sequence(']', [&] { return peek('{') && record(depth + 1); });
+  }
+
+  // One record; an empty one has no id, so it is bad input like any record without one.
+  bool record(int depth) {
+    Item item;
+    bool has_id = false;
+    const bool ok = sequence('}', [&] {
+      std::string_view k;
+      if (!key(k)) return false;
+      if (k == "id") {
+        has_id = true;
+        return number(&item.id);
+      }
+      if (k == "name") return peek('"') && string(&item.name);
+      if (k == "note") return peek('"') && string(&item.note);
+      if (k == "score") return number(&item.score);
+      if (k == "tags") return peek('[') && strings(item.tags);
+      if (k == "parent" && !peek('n')) return number(&item.parent.emplace());
+      return value(depth + 1);
+    });
+    if (!ok || !has_id) return false;
     items_.push_back(std::move(item));
     return true;
   }
 
   bool strings(std::vector<std::string>& out) {
-    ++pos_;  // '['
-    skip_space();
-    if (peek(']')) {
-      ++pos_;
-      return true;
-    }
-    for (bool done = false; !done;) {
-      skip_space();
-      if (!peek('"') || !string(&out.emplace_back())) return false;
-      if (!next(']', done)) return false;
-    }
-    return true;
+    return sequence(']', [&] { return peek('"') && string(&out.emplace_back()); });
   }
 
   bool array(int depth) {
-    ++pos_;  // '['
-    skip_space();
-    if (peek(']')) {
-      ++pos_;
-      return true;
-    }
-    for (bool done = false; !done;) {
-      skip_space();
-      if (!value(depth + 1) || !next(']', done)) return false;
-    }
-    return true;
+    return sequence(']', [&] { return value(depth + 1); });
   }
 
   // A string; with `out`, its unescaped text (\\uXXXX as UTF-8, surrogates not paired).

@@ -28,16 +28,14 @@ import {
   analyzePromQL,
   dashboardQueries,
   fs,
-  isMainModule,
   loadDashboards,
   loadDeps,
   makeCatalog,
   panelWhere,
-  parseArgs,
   parseVariableQuery,
   path,
   readMetricsReference,
-  runCheck,
+  runCheckCli,
   substitute,
   varRefs,
 } from './lib.mjs';
@@ -475,15 +473,10 @@ function checkProvisioning(dir, datasourceDefault, YAML, problems) {
   }
 }
 
-if (isMainModule(import.meta.url)) {
-  runCheck('check-conventions', async () => {
-    const args = parseArgs(process.argv.slice(2), {
-      dashboards: 'value',
-      readme: 'value',
-      rules: 'value',
-    });
-    const problems = await checkConventions(args);
-    if (!problems.length) console.log('check-conventions: dashboards, rules and provisioning OK');
-    return problems;
-  });
-}
+// The command line: --name value for each of these.
+const OPTIONS = { dashboards: 'value', readme: 'value', rules: 'value' };
+runCheckCli(import.meta.url, 'check-conventions', OPTIONS, async (args) => {
+  const problems = await checkConventions(args);
+  if (!problems.length) console.log('check-conventions: dashboards, rules and provisioning OK');
+  return problems;
+});

@@ -14,11 +14,9 @@ import {
   UsageError,
   dashboardQueries,
   fs,
-  isMainModule,
   loadDashboards,
-  parseArgs,
   path,
-  runCheck,
+  runCheckCli,
   substitute,
 } from './lib.mjs';
 
@@ -73,13 +71,6 @@ export function checkPromql(opts) {
   return problems.filter((p) => p.trim());
 }
 
-if (isMainModule(import.meta.url)) {
-  runCheck('check-promql', async () => {
-    const args = parseArgs(process.argv.slice(2), {
-      promtool: 'value',
-      dashboards: 'value',
-      keep: 'value',
-    });
-    return checkPromql(args);
-  });
-}
+// The command line: --name value for each of these.
+const OPTIONS = { promtool: 'value', dashboards: 'value', keep: 'value' };
+runCheckCli(import.meta.url, 'check-promql', OPTIONS, (args) => checkPromql(args));

@@ -17,13 +17,11 @@ import {
   DEFAULT_DASHBOARDS,
   allPanels,
   fs,
-  isMainModule,
   loadDashboards,
   loadDeps,
   panelWhere,
-  parseArgs,
   path,
-  runCheck,
+  runCheckCli,
 } from './lib.mjs';
 
 // Panel plugin -> does its panelcfg declare a FieldConfig (the `custom` field config)?
@@ -148,28 +146,24 @@ export async function checkSchema(opts = {}, schemas = null) {
   return problems;
 }
 
-if (isMainModule(import.meta.url)) {
-  runCheck('check-schema', async () => {
-    const args = parseArgs(process.argv.slice(2), {
-      dashboards: 'value',
-      'write-schemas': 'value',
-    });
-    const t0 = Date.now();
-    const schemas = await generateSchemas();
-    if (args['write-schemas']) {
-      fs.mkdirSync(args['write-schemas'], { recursive: true });
-      fs.writeFileSync(
-        path.join(args['write-schemas'], 'grafana-schemas.json'),
-        JSON.stringify(schemas, null, 1),
-      );
-    }
-    const problems = await checkSchema(args, schemas);
-    if (!problems.length) {
-      console.log(
-        `check-schema: dashboards match @grafana/schema (Dashboard, panelcfg Options and ` +
-          `FieldConfig) and the Prometheus Dataquery (schemas generated in ${Date.now() - t0} ms)`,
-      );
-    }
-    return problems;
-  });
-}
+// The command line: --name value for each of these.
+const OPTIONS = { dashboards: 'value', 'write-schemas': 'value' };
+runCheckCli(import.meta.url, 'check-schema', OPTIONS, async (args) => {
+  const t0 = Date.now();
+  const schemas = await generateSchemas();
+  if (args['write-schemas']) {
+    fs.mkdirSync(args['write-schemas'], { recursive: true });
+    fs.writeFileSync(
+      path.join(args['write-schemas'], 'grafana-schemas.json'),
+      JSON.stringify(schemas, null, 1),
+    );
+  }
+  const problems = await checkSchema(args, schemas);
+  if (!problems.length) {
+    console.log(
+      `check-schema: dashboards match @grafana/schema (Dashboard, panelcfg Options and ` +
+        `FieldConfig) and the Prometheus Dataquery (schemas generated in ${Date.now() - t0} ms)`,
+    );
+  }
+  return problems;
+});

@@ -86,6 +86,12 @@ export async function runCheck(name, main) {
   }
 }
 
+// A checker's command line: when `url` (the caller's import.meta.url) is the script node runs,
+// parses the arguments named in `known` (see parseArgs) and runs main(args) through runCheck.
+export function runCheckCli(url, name, known, main) {
+  if (isMainModule(url)) runCheck(name, async () => main(parseArgs(process.argv.slice(2), known)));
+}
+
 // --- dashboards ------------------------------------------------------------------------------
 
 export function loadDashboards(dir) {

@@ -31,6 +31,22 @@ export function stopAll() {
 process.on('exit', stopAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
 
+// Runs the script's main(), which resolves to its count of failed checks; stops the children and
+// exits 0 only when none failed, 1 on failures or an error (named with `script`).
+export function runMain(script, main) {
+  main().then(
+    (failed) => {
+      stopAll();
+      process.exit(failed === 0 ? 0 : 1);
+    },
+    (e) => {
+      console.error(`${script}: ${e.message}`);
+      stopAll();
+      process.exit(1);
+    },
+  );
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Polls `probe` (async, returns a value or undefined) until it returns something or `seconds`

@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, stopAll, until } from './e2e_lib.mjs';
+import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
 
 const args = parseArgs('prometheus_e2e', ['demo', 'prometheus', 'repo', 'work']);
 
@@ -159,12 +159,7 @@ async function main() {
     failed++;
   }
   console.log(`prometheus_e2e: ${panels.size + 1} checks (every panel and variable, the ranking), ${failed} failing`);
-  stopAll();
-  process.exit(failed === 0 ? 0 : 1);
+  return failed;
 }
 
-main().catch((e) => {
-  console.error(`prometheus_e2e: ${e.message}`);
-  stopAll();
-  process.exit(1);
-});
+runMain('prometheus_e2e', main);

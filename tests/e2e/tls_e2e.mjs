@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, stopAll, until } from './e2e_lib.mjs';
+import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
 
 const args = parseArgs('tls_e2e', ['fixture', 'prometheus', 'work']);
 
@@ -114,12 +114,7 @@ async function main() {
   check(series.length === 1 && Number(series[0].value[1]) === 2,
         'stallscope_lock_acquisitions_total{resource="e2e-tls"} is 2 in Prometheus');
   console.log(`tls_e2e: ${failed} failing`);
-  stopAll();
-  process.exit(failed === 0 ? 0 : 1);
+  return failed;
 }
 
-main().catch((e) => {
-  console.error(`tls_e2e: ${e.message}`);
-  stopAll();
-  process.exit(1);
-});
+runMain('tls_e2e', main);

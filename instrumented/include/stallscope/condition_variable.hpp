@@ -53,18 +53,6 @@ class ConditionVariable {
     while (!pred()) wait(lock);
   }
 
-  template <class Rep, class Period>
-  std::cv_status wait_for(std::unique_lock<Mutex>& lock,
-                          const std::chrono::duration<Rep, Period>& rel_time) {
-    Waiting w(*this, lock);
-    return cv_.wait_for(w.inner, rel_time);
-  }
-  template <class Rep, class Period, class Predicate>
-  bool wait_for(std::unique_lock<Mutex>& lock, const std::chrono::duration<Rep, Period>& rel_time,
-                Predicate pred) {
-    return wait_until(lock, std::chrono::steady_clock::now() + rel_time, std::move(pred));
-  }
-
   template <class Clock, class Duration>
   std::cv_status wait_until(std::unique_lock<Mutex>& lock,
                             const std::chrono::time_point<Clock, Duration>& abs_time) {
@@ -78,6 +66,13 @@ class ConditionVariable {
       if (wait_until(lock, abs_time) == std::cv_status::timeout) return pred();
     }
     return true;
+  }
+  /// As the standard specifies: wait_until(lock, steady_clock::now() + rel_time[, pred]), so a
+  /// cv_status without a predicate and pred()'s last value with one.
+  template <class Rep, class Period, class... Predicate>  // no predicate or one
+  auto wait_for(std::unique_lock<Mutex>& lock, const std::chrono::duration<Rep, Period>& rel_time,
+                Predicate... pred) {
+    return wait_until(lock, std::chrono::steady_clock::now() + rel_time, std::move(pred)...);
   }
 
   native_handle_type native_handle() { return cv_.native_handle(); }

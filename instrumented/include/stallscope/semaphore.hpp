@@ -38,7 +38,7 @@ namespace stallscope {
 /// free. Destruction completes queued async_acquire()s with operation_aborted and makes threads
 /// blocked in acquire() throw; permits still held stay valid. Construction throws
 /// std::invalid_argument on a bad name or permit count.
-class Semaphore final {
+class Semaphore final : detail::PermitOwner {
  public:
   /// One permit: movable, released on destruction or by release(). Empty when default
   /// constructed, moved from, released, or returned by a try that failed.
@@ -57,19 +57,15 @@ class Semaphore final {
 
   /// Throws std::invalid_argument naming the value unless 1 <= permits <= PTRDIFF_MAX.
   Semaphore(std::string_view name, std::size_t permits)
-      : core_(std::make_shared<detail::PermitCore>(ResourceKind::kSemaphore, name,
-                                                   detail::validate_permits(name, permits))) {}
-  ~Semaphore() { core_->shut_down(); }
-  Semaphore(const Semaphore&) = delete;
-  Semaphore& operator=(const Semaphore&) = delete;
+      : PermitOwner(std::make_shared<detail::PermitCore>(
+            ResourceKind::kSemaphore, name, detail::validate_permits(name, permits))) {}
 
   /// Completion signature void(error_code, Permit). operation_aborted when cancelled (through
   /// the handler's cancellation slot, any cancellation type) or when the semaphore is
   /// destroyed; a cancelled wait takes no permit.
   template <class Token = boost::asio::use_awaitable_t<>>
   auto async_acquire(Token&& token = {}) {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, Permit)>(
-        [core = core_](auto handler) { core->async_acquire<Permit>(std::move(handler)); }, token);
+    return async_wait<Permit>(std::forward<Token>(token));
   }
 
   /// A free permit now, or an empty one. Never waits and never overtakes a queued waiter.
@@ -103,9 +99,6 @@ class Semaphore final {
   std::size_t available() const { return core_->available(); }
   /// The resource name this semaphore records under ("" when compiled out).
   std::string_view name() const noexcept { return core_->name(); }
-
- private:
-  std::shared_ptr<detail::PermitCore> core_;
 };
 
 /// A FIFO mutex that coroutines may hold across co_await (the Guard owns the lock, not the
@@ -118,7 +111,7 @@ class Semaphore final {
 /// what it is for, so the held-across-suspend detector (stallscope_lock_held_across_suspend_total)
 /// does not count it: that detector covers the thread locks (the Mutex family), whose holder
 /// blocks every other thread while its task is suspended.
-class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final {
+class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final : detail::PermitOwner {
  public:
   /// Holds the lock: movable, unlocks on destruction or by unlock(). Empty when default
   /// constructed, moved from or unlocked.
@@ -136,17 +129,13 @@ class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final {
   };
 
   explicit AsyncMutex(std::string_view name)
-      : core_(std::make_shared<detail::PermitCore>(ResourceKind::kAsyncLock, name, 1)) {}
-  ~AsyncMutex() { core_->shut_down(); }
-  AsyncMutex(const AsyncMutex&) = delete;
-  AsyncMutex& operator=(const AsyncMutex&) = delete;
+      : PermitOwner(std::make_shared<detail::PermitCore>(ResourceKind::kAsyncLock, name, 1)) {}
 
   /// Completion signature void(error_code, Guard). operation_aborted when cancelled (a
   /// cancelled wait never gets the lock) or when the mutex is destroyed.
   template <class Token = boost::asio::use_awaitable_t<>>
   auto async_lock(Token&& token = {}) {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, Guard)>(
-        [core = core_](auto handler) { core->async_acquire<Guard>(std::move(handler)); }, token);
+    return async_wait<Guard>(std::forward<Token>(token));
   }
 
   /// Blocks the calling thread. Throws boost::system::system_error (operation_aborted) if the
@@ -178,9 +167,6 @@ class STALLSCOPE_CAPABILITY("mutex") AsyncMutex final {
 
   /// The resource name this mutex records under ("" when compiled out).
   std::string_view name() const noexcept { return core_->name(); }
-
- private:
-  std::shared_ptr<detail::PermitCore> core_;
 };
 
 }  // namespace stallscope

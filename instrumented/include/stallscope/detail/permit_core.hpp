@@ -19,6 +19,7 @@
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/system_executor.hpp>
@@ -321,6 +322,27 @@ std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Cl
       boost::asio::error::operation_aborted,
       "stallscope: " + std::string(what) + " destroyed while a thread waited on it");
 }
+
+// What Semaphore and AsyncMutex share: the core they own (shut down when they die, so queued
+// waits complete with operation_aborted) and the asynchronous wait, which completes with a Result
+// (their Permit or Guard) through the handler's executor.
+class PermitOwner {
+ public:
+  PermitOwner(const PermitOwner&) = delete;
+  PermitOwner& operator=(const PermitOwner&) = delete;
+
+ protected:
+  explicit PermitOwner(std::shared_ptr<PermitCore> core) noexcept : core_(std::move(core)) {}
+  ~PermitOwner() { core_->shut_down(); }
+
+  template <class Result, class Token>
+  auto async_wait(Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, Result)>(
+        [core = core_](auto handler) { core->async_acquire<Result>(std::move(handler)); }, token);
+  }
+
+  std::shared_ptr<PermitCore> core_;
+};
 
 }  // namespace detail
 
