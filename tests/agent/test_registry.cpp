@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -128,39 +129,51 @@ class LogLines {
   std::vector<std::string> lines_;
 };
 
+namespace {
+
+// Config::from_env() with two variables set (each unset again after it), and what it logged.
+struct FromEnv {
+  Config config;
+  std::vector<std::string> log;
+};
+FromEnv from_env(std::pair<const char*, const char*> a, std::pair<const char*, const char*> b) {
+  EnvVar x(a.first, a.second);
+  EnvVar y(b.first, b.second);
+  const LogLines log;
+  FromEnv read;
+  REQUIRE_NOTHROW(read.config = Config::from_env());
+  read.log = log.lines();
+  return read;
+}
+
+}  // namespace
+
 TEST_CASE("configuration from the environment reads each variable on its own", "[config]") {
   SECTION("good values are used") {
-    EnvVar h("STALLSCOPE_HOLD_TIME", "1");
-    EnvVar m("STALLSCOPE_MAX_RESOURCES", "25");
-    const LogLines log;
-    const Config c = Config::from_env();
+    const auto [c, log] =
+        from_env({"STALLSCOPE_HOLD_TIME", "1"}, {"STALLSCOPE_MAX_RESOURCES", "25"});
     CHECK(c.hold_time);
     CHECK(c.max_resources_per_kind == 25);
-    CHECK(log.lines().empty());
+    CHECK(log.empty());
   }
   SECTION("a bad hold time is logged and the valid cap still applies") {
-    EnvVar h("STALLSCOPE_HOLD_TIME", "maybe");
-    EnvVar m("STALLSCOPE_MAX_RESOURCES", "5");
-    const LogLines log;
-    Config c;
-    REQUIRE_NOTHROW(c = Config::from_env());
+    const auto [c, log] =
+        from_env({"STALLSCOPE_HOLD_TIME", "maybe"}, {"STALLSCOPE_MAX_RESOURCES", "5"});
     CHECK_FALSE(c.hold_time);
     CHECK(c.max_resources_per_kind == 5);
-    REQUIRE(log.lines().size() == 1);
-    CHECK(log.lines()[0] ==
+    REQUIRE(log.size() == 1);
+    CHECK(log[0] ==
           "STALLSCOPE_HOLD_TIME=\"maybe\" is not one of 0, 1, true, false, on, off; using the "
           "default (off)");
   }
   SECTION("a bad cap is logged and the valid hold time still applies") {
-    EnvVar h("STALLSCOPE_HOLD_TIME", "1");
-    EnvVar m("STALLSCOPE_MAX_RESOURCES", "abc");
-    const LogLines log;
-    const Config c = Config::from_env();
+    const auto [c, log] =
+        from_env({"STALLSCOPE_HOLD_TIME", "1"}, {"STALLSCOPE_MAX_RESOURCES", "abc"});
     CHECK(c.hold_time);
     CHECK(c.max_resources_per_kind == Config{}.max_resources_per_kind);
-    REQUIRE(log.lines().size() == 1);
-    CHECK_THAT(log.lines()[0], Catch::Contains("STALLSCOPE_MAX_RESOURCES=\"abc\"") &&
-                                   Catch::Contains("using the default (1000)"));
+    REQUIRE(log.size() == 1);
+    CHECK_THAT(log[0], Catch::Contains("STALLSCOPE_MAX_RESOURCES=\"abc\"") &&
+                           Catch::Contains("using the default (1000)"));
   }
   SECTION("numbers out of range or with trailing text are refused") {
     const char* bad = GENERATE("0", "1000001", "12abc", "-3", " 7", "99999999999999999999999");
@@ -176,26 +189,21 @@ TEST_CASE("configuration from the environment reads each variable on its own", "
 TEST_CASE("the task thresholds come from the environment as durations", "[config]") {
   using namespace std::chrono_literals;
   SECTION("good values are used, each with its unit") {
-    EnvVar s("STALLSCOPE_SLOW_SLICE", "250us");
-    EnvVar g("STALLSCOPE_CANCEL_GRACE", "3s");
-    const LogLines log;
-    const Config c = Config::from_env();
+    const auto [c, log] =
+        from_env({"STALLSCOPE_SLOW_SLICE", "250us"}, {"STALLSCOPE_CANCEL_GRACE", "3s"});
     CHECK(c.slow_slice == 250us);
     CHECK(c.cancel_grace == 3s);
-    CHECK(log.lines().empty());
+    CHECK(log.empty());
   }
   SECTION("a bad value is logged naming the variable and the value; the default stays") {
     const char* bad = GENERATE("50", "ms", "-5ms", "5 ms", "2h", "3601s", "1.5s", "10msx");
-    EnvVar s("STALLSCOPE_SLOW_SLICE", bad);
-    EnvVar g("STALLSCOPE_CANCEL_GRACE", "7ms");
-    const LogLines log;
-    const Config c = Config::from_env();
+    const auto [c, log] =
+        from_env({"STALLSCOPE_SLOW_SLICE", bad}, {"STALLSCOPE_CANCEL_GRACE", "7ms"});
     CHECK(c.slow_slice == Config{}.slow_slice);
     CHECK(c.cancel_grace == 7ms);
-    REQUIRE(log.lines().size() == 1);
-    CHECK_THAT(log.lines()[0],
-               Catch::Contains(std::string("STALLSCOPE_SLOW_SLICE=\"") + bad + "\"") &&
-                   Catch::Contains("using the default (10ms)"));
+    REQUIRE(log.size() == 1);
+    CHECK_THAT(log[0], Catch::Contains(std::string("STALLSCOPE_SLOW_SLICE=\"") + bad + "\"") &&
+                           Catch::Contains("using the default (10ms)"));
   }
   SECTION("the grace period is read on its own") {
     EnvVar g("STALLSCOPE_CANCEL_GRACE", "soon");

@@ -7,9 +7,14 @@
 #include <string>
 #include <string_view>
 
+#include <catch2/catch.hpp>
+
 #include "stallscope/check.hpp"
 
 namespace stallscope::testing {
+
+// The tests `using namespace stallscope::testing` and compare verdicts by name.
+using check::Verdict;
 
 // /metrics at construction; report() reads /metrics and /stallz.json again and evaluates the
 // checks over the time in between, as stallscope-check does over HTTP.
@@ -44,6 +49,16 @@ inline std::string evidence(const check::Report& r, std::string_view id) {
   std::string out;
   for (const std::string& e : result(r, id).evidence) out += e + "\n";
   return out;
+}
+
+// The report over `w` so far (with thresholds `t`), whose check `id` must have verdict `v`; the
+// whole report is printed when it has not.
+inline check::Report expect_verdict(const CheckWindow& w, std::string_view id, Verdict v,
+                                    const check::Thresholds& t = {}) {
+  check::Report report = w.report(t);
+  INFO(check::to_text(report));
+  CHECK(result(report, id).verdict == v);
+  return report;
 }
 
 }  // namespace stallscope::testing

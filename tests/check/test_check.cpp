@@ -22,31 +22,11 @@
 #include "stallscope/task.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
 using Catch::Contains;
-using stallscope::check::Verdict;
-using stallscope::testing::CheckWindow;
-using stallscope::testing::eventually;
-using stallscope::testing::evidence;
-using stallscope::testing::result;
-using stallscope::testing::unique_name;
-
-namespace {
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
-
-// Burns CPU on the calling thread for at least `d` (a slice that never yields).
-void spin_for(std::chrono::microseconds d) {
-  const auto end = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < end) {
-  }
-}
-
-}  // namespace
+using namespace stallscope::testing;
 
 TEST_CASE("check 1 fails on a thread lock held across co_await, naming lock and task",
           "[check][locks]") {
@@ -54,20 +34,13 @@ TEST_CASE("check 1 fails on a thread lock held across co_await, naming lock and 
   const std::string lock_name = unique_name("held");
   stallscope::Mutex mu(lock_name);
   CheckWindow w;
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        mu.lock();
-        co_await sleep_for(std::chrono::milliseconds(2));  // suspends holding mu: the bug
-        mu.unlock();
-      },
-      asio::detached);
-  io.run();
-  const auto report = w.report();
+  run_task(task, [&]() -> asio::awaitable<void> {
+    mu.lock();
+    co_await sleep_for(std::chrono::milliseconds(2));  // suspends holding mu: the bug
+    mu.unlock();
+  });
+  const auto report = expect_verdict(w, "lock-across-suspension", Verdict::kFail);
   const std::string ev = evidence(report, "lock-across-suspension");
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kFail);
   CHECK_THAT(ev, Contains("lock `" + lock_name + "`") && Contains("task `" + task + "`") &&
                      Contains(": 1 slice(s)") && Contains("held it"));
   CHECK(report.verdict() == Verdict::kFail);
@@ -77,20 +50,13 @@ TEST_CASE("check 1 fails on a thread lock held across co_await, naming lock and 
 TEST_CASE("check 1 passes when the lock is released before co_await", "[check][locks]") {
   stallscope::Mutex mu(unique_name("scoped"));
   CheckWindow w;
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), unique_name("scoped-task"),
-      [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 3; ++i) {
-          { std::lock_guard g(mu); }
-          co_await sleep_for(std::chrono::milliseconds(1));
-        }
-      },
-      asio::detached);
-  io.run();
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kPass);
+  run_task(unique_name("scoped-task"), [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      { std::lock_guard g(mu); }
+      co_await sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  expect_verdict(w, "lock-across-suspension", Verdict::kPass);
 }
 
 TEST_CASE("check 1 fails on an AsyncMutex held across co_await while tasks queue for it",
@@ -111,9 +77,7 @@ TEST_CASE("check 1 fails on an AsyncMutex held across co_await while tasks queue
         asio::detached);
   }
   io.run();
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "lock-across-suspension").verdict == Verdict::kFail);
+  const auto report = expect_verdict(w, "lock-across-suspension", Verdict::kFail);
   CHECK_THAT(evidence(report, "lock-across-suspension"),
              Contains("async_lock `" + lock_name + "`") && Contains("over 8 holds"));
 
@@ -157,9 +121,7 @@ TEST_CASE("check 2 passes on a channel that never fills", "[check][channels]") {
     REQUIRE(ch.try_send(i).outcome == stallscope::SendOutcome::kEnqueued);
     REQUIRE(ch.try_receive() == i);
   }
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "channel-at-capacity").verdict == Verdict::kPass);
+  expect_verdict(w, "channel-at-capacity", Verdict::kPass);
 }
 
 TEST_CASE("check 3 fails on a task that ignores cancellation, naming it", "[check][cancel]") {
@@ -171,17 +133,7 @@ TEST_CASE("check 3 fails on a task that ignores cancellation, naming it", "[chec
   asio::io_context io;
   stallscope::CancellationToken token;
   std::atomic<bool> release{false};
-  stallscope::spawn(
-      io.get_executor(), name, token,
-      [&]() -> asio::awaitable<void> {
-        co_await asio::this_coro::throw_if_cancelled(false);  // ignores cancellation: the bug
-        while (!release) {
-          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
-          co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-          co_await asio::this_coro::reset_cancellation_state();
-        }
-      },
-      asio::detached);
+  spawn_stubborn(io, name, token, release);
   token.cancel();
   std::thread runner([&] { io.run(); });
   CHECK(eventually([&] {
@@ -207,29 +159,20 @@ TEST_CASE("check 3 passes when cancelled tasks exit at once", "[check][cancel]")
   }
   asio::post(io, [&] { token.cancel(); });
   io.run();
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "cancellation").verdict == Verdict::kPass);
+  const auto report = expect_verdict(w, "cancellation", Verdict::kPass);
   CHECK_THAT(evidence(report, "cancellation"), Contains("3 cancelled task(s) exited"));
 }
 
 TEST_CASE("check 4 fails on a task spinning long slices on the executor", "[check][executor]") {
   const std::string name = unique_name("parse");
   CheckWindow w;
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), name,
-      [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 10; ++i) {
-          spin_for(std::chrono::milliseconds(3));  // CPU work on the executor thread
-          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-        }
-      },
-      asio::detached);
-  io.run();
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "executor-cpu").verdict == Verdict::kFail);
+  run_task(name, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 10; ++i) {
+      spin_for(std::chrono::milliseconds(3));  // CPU work on the executor thread
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+  });
+  const auto report = expect_verdict(w, "executor-cpu", Verdict::kFail);
   // 10 of its 11 slices spun (10 suspensions: 11 slices; the last one only returns).
   CHECK_THAT(evidence(report, "executor-cpu"),
              Contains("task `" + name + "`: 10 of 11 slices") && Contains("longer than 1 ms"));
@@ -241,13 +184,7 @@ TEST_CASE("check 4 fails on executor threads blocked in a lock wait", "[check][e
   CheckWindow w;
   std::unique_lock held(mu);
   asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), unique_name("blocked"),
-      [&]() -> asio::awaitable<void> {
-        std::lock_guard g(mu);  // blocks the executor thread
-        co_return;
-      },
-      asio::detached);
+  spawn_locker(io, unique_name("blocked"), mu);
   std::thread runner([&] { io.run(); });
   REQUIRE(eventually([&] {
     return stallscope::testing::value("stallscope_waiters", {{"resource", lock_name}}) == 1;
@@ -257,26 +194,17 @@ TEST_CASE("check 4 fails on executor threads blocked in a lock wait", "[check][e
   // The blocked time is counted when the wait ends; any of it fails with a threshold of ~0.
   stallscope::check::Thresholds strict;
   strict.lock_blocked_threads = 1e-12;
-  const auto report = w.report(strict);
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "executor-cpu").verdict == Verdict::kFail);
+  const auto report = expect_verdict(w, "executor-cpu", Verdict::kFail, strict);
   CHECK_THAT(evidence(report, "executor-cpu"),
              Contains("lock `" + lock_name + "` blocked executor threads"));
 }
 
 TEST_CASE("check 4 passes on short slices", "[check][executor]") {
   CheckWindow w;
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), unique_name("light"),
-      [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 50; ++i) {
-          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-        }
-      },
-      asio::detached);
-  io.run();
-  const auto report = w.report();
-  INFO(stallscope::check::to_text(report));
-  CHECK(result(report, "executor-cpu").verdict == Verdict::kPass);
+  run_task(unique_name("light"), [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 50; ++i) {
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+  });
+  expect_verdict(w, "executor-cpu", Verdict::kPass);
 }

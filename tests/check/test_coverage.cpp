@@ -10,25 +10,18 @@
 #include "check/support.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/task.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
 using Catch::Contains;
-using stallscope::check::Verdict;
-using stallscope::testing::CheckWindow;
-using stallscope::testing::evidence;
-using stallscope::testing::result;
+using namespace stallscope::testing;
 
 namespace {
 
 void run_tasks() {
-  asio::io_context io;
-  stallscope::spawn(
-      io.get_executor(), "handler",
-      [&]() -> asio::awaitable<void> {
-        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-      },
-      asio::detached);
-  io.run();
+  run_task("handler", []() -> asio::awaitable<void> {
+    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  });
 }
 
 }  // namespace
@@ -37,17 +30,13 @@ TEST_CASE("check 5: nothing exported fails, tasks alone warn, a lock makes it pa
           "[check][coverage]") {
   {
     const CheckWindow w;
-    const auto report = w.report();
-    INFO(stallscope::check::to_text(report));
-    CHECK(result(report, "coverage").verdict == Verdict::kFail);
+    const auto report = expect_verdict(w, "coverage", Verdict::kFail);
     CHECK_THAT(evidence(report, "coverage"), Contains("no stallscope resource is exported"));
   }
   {
     const CheckWindow w;
     run_tasks();
-    const auto report = w.report();
-    INFO(stallscope::check::to_text(report));
-    CHECK(result(report, "coverage").verdict == Verdict::kWarn);
+    const auto report = expect_verdict(w, "coverage", Verdict::kWarn);
     CHECK_THAT(evidence(report, "coverage"),
                Contains("tasks are instrumented but no lock, channel"));
     CHECK(report.verdict() == Verdict::kWarn);
@@ -58,9 +47,7 @@ TEST_CASE("check 5: nothing exported fails, tasks alone warn, a lock makes it pa
     const CheckWindow w;
     { std::lock_guard g(mu); }
     run_tasks();
-    const auto report = w.report();
-    INFO(stallscope::check::to_text(report));
-    CHECK(result(report, "coverage").verdict == Verdict::kPass);
+    const auto report = expect_verdict(w, "coverage", Verdict::kPass);
     CHECK_THAT(evidence(report, "coverage"), Contains("1 lock") && Contains("1 task"));
   }
   {

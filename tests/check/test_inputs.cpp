@@ -11,9 +11,7 @@
 #include "check/support.hpp"
 
 using Catch::Contains;
-using stallscope::check::Verdict;
-using stallscope::testing::evidence;
-using stallscope::testing::result;
+using namespace stallscope::testing;
 
 namespace {
 

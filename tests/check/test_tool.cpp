@@ -27,7 +27,7 @@ namespace asio = boost::asio;
 using Catch::Contains;
 using stallscope::test::ProcessResult;
 using stallscope::test::run_with_input;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 

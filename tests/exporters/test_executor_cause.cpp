@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -29,18 +30,12 @@
 #include "stallscope/stallz.hpp"
 #include "stallscope/task.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
-
-void spin_for(std::chrono::nanoseconds d) {
-  const auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-  }
-}
+using namespace stallscope::testing;
 
 std::int64_t steady_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -65,10 +60,13 @@ double schedule_sum(const std::vector<stallscope::FamilySnapshot>& families,
   return 0;
 }
 
-// An io_context for two threads, monitored as `exec`; the window its causes are rated over; and
-// the flag that ends the test's tasks.
+// An io_context for two threads, monitored under a fresh name made of `stem`; the window its
+// causes are rated over; and the flag that ends the test's tasks.
 struct Monitored {
-  explicit Monitored(const std::string& exec) { stallscope::monitor_executor(io, exec); }
+  explicit Monitored(std::string_view stem) : exec(unique_name(stem)) {
+    stallscope::monitor_executor(io, exec);
+  }
+  const std::string exec;
   asio::io_context io{2};
   stallscope::StallWindow window;
   std::atomic<bool> stop{false};
@@ -93,11 +91,10 @@ struct TwoThreads {
 TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
           "[executor][stallz][concurrency]") {
   if constexpr (!STALLSCOPE_ENABLED) return;
-  const std::string exec = unique_name("starved-io");
   const std::string cruncher = unique_name("cruncher");
   const std::string ticker = unique_name("tick-victim");
   const std::string reader = unique_name("socket-victim");
-  Monitored m(exec);
+  Monitored m("starved-io");
   std::atomic<int> wakes{0};
   std::mutex late_mu;
   double late_seconds = 0;  // what the victims saw: wake-up time less the time they were due
@@ -211,14 +208,14 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
   REQUIRE_FALSE(report.resources.empty());
   const auto& top = report.resources.front();
   INFO("top: " << top.kind << "/" << top.resource);
-  const bool executor_first = top.kind == "executor" && top.resource == exec;
+  const bool executor_first = top.kind == "executor" && top.resource == m.exec;
   const bool victims_first =
       top.kind == "task" && (top.resource == ticker || top.resource == reader);
   CHECK((executor_first || victims_first));
   REQUIRE_FALSE(report.causes.empty());
   const auto& cause = report.causes.front();
   INFO(cause.text);
-  CHECK(cause.executor == exec);
+  CHECK(cause.executor == m.exec);
   CHECK(cause.threads == 2);
   CHECK(cause.busy_threads > 1.5);
   REQUIRE_FALSE(cause.parts.empty());
@@ -231,11 +228,10 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
 TEST_CASE("more tasks than threads blocking on one lock: the cause names the lock",
           "[executor][stallz][concurrency]") {
   if constexpr (!STALLSCOPE_ENABLED) return;
-  const std::string exec = unique_name("locked-io");
   const std::string worker = unique_name("shelf-worker");
   const std::string lock_name = unique_name("shelf");
   stallscope::Mutex shelf(lock_name);
-  Monitored m(exec);
+  Monitored m("locked-io");
   std::atomic<int> rounds{0};
   m.window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
   {
@@ -268,7 +264,7 @@ TEST_CASE("more tasks than threads blocking on one lock: the cause names the loc
     REQUIRE_FALSE(report.causes.empty());
     const auto& cause = report.causes.front();
     INFO(cause.text);
-    CHECK(cause.executor == exec);
+    CHECK(cause.executor == m.exec);
     REQUIRE_FALSE(cause.parts.empty());
     CHECK(cause.parts.front().what == "lock");
     CHECK(cause.parts.front().name == lock_name);
@@ -276,7 +272,7 @@ TEST_CASE("more tasks than threads blocking on one lock: the cause names the loc
     // The page leads from the ranking's top (the executor or the tasks' delay) to the lock.
     const std::string html = stallscope::stallz_html(report);
     if (report.resources.front().kind == "executor" || report.resources.front().kind == "task") {
-      CHECK_THAT(html, Catch::Contains("Cause: executor `" + exec + "`"));
+      CHECK_THAT(html, Catch::Contains("Cause: executor `" + m.exec + "`"));
     }
     CHECK_THAT(html, Catch::Contains("blocked on lock `" + lock_name + "`"));
   }

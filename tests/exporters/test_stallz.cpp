@@ -647,12 +647,11 @@ TEST_CASE("/stallz answers while the application is deadlocked on its own locks"
           "[stallz][endpoint][deadlock][concurrency]") {
   stallscope::Agent agent(ephemeral());
   REQUIRE(agent.listening());
-  const int port = agent.port();
   Deadlock deadlock("exp-stallz-deadlock-a", "exp-stallz-deadlock-b");
 
   // Holder ages of acquisitions that did not wait count from the first collection that saw them,
   // so they show from the second one on.
-  const std::string body = stallz_until(port, [](const Json& d) {
+  const std::string body = stallz_until(agent.port(), [](const Json& d) {
     return find_row(d["waiting"], "resource", "exp-stallz-deadlock-a") != nullptr &&
            find_row(d["waiting"], "resource", "exp-stallz-deadlock-b") != nullptr &&
            find_row(d["holding"], "resource", "exp-stallz-deadlock-a") != nullptr &&
@@ -671,7 +670,7 @@ TEST_CASE("/stallz answers while the application is deadlocked on its own locks"
     CHECK(find_row(d["holding"], "resource", "exp-stallz-deadlock-b") != nullptr);
   }
   // The HTML page renders too, with both locks in its "waiting now" table.
-  const HttpResponse html = get_ok(port, "/stallz");
+  const HttpResponse html = get_ok(agent.port(), "/stallz");
   CHECK_THAT(html.body, Contains(">exp-stallz-deadlock-b<"));
   CHECK_THAT(html.body, Contains(">exp-stallz-deadlock-a<"));
 

@@ -33,10 +33,7 @@
 namespace asio = boost::asio;
 using stallscope::BlockingPool;
 using stallscope::PoolErrc;
-using stallscope::testing::value;
-
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 
@@ -55,6 +52,50 @@ boost::system::error_code code_of(const std::exception_ptr& e) {
   }
   return {};
 }
+
+// An io_context run on a thread of its own until join() (a work guard keeps it running), and the
+// void(exception_ptr, int) completions that handler() hands to it, counted by how they ended.
+class Completions {
+ public:
+  explicit Completions(asio::io_context& io)
+      : io_(io), guard_(asio::make_work_guard(io)), thread_([&io] { io.run(); }) {}
+  ~Completions() { join(); }
+  Completions(const Completions&) = delete;
+  Completions& operator=(const Completions&) = delete;
+
+  auto handler() {
+    return asio::bind_executor(io_, [this](std::exception_ptr e, int) { count(e); });
+  }
+  int total() const { return ok + failed + aborted + stopped + shed + other; }
+  void join() {
+    guard_.reset();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::atomic<int> ok{0}, failed{0}, aborted{0}, stopped{0}, shed{0}, other{0};
+
+ private:
+  void count(const std::exception_ptr& e) {
+    const auto ec = code_of(e);
+    if (!e) {
+      ++ok;
+    } else if (ec == asio::error::operation_aborted) {
+      ++aborted;
+    } else if (ec == stallscope::make_error_code(PoolErrc::kStopped)) {
+      ++stopped;
+    } else if (ec == stallscope::make_error_code(PoolErrc::kQueueFull)) {
+      ++shed;
+    } else if (ec) {
+      ++other;
+    } else {
+      ++failed;  // the job's own exception
+    }
+  }
+
+  asio::io_context& io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_;
+  std::thread thread_;
+};
 
 stallscope::testing::LabelMatch labels(const std::string& name) {
   return {{"kind", "pool"}, {"resource", name}};
@@ -447,21 +488,9 @@ TEST_CASE("destroying a pool cancels queued jobs, finishes the running one, comp
           "[pool][concurrency]") {
   const std::string name = unique_name("destroy");
   asio::io_context io;
-  auto guard = asio::make_work_guard(io);
-  std::thread io_thread([&] { io.run(); });
-  std::atomic<int> ok{0}, aborted{0}, stopped{0}, other{0}, queued_ran{0};
-  auto count = asio::bind_executor(io, [&](std::exception_ptr e, int) {
-    const auto ec = code_of(e);
-    if (!e) {
-      ++ok;
-    } else if (ec == asio::error::operation_aborted) {
-      ++aborted;
-    } else if (ec == stallscope::make_error_code(PoolErrc::kStopped)) {
-      ++stopped;
-    } else {
-      ++other;
-    }
-  });
+  Completions done(io);
+  auto count = done.handler();
+  std::atomic<int> queued_ran{0};
   auto pool = std::make_unique<BlockingPool>(name, 1);
   BlockingPool* raw = pool.get();
   std::latch release(1);
@@ -486,17 +515,18 @@ TEST_CASE("destroying a pool cancels queued jobs, finishes the running one, comp
   }
   std::thread destroyer([&] { pool.reset(); });
   // Queued jobs are cancelled first; the destructor then waits for the running one.
-  REQUIRE(eventually([&] { return aborted.load() == 3; }));
-  CHECK(ok.load() == 0);
+  REQUIRE(eventually([&] { return done.aborted.load() == 3; }));
+  CHECK(done.ok.load() == 0);
   release.count_down();
   destroyer.join();
-  REQUIRE(eventually([&] { return ok.load() + aborted.load() + stopped.load() == 5; }));
-  guard.reset();
-  io_thread.join();
-  CHECK(ok.load() == 1);
-  CHECK(aborted.load() == 3);
-  CHECK(stopped.load() == 1);
-  CHECK(other.load() == 0);
+  REQUIRE(eventually([&] { return done.total() == 5; }));
+  done.join();
+  CHECK(done.ok.load() == 1);
+  CHECK(done.aborted.load() == 3);
+  CHECK(done.stopped.load() == 1);
+  CHECK(done.other.load() == 0);
+  CHECK(done.failed.load() == 0);
+  CHECK(done.shed.load() == 0);
   CHECK(queued_ran.load() == 0);
   if constexpr (STALLSCOPE_ENABLED) {
     CHECK(gauge("stallscope_pool_submitted_total", name) == 5);
@@ -551,23 +581,9 @@ TEST_CASE("submitters on several threads, with cancellation and shedding, accoun
   constexpr int kPerSubmitter = 300;
   constexpr int kTotal = kSubmitters * kPerSubmitter;
   asio::io_context io;
-  auto guard = asio::make_work_guard(io);
-  std::thread io_thread([&] { io.run(); });
-  std::atomic<int> ran{0}, ok{0}, failed{0}, aborted{0}, shed{0}, other{0};
-  auto count = asio::bind_executor(io, [&](std::exception_ptr e, int) {
-    const auto ec = code_of(e);
-    if (!e) {
-      ++ok;
-    } else if (ec == asio::error::operation_aborted) {
-      ++aborted;
-    } else if (ec == stallscope::make_error_code(PoolErrc::kQueueFull)) {
-      ++shed;
-    } else if (ec) {
-      ++other;
-    } else {
-      ++failed;  // the job's own exception
-    }
-  });
+  Completions done(io);
+  auto count = done.handler();
+  std::atomic<int> ran{0};
   {
     BlockingPool pool(name, 2, 8);
     std::vector<std::thread> submitters;
@@ -588,22 +604,20 @@ TEST_CASE("submitters on several threads, with cancellation and shedding, accoun
       });
     }
     for (auto& t : submitters) t.join();
-    REQUIRE(eventually([&] {
-      return ok.load() + failed.load() + aborted.load() + shed.load() + other.load() == kTotal;
-    }));
+    REQUIRE(eventually([&] { return done.total() == kTotal; }));
   }
-  guard.reset();
-  io_thread.join();
-  CHECK(other.load() == 0);
-  CHECK(ran.load() == ok.load() + failed.load());
+  done.join();
+  CHECK(done.other.load() == 0);
+  CHECK(done.stopped.load() == 0);
+  CHECK(ran.load() == done.ok.load() + done.failed.load());
   if constexpr (STALLSCOPE_ENABLED) {
     CHECK(gauge("stallscope_pool_submitted_total", name) == kTotal);
-    CHECK(jobs(name, "completed") == ok.load());
-    CHECK(jobs(name, "failed") == failed.load());
-    CHECK(jobs(name, "cancelled") == aborted.load());
-    CHECK(jobs(name, "shed") == shed.load());
+    CHECK(jobs(name, "completed") == done.ok.load());
+    CHECK(jobs(name, "failed") == done.failed.load());
+    CHECK(jobs(name, "cancelled") == done.aborted.load());
+    CHECK(jobs(name, "shed") == done.shed.load());
     CHECK(run_count(name) == static_cast<std::uint64_t>(ran.load()));
-    CHECK(queue_wait_count(name) == static_cast<std::uint64_t>(ran.load() + aborted.load()));
+    CHECK(queue_wait_count(name) == static_cast<std::uint64_t>(ran.load() + done.aborted.load()));
   }
   check_identity(name);
 }

@@ -17,7 +17,6 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -26,18 +25,21 @@
 #include "stallscope/channel.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
 using stallscope::Channel;
 using stallscope::ChannelOptions;
 using stallscope::OverflowPolicy;
 using stallscope::SendOutcome;
-using stallscope::testing::value;
-
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
+
+// Every overflow policy, for the tests that run once for each.
+const std::vector<OverflowPolicy> kEveryPolicy = {
+    OverflowPolicy::kWait, OverflowPolicy::kDropOldest, OverflowPolicy::kDropNewest,
+    OverflowPolicy::kMerge, OverflowPolicy::kShed};
 
 ChannelOptions<int> options_for(OverflowPolicy policy, std::size_t capacity) {
   ChannelOptions<int> o{.capacity = capacity, .policy = policy};
@@ -75,6 +77,38 @@ void check_identity(const std::string& name) {
   CHECK(sent(name, "data") + sent(name, "control") == fates + depth);
 }
 
+// Fills `ch`, a channel of capacity 2, with 1 and 2, sends 3, and checks what that send did:
+// its outcome, whether the new item went in, the item it handed back, and what is left queued.
+void check_send_past_full(Channel<int>& ch, SendOutcome outcome, bool accepted, int handed_back,
+                          const std::vector<int>& left) {
+  REQUIRE(ch.send(1).accepted());
+  REQUIRE(ch.send(2).accepted());
+  auto r = ch.send(3);
+  CHECK(r.outcome == outcome);
+  CHECK(r.accepted() == accepted);
+  CHECK(r.item == handed_back);
+  CHECK(ch.drain() == left);
+}
+// Spawns a coroutine on `io` that hands every item it receives from `ch` to `take`, until a
+// receive fails; the error it failed with goes to `ended`.
+template <class Take>
+void spawn_receiver(asio::io_context& io, Channel<int>& ch, Take take,
+                    boost::system::error_code& ended) {
+  asio::co_spawn(
+      io,
+      [&ch, take, &ended]() mutable -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
+          if (ec) {
+            ended = ec;
+            co_return;
+          }
+          take(v);
+        }
+      },
+      asio::detached);
+}
+
 }  // namespace
 
 TEST_CASE("bad channel configuration is rejected with the value named", "[channel]") {
@@ -95,9 +129,7 @@ TEST_CASE("bad channel configuration is rejected with the value named", "[channe
 }
 
 TEST_CASE("every policy keeps the channel contract", "[channel][contract]") {
-  const OverflowPolicy policy =
-      GENERATE(OverflowPolicy::kWait, OverflowPolicy::kDropOldest, OverflowPolicy::kDropNewest,
-               OverflowPolicy::kMerge, OverflowPolicy::kShed);
+  const OverflowPolicy policy = GENERATE(from_range(kEveryPolicy));
   INFO("policy " << stallscope::to_string(policy));
   const std::string name = unique_name("contract");
   Channel<int> ch(name, options_for(policy, 4));
@@ -149,24 +181,12 @@ TEST_CASE("a full channel applies its policy", "[channel][policy]") {
   const std::string name = unique_name("full");
   SECTION("drop_oldest evicts the oldest and hands it back") {
     Channel<int> ch(name, 2, OverflowPolicy::kDropOldest);
-    REQUIRE(ch.send(1).accepted());
-    REQUIRE(ch.send(2).accepted());
-    auto r = ch.send(3);
-    CHECK(r.outcome == SendOutcome::kDroppedOldest);
-    CHECK(r.accepted());
-    CHECK(r.item == 1);
-    CHECK(ch.drain() == std::vector<int>{2, 3});
+    check_send_past_full(ch, SendOutcome::kDroppedOldest, true, 1, {2, 3});
     if constexpr (STALLSCOPE_ENABLED) CHECK(items(name, "dropped") == 1);
   }
   SECTION("drop_newest refuses the new item") {
     Channel<int> ch(name, 2, OverflowPolicy::kDropNewest);
-    REQUIRE(ch.send(1).accepted());
-    REQUIRE(ch.send(2).accepted());
-    auto r = ch.send(3);
-    CHECK(r.outcome == SendOutcome::kDroppedNewest);
-    CHECK_FALSE(r.accepted());
-    CHECK(r.item == 3);
-    CHECK(ch.drain() == std::vector<int>{1, 2});
+    check_send_past_full(ch, SendOutcome::kDroppedNewest, false, 3, {1, 2});
   }
   SECTION("merge folds the new item into a queued one by key") {
     struct Update {
@@ -366,20 +386,11 @@ TEST_CASE("coroutines send and receive with use_awaitable and as_tuple", "[chann
         ch.close();
       },
       asio::detached);
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
-          if (ec) {
-            CHECK(ec == stallscope::make_error_code(stallscope::ChannelErrc::kClosed));
-            break;
-          }
-          got.push_back(v);
-        }
-      },
-      asio::detached);
+  boost::system::error_code ended;
+  spawn_receiver(
+      io, ch, [&](int v) { got.push_back(v); }, ended);
   io.run();
+  CHECK(ended == stallscope::make_error_code(stallscope::ChannelErrc::kClosed));
   std::vector<int> want(10);
   std::iota(want.begin(), want.end(), 0);
   CHECK(got == want);
@@ -410,16 +421,15 @@ TEST_CASE("a cancelled async send is not enqueued and gives its item back",
   asio::io_context io;
   Channel<std::unique_ptr<int>> ch(name, 1);
   REQUIRE(ch.send(std::make_unique<int>(1)).accepted());
-  asio::cancellation_signal signal;
   std::optional<stallscope::SendResult<std::unique_ptr<int>>> result;
-  ch.async_send(std::make_unique<int>(2),
-                asio::bind_cancellation_slot(signal.slot(), asio::bind_executor(io, [&](auto r) {
-                                               result = std::move(r);
-                                             })));
-  io.poll();
-  CHECK_FALSE(result.has_value());  // waiting: the channel is full
-  signal.emit(asio::cancellation_type::terminal);
-  io.run();
+  cancel_while_pending(
+      io,
+      [&](asio::cancellation_slot slot) {
+        ch.async_send(std::make_unique<int>(2),
+                      asio::bind_cancellation_slot(
+                          slot, asio::bind_executor(io, [&](auto r) { result = std::move(r); })));
+      },
+      [&] { return result.has_value(); });  // waiting: the channel is full
   REQUIRE(result.has_value());
   CHECK(result->outcome == SendOutcome::kCancelled);
   REQUIRE(result->item.has_value());
@@ -446,20 +456,9 @@ TEST_CASE("a cancelled async receive takes no item", "[channel][asio][cancel]") 
 
 TEST_CASE("a coroutine waiting to receive is woken by a timeout via awaitable operators",
           "[channel][asio][cancel]") {
-  using namespace asio::experimental::awaitable_operators;
   asio::io_context io;
   Channel<int> ch(unique_name("race"), 1);
-  bool timer_won = false;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        asio::steady_timer t(io, std::chrono::milliseconds(1));
-        auto r = co_await (ch.async_receive() || t.async_wait(asio::use_awaitable));
-        timer_won = r.index() == 1;
-      },
-      asio::detached);
-  io.run();
-  CHECK(timer_won);
+  CHECK(timer_wins_race(io, [&] { return ch.async_receive(); }));
   REQUIRE(ch.send(3).accepted());
   CHECK(ch.try_receive() == 3);
 }
@@ -554,9 +553,7 @@ TEST_CASE("the README's designated-initializer forms build without warnings", "[
 
 TEST_CASE("threads and coroutines mixed account for every item exactly",
           "[channel][accounting][concurrency]") {
-  const OverflowPolicy policy =
-      GENERATE(OverflowPolicy::kWait, OverflowPolicy::kDropOldest, OverflowPolicy::kDropNewest,
-               OverflowPolicy::kMerge, OverflowPolicy::kShed);
+  const OverflowPolicy policy = GENERATE(from_range(kEveryPolicy));
   INFO("policy " << stallscope::to_string(policy));
   const std::string name = unique_name("mixed");
   Channel<int> ch(name, options_for(policy, 8));
@@ -595,16 +592,9 @@ TEST_CASE("threads and coroutines mixed account for every item exactly",
         },
         asio::detached);
   }
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        for (;;) {
-          auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
-          if (ec) co_return;
-          received_sum += v;
-        }
-      },
-      asio::detached);
+  boost::system::error_code ended;  // written on io_thread, read once it is joined
+  spawn_receiver(
+      io, ch, [&](int v) { received_sum += v; }, ended);
   std::thread io_thread([&] { io.run(); });
   std::vector<std::thread> threads;
   for (int p = 0; p < kThreadProducers; ++p) {
@@ -626,6 +616,7 @@ TEST_CASE("threads and coroutines mixed account for every item exactly",
   for (auto& t : threads) t.join();
   thread_consumer.join();
   io_thread.join();
+  CHECK(ended == stallscope::make_error_code(stallscope::ChannelErrc::kClosed));
   long long drained = 0;
   for (int v : ch.drain()) drained += v;
   // Merge sums values into queued items, so the value sum is conserved under every policy.

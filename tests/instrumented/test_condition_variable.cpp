@@ -19,11 +19,7 @@
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
 
-using stallscope::testing::eventually;
-using stallscope::testing::histogram;
-using stallscope::testing::lock_labels;
-using stallscope::testing::unique_name;
-using stallscope::testing::value;
+using namespace stallscope::testing;
 
 namespace {
 
@@ -42,6 +38,25 @@ static_assert(std::is_same_v<stallscope::ConditionVariable::native_handle_type,
 static_assert(sizeof(stallscope::ConditionVariable) == sizeof(std::condition_variable));
 #endif
 
+// Sets `flag` under `mu` and wakes one waiter of `cv`.
+void set_and_notify(stallscope::Mutex& mu, stallscope::ConditionVariable& cv, bool& flag) {
+  std::lock_guard g(mu);
+  flag = true;
+  cv.notify_one();
+}
+
+// Runs `produce` on a thread of its own while this thread, holding a std::unique_lock of `mu`,
+// calls `wait(lock)`, which must return holding the lock again.
+template <class Produce, class Wait>
+void wait_on_producer(stallscope::Mutex& mu, Produce produce, Wait wait) {
+  std::thread producer(produce);
+  std::unique_lock lock(mu);
+  wait(lock);
+  CHECK(lock.owns_lock());
+  lock.unlock();
+  producer.join();
+}
+
 }  // namespace
 
 TEST_CASE("a predicate wait returns once a notify makes the predicate true",
@@ -49,37 +64,42 @@ TEST_CASE("a predicate wait returns once a notify makes the predicate true",
   stallscope::Mutex mu(unique_name("cv-pred"));
   stallscope::ConditionVariable cv;
   bool ready = false;
-  std::thread producer([&] {
-    std::this_thread::sleep_for(5ms);
-    std::lock_guard g(mu);
-    ready = true;
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return ready; });
-  CHECK(ready);
-  CHECK(lock.owns_lock());
-  lock.unlock();
-  producer.join();
+  SECTION("wait") {
+    wait_on_producer(
+        mu,
+        [&] {
+          std::this_thread::sleep_for(5ms);
+          set_and_notify(mu, cv, ready);
+        },
+        [&](std::unique_lock<stallscope::Mutex>& lock) { cv.wait(lock, [&] { return ready; }); });
+    CHECK(ready);
+  }
+  SECTION("wait_for returns true when notified in time") {
+    wait_on_producer(
+        mu, [&] { set_and_notify(mu, cv, ready); },
+        [&](std::unique_lock<stallscope::Mutex>& lock) {
+          CHECK(cv.wait_for(lock, 30s, [&] { return ready; }));
+        });
+  }
 }
 
 TEST_CASE("a plain wait returns holding the lock after a notify", "[condvar][concurrency]") {
   stallscope::Mutex mu(unique_name("cv-plain"));
   stallscope::ConditionVariable cv;
   int stage = 0;
-  std::thread producer([&] {
-    for (int i = 1; i <= 3; ++i) {
-      std::lock_guard g(mu);
-      stage = i;
-      cv.notify_all();
-    }
-  });
-  std::unique_lock lock(mu);
-  while (stage < 3) cv.wait(lock);
+  wait_on_producer(
+      mu,
+      [&] {
+        for (int i = 1; i <= 3; ++i) {
+          std::lock_guard g(mu);
+          stage = i;
+          cv.notify_all();
+        }
+      },
+      [&](std::unique_lock<stallscope::Mutex>& lock) {
+        while (stage < 3) cv.wait(lock);
+      });
   CHECK(stage == 3);
-  CHECK(lock.owns_lock());
-  lock.unlock();
-  producer.join();
 }
 
 TEST_CASE("wait_for times out holding the lock when nobody notifies", "[condvar]") {
@@ -93,22 +113,6 @@ TEST_CASE("wait_for times out holding the lock when nobody notifies", "[condvar]
   CHECK_FALSE(cv.wait_for(lock, 1ms, [] { return false; }));
   CHECK(cv.wait_for(lock, 1ms, [] { return true; }));
   CHECK(lock.owns_lock());
-}
-
-TEST_CASE("wait_for with a predicate returns true when notified in time",
-          "[condvar][concurrency]") {
-  stallscope::Mutex mu(unique_name("cv-for-notified"));
-  stallscope::ConditionVariable cv;
-  bool ready = false;
-  std::thread producer([&] {
-    std::lock_guard g(mu);
-    ready = true;
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  CHECK(cv.wait_for(lock, 30s, [&] { return ready; }));
-  lock.unlock();
-  producer.join();
 }
 
 TEST_CASE("wait_until honours deadlines on the steady and the system clock", "[condvar]") {

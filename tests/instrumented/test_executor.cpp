@@ -20,20 +20,12 @@
 #include "stallscope/task.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
-using stallscope::testing::eventually;
-using stallscope::testing::histogram;
-using stallscope::testing::unique_name;
-using stallscope::testing::value;
+using namespace stallscope::testing;
 
 namespace {
-
-void spin_for(std::chrono::nanoseconds d) {
-  const auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-  }
-}
 
 // Spawns a task named `name` on `io` that spins for `d` in one slice.
 void spawn_spinner(asio::io_context& io, const std::string& name, std::chrono::nanoseconds d) {
@@ -190,13 +182,7 @@ TEST_CASE("lock waits inside task slices count as the executor's lock time",
   asio::io_context io;
   stallscope::monitor_executor(io, name);
   std::unique_lock held(mu);
-  stallscope::spawn(
-      io.get_executor(), task,
-      [&]() -> asio::awaitable<void> {
-        std::lock_guard g(mu);  // blocks the executor thread
-        co_return;
-      },
-      asio::detached);
+  spawn_locker(io, task, mu);
   std::thread runner([&] { io.run(); });
   REQUIRE(eventually([&] {
     return value("stallscope_task_running_slice_seconds", {{"resource", task}}).value_or(0) > 0.010;

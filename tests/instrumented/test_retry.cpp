@@ -35,7 +35,7 @@ using stallscope::RetryBudget;
 using stallscope::RetryBudgetOptions;
 using stallscope::RetryError;
 using stallscope::RetryPolicy;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 

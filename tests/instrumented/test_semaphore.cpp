@@ -18,7 +18,6 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -30,15 +29,12 @@
 #include "stallscope/semaphore.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
 using stallscope::AsyncMutex;
 using stallscope::Semaphore;
-using stallscope::testing::histogram;
-using stallscope::testing::value;
-
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 
@@ -59,18 +55,18 @@ double alock(std::string_view family, const std::string& name) {
   return value(family, {{"kind", "async_lock"}, {"resource", name}}).value_or(-1);
 }
 
-void remember_max(std::atomic<int>& max, int v) {
-  int m = max.load();
-  while (v > m && !max.compare_exchange_weak(m, v)) {
+// How many are inside a section now, and the most that ever were at once.
+struct Occupancy {
+  void enter() {
+    const int v = ++now;
+    int m = most.load();
+    while (v > m && !most.compare_exchange_weak(m, v)) {
+    }
   }
-}
-
-// Runs `io` on `n` threads until it is out of work.
-void run_on_threads(asio::io_context& io, int n) {
-  std::vector<std::thread> threads;
-  for (int i = 0; i < n; ++i) threads.emplace_back([&] { io.run(); });
-  for (auto& t : threads) t.join();
-}
+  void leave() { --now; }
+  std::atomic<int> now{0};
+  std::atomic<int> most{0};
+};
 
 }  // namespace
 
@@ -93,8 +89,7 @@ TEST_CASE("permits cap how many coroutines run at once, and every acquisition is
   constexpr int kCoroutines = 12;
   constexpr int kIters = 200;
   Semaphore sem(name, kPermits);
-  std::atomic<int> inside{0};
-  std::atomic<int> max_inside{0};
+  Occupancy inside;
   asio::io_context io;
   for (int c = 0; c < kCoroutines; ++c) {
     asio::co_spawn(
@@ -103,30 +98,26 @@ TEST_CASE("permits cap how many coroutines run at once, and every acquisition is
           auto ex = co_await asio::this_coro::executor;
           for (int i = 0; i < kIters; ++i) {
             auto permit = co_await sem.async_acquire();
-            remember_max(max_inside, ++inside);
+            inside.enter();
             co_await asio::post(ex, asio::use_awaitable);  // hold the permit across a suspension
-            --inside;
+            inside.leave();
           }
         },
         asio::detached);
   }
   run_on_threads(io, 2);
-  CHECK(max_inside.load() <= kPermits);
-  CHECK(max_inside.load() >= 1);
+  CHECK(inside.most.load() <= kPermits);
+  CHECK(inside.most.load() >= 1);
   CHECK(sem.available() == kPermits);
   if constexpr (!STALLSCOPE_ENABLED) return;
 
   const double n = kCoroutines * kIters;
   CHECK(metric("stallscope_semaphore_acquisitions_total", name) == n);
-  const auto wait = histogram("stallscope_wait_seconds",
-                              {{"kind", "semaphore"}, {"resource", name}, {"op", "acquire"}});
-  const auto hold = sem_histogram("stallscope_semaphore_hold_seconds", name);
-  REQUIRE(wait.has_value());
-  REQUIRE(hold.has_value());
   // Every async_acquire is one wait observation (zero waits in the first bucket) and one hold.
-  stallscope::testing::check_wait_accounting(*wait, n,
-                                             metric("stallscope_semaphore_contended_total", name));
-  CHECK(static_cast<double>(hold->count) == n);
+  check_wait_accounting(histogram("stallscope_wait_seconds",
+                                  {{"kind", "semaphore"}, {"resource", name}, {"op", "acquire"}}),
+                        sem_histogram("stallscope_semaphore_hold_seconds", name), n,
+                        metric("stallscope_semaphore_contended_total", name));
   CHECK(metric("stallscope_semaphore_cancelled_total", name) == 0);
   CHECK(metric("stallscope_semaphore_permits_in_use", name) == 0);
   CHECK(metric("stallscope_semaphore_permits", name) == kPermits);
@@ -141,8 +132,7 @@ TEST_CASE("permits cap how many threads run at once, with blocking, timed and tr
   constexpr int kThreads = 4;
   constexpr int kIters = 2000;
   Semaphore sem(name, kPermits);
-  std::atomic<int> inside{0};
-  std::atomic<int> max_inside{0};
+  Occupancy inside;
   std::atomic<int> acquired{0};
   std::atomic<int> try_failed{0};
   std::atomic<int> empty_permits{0};  // Catch assertions are not thread-safe: count, check later
@@ -170,15 +160,15 @@ TEST_CASE("permits cap how many threads run at once, with blocking, timed and tr
           continue;
         }
         ++acquired;
-        remember_max(max_inside, ++inside);
+        inside.enter();
         std::this_thread::yield();
-        --inside;
+        inside.leave();
       }
     });
   }
   for (auto& t : threads) t.join();
   CHECK(empty_permits.load() == 0);
-  CHECK(max_inside.load() <= kPermits);
+  CHECK(inside.most.load() <= kPermits);
   CHECK(sem.available() == kPermits);
   if constexpr (!STALLSCOPE_ENABLED) return;
   CHECK(metric("stallscope_semaphore_acquisitions_total", name) == acquired.load());
@@ -237,36 +227,24 @@ TEST_CASE("a cancelled acquire takes no permit", "[semaphore][asio][cancel]") {
   REQUIRE(held);
 
   SECTION("through a cancellation slot") {
-    asio::cancellation_signal signal;
     std::optional<boost::system::error_code> ec;
     Semaphore::Permit got;
-    sem.async_acquire(asio::bind_cancellation_slot(
-        signal.slot(),
-        asio::bind_executor(io, [&](boost::system::error_code e, Semaphore::Permit p) {
-          ec = e;
-          got = std::move(p);
-        })));
-    io.poll();
-    CHECK_FALSE(ec.has_value());  // queued: no permit is free
-    signal.emit(asio::cancellation_type::terminal);
-    io.run();
+    cancel_while_pending(
+        io,
+        [&](asio::cancellation_slot slot) {
+          sem.async_acquire(asio::bind_cancellation_slot(
+              slot, asio::bind_executor(io, [&](boost::system::error_code e, Semaphore::Permit p) {
+                ec = e;
+                got = std::move(p);
+              })));
+        },
+        [&] { return ec.has_value(); });  // queued: no permit is free
     REQUIRE(ec.has_value());
     CHECK(*ec == asio::error::operation_aborted);
     CHECK_FALSE(got);
   }
   SECTION("by losing a race against a timer") {
-    using namespace asio::experimental::awaitable_operators;
-    bool timer_won = false;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          asio::steady_timer t(io, std::chrono::milliseconds(1));
-          auto r = co_await (sem.async_acquire() || t.async_wait(asio::use_awaitable));
-          timer_won = r.index() == 1;
-        },
-        asio::detached);
-    io.run();
-    CHECK(timer_won);
+    CHECK(timer_wins_race(io, [&] { return sem.async_acquire(); }));
   }
   held.release();
   CHECK(sem.available() == 1);  // the cancelled waiter did not take the released permit
@@ -405,8 +383,7 @@ TEST_CASE("an async mutex held across a timer excludes other coroutines and thre
   constexpr int kThreads = 2;
   constexpr int kThreadIters = 500;
   long long counter = 0;  // guarded by mu; TSan flags a broken exclusion
-  std::atomic<int> inside{0};
-  std::atomic<int> max_inside{0};
+  Occupancy inside;
   asio::io_context io;
   for (int c = 0; c < kCoroutines; ++c) {
     asio::co_spawn(
@@ -415,7 +392,7 @@ TEST_CASE("an async mutex held across a timer excludes other coroutines and thre
           auto ex = co_await asio::this_coro::executor;
           for (int i = 0; i < kCoroIters; ++i) {
             auto guard = co_await mu.async_lock();
-            remember_max(max_inside, ++inside);
+            inside.enter();
             const long long before = counter;
             if ((c + i) % 5 == 0) {
               asio::steady_timer t(ex, std::chrono::microseconds(200));
@@ -424,7 +401,7 @@ TEST_CASE("an async mutex held across a timer excludes other coroutines and thre
               co_await asio::post(ex, asio::use_awaitable);
             }
             counter = before + 1;  // a lost update if anyone else got in meanwhile
-            --inside;
+            inside.leave();
           }
         },
         asio::detached);
@@ -434,15 +411,15 @@ TEST_CASE("an async mutex held across a timer excludes other coroutines and thre
     threads.emplace_back([&] {
       for (int i = 0; i < kThreadIters; ++i) {
         std::lock_guard g(mu);  // the blocking side of the same queue
-        remember_max(max_inside, ++inside);
+        inside.enter();
         ++counter;
-        --inside;
+        inside.leave();
       }
     });
   }
   run_on_threads(io, 2);
   for (auto& t : threads) t.join();
-  CHECK(max_inside.load() == 1);
+  CHECK(inside.most.load() == 1);
   CHECK(counter == kCoroutines * kCoroIters + kThreads * kThreadIters);
   if constexpr (!STALLSCOPE_ENABLED) return;
   const double n = kCoroutines * kCoroIters + kThreads * kThreadIters;

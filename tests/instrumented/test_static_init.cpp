@@ -12,8 +12,7 @@
 #include "static_init.hpp"
 #include "support/metrics.hpp"
 
-using stallscope::testing::lock_labels;
-using stallscope::testing::value;
+using namespace stallscope::testing;
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -33,13 +34,10 @@
 #include "stallscope/watchdog.hpp"
 #include "support/metrics.hpp"
 #include "support/poll.hpp"
+#include "support/tasks.hpp"
 
 namespace asio = boost::asio;
-using stallscope::testing::histogram;
-using stallscope::testing::value;
-
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 
@@ -62,11 +60,22 @@ std::uint64_t slices(const std::string& task) {
 template <class Body>
 void run_with_lock(const std::string& task, const std::string& lock_name, Body body) {
   stallscope::Mutex mu(lock_name);
-  asio::io_context io;
+  run_task(task, [&]() -> asio::awaitable<void> { co_await body(mu); });
+}
+
+// Runs `wait()` (an awaitable of a tuple led by an error_code) in task `task` on `io`, bound to a
+// token that is cancelled once the task waits; returns the error code the wait ended with.
+template <class Wait>
+boost::system::error_code cancelled_wait(asio::io_context& io, const std::string& task, Wait wait) {
+  stallscope::CancellationToken token;
+  boost::system::error_code got;
   stallscope::spawn(
-      io.get_executor(), task, [&]() -> asio::awaitable<void> { co_await body(mu); },
-      asio::detached);
+      io.get_executor(), task, token,
+      [&]() -> asio::awaitable<void> { got = std::get<0>(co_await wait()); }, asio::detached);
+  io.poll();
+  token.cancel();
   io.run();
+  return got;
 }
 
 }  // namespace
@@ -227,20 +236,10 @@ TEST_CASE("cancelling a token wakes a task waiting on a timer at once", "[task][
 
 TEST_CASE("cancellation reaches a channel receive", "[task][cancel]") {
   asio::io_context io;
-  stallscope::CancellationToken token;
   stallscope::Channel<int> ch(unique_name("cancel-ch"), 4);
-  boost::system::error_code got;
-  stallscope::spawn(
-      io.get_executor(), unique_name("receiver"), token,
-      [&]() -> asio::awaitable<void> {
-        auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
-        got = ec;
-      },
-      asio::detached);
-  io.poll();
-  token.cancel();
-  io.run();
-  CHECK(got == asio::error::operation_aborted);
+  CHECK(cancelled_wait(io, unique_name("receiver"), [&] {
+          return ch.async_receive(asio::as_tuple(asio::use_awaitable));
+        }) == asio::error::operation_aborted);
   REQUIRE(ch.send(1).accepted());
   CHECK(ch.try_receive() == 1);  // the cancelled receive took nothing
 }
@@ -251,21 +250,10 @@ TEST_CASE("cancellation reaches a socket read", "[task][cancel]") {
   asio::ip::tcp::socket client(io);
   client.connect(acceptor.local_endpoint());
   asio::ip::tcp::socket server = acceptor.accept();
-  stallscope::CancellationToken token;
-  boost::system::error_code got;
-  stallscope::spawn(
-      io.get_executor(), unique_name("reader"), token,
-      [&]() -> asio::awaitable<void> {
-        char buf[16];
-        auto [ec, n] =
-            co_await server.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
-        got = ec;
-      },
-      asio::detached);
-  io.poll();
-  token.cancel();
-  io.run();
-  CHECK(got == asio::error::operation_aborted);
+  char buf[16];
+  CHECK(cancelled_wait(io, unique_name("reader"), [&] {
+          return server.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+        }) == asio::error::operation_aborted);
 }
 
 TEST_CASE("a slot bound to the spawn token cancels the task", "[task][cancel]") {
@@ -472,17 +460,7 @@ TEST_CASE("lingering tasks are counted after the grace period", "[task][cancel]"
   asio::io_context io;
   stallscope::CancellationToken token;
   std::atomic<bool> release{false};
-  stallscope::spawn(
-      io.get_executor(), name, token,
-      [&]() -> asio::awaitable<void> {
-        co_await asio::this_coro::throw_if_cancelled(false);  // ignores cancellation: the bug
-        while (!release) {
-          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
-          co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-          co_await asio::this_coro::reset_cancellation_state();
-        }
-      },
-      asio::detached);
+  spawn_stubborn(io, name, token, release);
   cfg.cancel_grace = std::chrono::milliseconds(1);
   configured.emplace(cfg);
   token.cancel();

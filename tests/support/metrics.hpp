@@ -69,16 +69,22 @@ inline LabelMatch lock_labels(std::string_view resource, std::string_view op = "
 }
 
 // The exact-accounting checks of a primitive whose acquisitions are all waits (zero ones in the
-// first bucket): `n` acquisitions made one wait observation each, the buckets add up to the
-// count, and the `contended` count lies in [0, n] with every uncontended wait in bucket 0.
-inline void check_wait_accounting(const HistogramSnapshot& wait, double n, double contended) {
-  CHECK(static_cast<double>(wait.count) == n);
+// first bucket) and holds: both histograms exist, `n` acquisitions made one wait observation and
+// one hold each, the wait buckets add up to the count, and the `contended` count lies in [0, n]
+// with every uncontended wait in bucket 0.
+inline void check_wait_accounting(const std::optional<HistogramSnapshot>& wait,
+                                  const std::optional<HistogramSnapshot>& hold, double n,
+                                  double contended) {
+  REQUIRE(wait.has_value());
+  REQUIRE(hold.has_value());
+  CHECK(static_cast<double>(wait->count) == n);
   std::uint64_t buckets = 0;
-  for (auto c : wait.counts) buckets += c;
-  CHECK(buckets == wait.count);
+  for (auto c : wait->counts) buckets += c;
+  CHECK(buckets == wait->count);
   CHECK(contended >= 0);
   CHECK(contended <= n);
-  CHECK(static_cast<double>(wait.counts[0]) >= n - contended);
+  CHECK(static_cast<double>(wait->counts[0]) >= n - contended);
+  CHECK(static_cast<double>(hold->count) == n);
 }
 
 }  // namespace stallscope::testing

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -28,6 +29,18 @@ bool eventually(Cond&& cond) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   return cond();
+}
+
+// Calls `body()` `iters` times on each of `threads` threads running at once, and joins them.
+template <class Body>
+void on_threads(int threads, int iters, Body body) {
+  std::vector<std::thread> running;
+  for (int t = 0; t < threads; ++t) {
+    running.emplace_back([&] {
+      for (int i = 0; i < iters; ++i) body();
+    });
+  }
+  for (auto& th : running) th.join();
 }
 
 // A producer thread sets a flag under `mu` and calls notify(cv); this thread waits on `cv` with
