@@ -2,35 +2,14 @@
 
 #include <algorithm>
 
+#include "families.hpp"
 #include "series_support.hpp"
 
 namespace stallscope::detail {
 
-namespace {
+using namespace families::pool;
 
-const FamilyDesc kQueueDepth{"stallscope_pool_queue_depth",
-                             "Jobs waiting for a pool thread now, all objects (the same number as "
-                             "stallscope_waiters{kind=\"pool\",op=\"queue\"}).",
-                             MetricType::kGauge};
-const FamilyDesc kRunSeconds{"stallscope_pool_run_seconds",
-                             "Time a job ran on a pool thread, from start to return or throw.",
-                             MetricType::kHistogram};
-const FamilyDesc kSubmittedFamily{"stallscope_pool_submitted_total",
-                                  "Jobs given to run(), refused ones included.",
-                                  MetricType::kCounter};
-const FamilyDesc kJobs{"stallscope_pool_jobs_total",
-                       "What became of submitted jobs, by outcome (completed, failed: threw, "
-                       "cancelled: removed from the queue before running, shed: refused at "
-                       "submission). submitted_total == sum(jobs_total) + queued + running.",
-                       MetricType::kCounter};
-const FamilyDesc kThreads{"stallscope_pool_threads", "Pool threads, summed over live objects.",
-                          MetricType::kGauge};
-const FamilyDesc kBusyThreads{metric_names::kPoolBusyThreads, "Pool threads running a job now.",
-                              MetricType::kGauge};
-const FamilyDesc kOldestRunAge{metric_names::kPoolOldestRunAge,
-                               "How long the longest-running current job has run so far "
-                               "(0: none running).",
-                               MetricType::kGauge};
+namespace {
 
 constexpr const char* kOutcomeNames[kJobOutcomes] = {"completed", "failed", "cancelled", "shed"};
 

@@ -3,40 +3,14 @@
 #include <memory>
 #include <string>
 
+#include "families.hpp"
 #include "series_support.hpp"
 
 namespace stallscope::detail {
 
-namespace {
+using namespace families::retry;
 
-const FamilyDesc kRequestsFamily{"stallscope_retry_requests_total",
-                                 "Requests that deposited into the retry budget (first attempts).",
-                                 MetricType::kCounter};
-const FamilyDesc kAttemptedFamily{
-    "stallscope_retry_attempted_total",
-    "Retries the budget granted and that were started (first attempts "
-    "not counted).",
-    MetricType::kCounter};
-const FamilyDesc kDeniedFamily{
-    "stallscope_retry_denied_total",
-    "Retries the budget refused: the request failed instead of retrying.", MetricType::kCounter};
-const FamilyDesc kAbandonedFamily{
-    "stallscope_retry_abandoned_total",
-    "Retries dropped because the request's cancellation token (or its "
-    "coroutine) was cancelled, before or during the backoff.",
-    MetricType::kCounter};
-const FamilyDesc kBackoffFamily{"stallscope_retry_backoff_seconds_total",
-                                "Time spent sleeping in retry backoff (a sleep cut short by "
-                                "cancellation counts up to the cancel).",
-                                MetricType::kCounter};
-
-const FamilyDesc kUnlimitedFamily{
-    "stallscope_retry_unlimited",
-    "Live retry budgets with this name that allow every retry (RetryBudgetOptions::unlimited): "
-    "their retries are counted but nothing bounds them.",
-    MetricType::kGauge};
-
-}  // namespace
+namespace {}  // namespace
 
 RetrySeries::RetrySeries(ResourceKind kind, std::string name, std::uint32_t id, const Config&)
     : Series(kind, std::move(name), id), base(cell_allocator().allocate(kCounters)) {}
