@@ -1,7 +1,6 @@
 #include "stallscope/detail/executor_recorder.hpp"
 
 #include <algorithm>
-#include <memory>
 
 #include "families.hpp"
 #include "series_support.hpp"
@@ -25,8 +24,7 @@ ExecutorSeries::ExecutorSeries(ResourceKind kind, std::string name, std::uint32_
 }
 
 void ExecutorSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
   auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
   out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));
@@ -45,12 +43,7 @@ void ExecutorSeries::collect(Collector& out) {
 }
 
 ExecutorSeries* executor_series(std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<ExecutorSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<ExecutorSeries*>(
-      &Registry::global().series(ResourceKind::kExecutor, name, make));
+  return &series_of<ExecutorSeries>(ResourceKind::kExecutor, name);
 }
 
 ExecutorSite::ExecutorSite(ExecutorSeries* series, std::int64_t period_ns) noexcept

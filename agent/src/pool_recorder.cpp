@@ -22,16 +22,14 @@ PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, co
 }
 
 void PoolSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
 
-  std::size_t queued = 0, threads = 0, busy = 0;
-  std::int64_t oldest_queued = 0, oldest_run = 0;
+  QueuedNow queued;
+  std::size_t threads = 0, busy = 0;
+  std::int64_t oldest_run = 0;
   sites_.for_each([&](const PoolSite& s) {
-    const std::size_t q = s.queued_.load(std::memory_order_relaxed);
-    queued += q;
-    if (q > 0) keep_oldest(oldest_queued, s.oldest_queued_since_.load(std::memory_order_relaxed));
+    queued.add(s.queued_.load(std::memory_order_relaxed), s.oldest_queued_since_);
     threads += s.threads_;
     for (std::size_t i = 0; i < s.threads_; ++i) {
       const std::int64_t since = s.running_since_[i].since_ns.load(std::memory_order_relaxed);
@@ -41,9 +39,9 @@ void PoolSeries::collect(Collector& out) {
     }
   });
 
-  out.add_wait(with_label(res, "op", "queue"), snapshot(queue_wait), static_cast<double>(queued),
-               oldest_queued);
-  out.add(kQueueDepth, res, static_cast<double>(queued));
+  out.add_wait(with_label(res, "op", "queue"), snapshot(queue_wait),
+               static_cast<double>(queued.count), queued.oldest_since);
+  out.add(kQueueDepth, res, static_cast<double>(queued.count));
   out.add(kRunSeconds, res, snapshot(run_time));
   out.add(kSubmittedFamily, res, static_cast<double>(c[kSubmitted]));
   for (std::uint32_t o = 0; o < kJobOutcomes; ++o) {

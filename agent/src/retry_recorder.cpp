@@ -1,6 +1,5 @@
 #include "stallscope/detail/retry_recorder.hpp"
 
-#include <memory>
 #include <string>
 
 #include "families.hpp"
@@ -16,8 +15,7 @@ RetrySeries::RetrySeries(ResourceKind kind, std::string name, std::uint32_t id, 
     : Series(kind, std::move(name), id), base(cell_allocator().allocate(kCounters)) {}
 
 void RetrySeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
   out.add(kRequestsFamily, res, static_cast<double>(c[kRequests]));
   out.add(kAttemptedFamily, res, static_cast<double>(c[kAttempted]));
@@ -28,11 +26,7 @@ void RetrySeries::collect(Collector& out) {
 }
 
 RetrySite::RetrySite(std::string_view name, bool unlimited) : unlimited_(unlimited) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<RetrySeries>(k, std::move(n), id, c);
-  };
-  series_ = static_cast<RetrySeries*>(&Registry::global().series(ResourceKind::kRetry, name, make));
+  series_ = &series_of<RetrySeries>(ResourceKind::kRetry, name);
   if (unlimited_) series_->unlimited.fetch_add(1, std::memory_order_relaxed);
 }
 

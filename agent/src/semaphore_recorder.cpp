@@ -46,15 +46,13 @@ SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint3
 void SemaphoreSeries::collect(Collector& out) {
   const bool is_lock = this->kind() == ResourceKind::kAsyncLock;
   const Families& f = is_lock ? kAsyncLockFamilies : kSemaphoreFamilies;
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
 
-  std::size_t waiters = 0, in_use = 0, permits = 0;
-  std::int64_t oldest = 0, held_since = 0;
+  QueuedNow waiting;
+  std::size_t in_use = 0, permits = 0;
+  std::int64_t held_since = 0;
   sites_.for_each([&](const SemaphoreSite& s) {
-    const std::size_t n = s.waiters_.load(std::memory_order_relaxed);
-    waiters += n;
-    if (n > 0) keep_oldest(oldest, s.oldest_since_.load(std::memory_order_relaxed));
+    waiting.add(s.waiters_.load(std::memory_order_relaxed), s.oldest_since_);
     in_use += s.in_use_.load(std::memory_order_relaxed);
     permits += s.permits_;
     keep_oldest(held_since, s.held_since_.load(std::memory_order_relaxed));
@@ -68,7 +66,8 @@ void SemaphoreSeries::collect(Collector& out) {
   HistogramSnapshot w = snapshot(wait);
   const std::uint64_t contended = w.count;
   const std::uint64_t gave_up = c[kTimedOut] + c[kCancelled];
-  out.add_wait(with_op, plus_zero_waits(std::move(w), fast), static_cast<double>(waiters), oldest);
+  out.add_wait(with_op, plus_zero_waits(std::move(w), fast), static_cast<double>(waiting.count),
+               waiting.oldest_since);
 
   // The cells are read without a common lock, so a scrape can see a give-up before its wait;
   // clamp rather than wrap around.

@@ -30,8 +30,7 @@ TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, co
 }
 
 void TaskSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
   auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
   out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));
