@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "series_support.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope::detail {
 
@@ -31,6 +32,17 @@ const FamilyDesc kItems{"stallscope_channel_items_total",
 const FamilyDesc kMergeErrorsFamily{"stallscope_channel_merge_errors_total",
                                     "Merge functions that threw; the item was shed and returned.",
                                     MetricType::kCounter};
+const FamilyDesc kQueuedBytes{"stallscope_channel_queued_bytes",
+                              "Bytes queued now (data lane, by ChannelOptions::size_of; 0 "
+                              "without one), summed over live objects.",
+                              MetricType::kGauge};
+const FamilyDesc kSentBytesFamily{"stallscope_channel_sent_bytes_total",
+                                  "Bytes of the items given to data-lane sends (by "
+                                  "ChannelOptions::size_of; 0 without one).",
+                                  MetricType::kCounter};
+const FamilyDesc kSenderTasks{"stallscope_channel_sender_tasks",
+                              "Distinct task names that sent on the data lane (at most 16).",
+                              MetricType::kGauge};
 const FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
                                 "Receivers waiting on an empty channel now.", MetricType::kGauge};
 
@@ -72,7 +84,8 @@ void ChannelSeries::collect(Collector& out) {
   };
 
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
-  std::int64_t oldest = 0;
+  std::int64_t oldest = 0, queued_bytes = 0;
+  std::vector<const TaskSeries*> senders = retired_senders_;
   double full_ns = static_cast<double>(c[kFullNs]);
   sites_.for_each([&](const ChannelSite& site) {
     const ChannelSite* s = &site;
@@ -85,6 +98,8 @@ void ChannelSeries::collect(Collector& out) {
     idle += s->recv_waiters_.load(std::memory_order_relaxed);
     const std::int64_t full = s->full_since_.load(std::memory_order_relaxed);
     if (full != 0) full_ns += static_cast<double>(out.age_ns(full));
+    queued_bytes += s->queued_bytes_.load(std::memory_order_relaxed);
+    s->add_senders_to(senders);
   });
 
   out.add_wait(with("op", "send"), snap(send_wait_cell(), c[kFastSend]),
@@ -100,6 +115,9 @@ void ChannelSeries::collect(Collector& out) {
   out.add(kFullSeconds, res, full_reported_ns_ * 1e-9);
   out.add(kQueueTime, res, snap(queue_time_cell(), c[kHandoff] + c[kHandoff + 1]));
   out.add(kMergeErrorsFamily, res, static_cast<double>(c[kMergeErrors]));
+  out.add(kQueuedBytes, res, static_cast<double>(queued_bytes));
+  out.add(kSentBytesFamily, res, static_cast<double>(c[kSentBytes]));
+  out.add(kSenderTasks, res, static_cast<double>(senders.size()));
   for (std::uint32_t lane = 0; lane < 2; ++lane) {
     const Labels on_lane = with("lane", kLaneNames[lane]);
     out.add(kSentFamily, on_lane, static_cast<double>(c[kSent + lane]));
@@ -121,9 +139,29 @@ ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
   series_->sites_.link(this);
 }
 
+void ChannelSite::note_sender(const TaskSeries* task) noexcept {
+  last_sender_ = task;
+  const std::uint32_t n = sender_count_.load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (senders_[i].load(std::memory_order_relaxed) == task) return;
+  }
+  if (n == ChannelSeries::kMaxSenderTasks) return;  // the cap: later names are not told apart
+  senders_[n].store(task, std::memory_order_relaxed);
+  sender_count_.store(n + 1, std::memory_order_release);
+}
+
+void ChannelSite::add_senders_to(std::vector<const TaskSeries*>& set) const {
+  const std::uint32_t n = sender_count_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n && set.size() < ChannelSeries::kMaxSenderTasks; ++i) {
+    const TaskSeries* t = senders_[i].load(std::memory_order_relaxed);
+    if (std::find(set.begin(), set.end(), t) == set.end()) set.push_back(t);
+  }
+}
+
 ChannelSite::~ChannelSite() {
   depth(0, now_ns());  // closes an open "full" interval into its cell
   series_->sites_.unlink(this, [&] {
+    add_senders_to(series_->retired_senders_);
     if (series_->base_ == kNoCell) return;  // cell space used up: counts end with the object
     for (std::uint32_t i = 0; i < series_->cells(); ++i) {
       if (const std::uint64_t v = cells_[i].load(std::memory_order_relaxed)) {
