@@ -41,7 +41,7 @@ const FamilyDesc kSentBytesFamily{"stallscope_channel_sent_bytes_total",
                                   "ChannelOptions::size_of; 0 without one).",
                                   MetricType::kCounter};
 const FamilyDesc kSenderTasks{"stallscope_channel_sender_tasks",
-                              "Distinct task names that sent on the data lane (at most 16).",
+                              "Distinct task names that sent on the data lane of a live object (at most 16).",
                               MetricType::kGauge};
 const FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
                                 "Receivers waiting on an empty channel now.", MetricType::kGauge};
@@ -85,7 +85,7 @@ void ChannelSeries::collect(Collector& out) {
 
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
   std::int64_t oldest = 0, queued_bytes = 0;
-  std::vector<const TaskSeries*> senders = retired_senders_;
+  std::vector<const TaskSeries*> senders;
   double full_ns = static_cast<double>(c[kFullNs]);
   sites_.for_each([&](const ChannelSite& site) {
     const ChannelSite* s = &site;
@@ -161,7 +161,6 @@ void ChannelSite::add_senders_to(std::vector<const TaskSeries*>& set) const {
 ChannelSite::~ChannelSite() {
   depth(0, now_ns());  // closes an open "full" interval into its cell
   series_->sites_.unlink(this, [&] {
-    add_senders_to(series_->retired_senders_);
     if (series_->base_ == kNoCell) return;  // cell space used up: counts end with the object
     for (std::uint32_t i = 0; i < series_->cells(); ++i) {
       if (const std::uint64_t v = cells_[i].load(std::memory_order_relaxed)) {

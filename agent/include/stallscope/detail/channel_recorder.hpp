@@ -69,7 +69,8 @@ class ChannelSeries final : public Series {
   static constexpr std::uint32_t kFullNs = kMergeErrors + 1;
   static constexpr std::uint32_t kSentBytes = kFullNs + 1;  // ChannelOptions::size_of, data lane
   static constexpr std::uint32_t kCounters = kSentBytes + 1;
-  // Distinct task names kept per channel object (and per name) as data-lane senders.
+  // Distinct task names kept per channel object as data-lane senders (and reported per name,
+  // over the live objects).
   static constexpr std::uint32_t kMaxSenderTasks = 16;
   // Then three histograms of layout().cells() each: send wait, receive idle, queue time.
   std::uint32_t send_wait_cell() const noexcept { return kCounters; }
@@ -84,8 +85,6 @@ class ChannelSeries final : public Series {
   std::uint32_t base_ = kNoCell;  // per-thread cells: what destroyed sites recorded
   LiveList<ChannelSite> sites_;
   double full_reported_ns_ = 0;  // scrape-owned: keeps the counter monotonic
-  // Sender tasks of destroyed sites (under the registry's live mutex), at most kMaxSenderTasks.
-  std::vector<const TaskSeries*> retired_senders_;
 };
 
 // The recorder of one channel object.
