@@ -40,9 +40,10 @@ const FamilyDesc kSentBytesFamily{"stallscope_channel_sent_bytes_total",
                                   "Bytes of the items given to data-lane sends (by "
                                   "ChannelOptions::size_of; 0 without one).",
                                   MetricType::kCounter};
-const FamilyDesc kSenderTasks{"stallscope_channel_sender_tasks",
-                              "Distinct task names that sent on the data lane of a live object (at most 16).",
-                              MetricType::kGauge};
+const FamilyDesc kSenderTasks{
+    "stallscope_channel_sender_tasks",
+    "Distinct task names that sent on the data lane of a live object (at most 16).",
+    MetricType::kGauge};
 const FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
                                 "Receivers waiting on an empty channel now.", MetricType::kGauge};
 
