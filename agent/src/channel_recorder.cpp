@@ -2,50 +2,15 @@
 
 #include <algorithm>
 
+#include "families.hpp"
 #include "series_support.hpp"
 #include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope::detail {
 
-namespace {
+using namespace families::channel;
 
-const FamilyDesc kDepth{"stallscope_channel_depth", "Items queued now (data lane), all objects.",
-                        MetricType::kGauge};
-const FamilyDesc kCapacity{"stallscope_channel_capacity",
-                           "Capacity of the data lane, summed over live objects.",
-                           MetricType::kGauge};
-const FamilyDesc kHighWater{"stallscope_channel_high_water",
-                            "Largest data-lane depth any live object has reached.",
-                            MetricType::kGauge};
-const FamilyDesc kFullSeconds{"stallscope_channel_full_seconds_total",
-                              "Time the channel spent at capacity (summed over objects).",
-                              MetricType::kCounter};
-const FamilyDesc kQueueTime{"stallscope_channel_queue_seconds",
-                            "Time items sat in the channel, from send to receive.",
-                            MetricType::kHistogram};
-const FamilyDesc kSentFamily{"stallscope_channel_sent_total", "Items given to send calls, by lane.",
-                             MetricType::kCounter};
-const FamilyDesc kItems{"stallscope_channel_items_total",
-                        "What became of sent items, by lane and outcome. sent_total == "
-                        "sum(items_total) + depth.",
-                        MetricType::kCounter};
-const FamilyDesc kMergeErrorsFamily{"stallscope_channel_merge_errors_total",
-                                    "Merge functions that threw; the item was shed and returned.",
-                                    MetricType::kCounter};
-const FamilyDesc kQueuedBytes{"stallscope_channel_queued_bytes",
-                              "Bytes queued now (data lane, by ChannelOptions::size_of; 0 "
-                              "without one), summed over live objects.",
-                              MetricType::kGauge};
-const FamilyDesc kSentBytesFamily{"stallscope_channel_sent_bytes_total",
-                                  "Bytes of the items given to data-lane sends (by "
-                                  "ChannelOptions::size_of; 0 without one).",
-                                  MetricType::kCounter};
-const FamilyDesc kSenderTasks{
-    "stallscope_channel_sender_tasks",
-    "Distinct task names that sent on the data lane of a live object (at most 16).",
-    MetricType::kGauge};
-const FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
-                                "Receivers waiting on an empty channel now.", MetricType::kGauge};
+namespace {
 
 constexpr const char* kFateNames[kItemFates] = {"delivered", "dropped",   "merged",    "shed",
                                                 "closed",    "cancelled", "timed_out", "drained"};

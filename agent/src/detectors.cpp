@@ -5,12 +5,14 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "stallscope/clock.hpp"
+#include "stallscope/detail/enum_names.hpp"
 #include "stallscope/detail/lock_recorder.hpp"
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/detail/suspend_detector.hpp"
@@ -142,13 +144,8 @@ std::vector<DetectorEvent> recent_detector_events() {
 }
 
 std::string_view to_string(DetectorEvent::Type type) noexcept {
-  switch (type) {
-    case DetectorEvent::Type::kLockHeldAcrossSuspend:
-      return "lock_held_across_suspend";
-    case DetectorEvent::Type::kLongSlice:
-      return "long_slice";
-  }
-  return "unknown";
+  static constexpr std::string_view kNames[] = {"lock_held_across_suspend", "long_slice"};
+  return detail::enum_name(type, kNames);
 }
 
 }  // namespace stallscope

@@ -1,11 +1,13 @@
 #include "stallscope/detail/executor_recorder.hpp"
 
 #include <algorithm>
-#include <memory>
 
+#include "families.hpp"
 #include "series_support.hpp"
 
 namespace stallscope::detail {
+
+using namespace families::executor;
 
 constinit std::atomic<std::uint64_t> g_executor_generation{1};
 constinit thread_local const void* tls_executor_key = nullptr;
@@ -13,25 +15,7 @@ constinit thread_local std::uint64_t tls_executor_gen = 0;
 constinit thread_local ExecutorSite* tls_executor_site = nullptr;
 constinit thread_local std::int64_t tls_slice_ns = 0;
 
-namespace {
-
-const FamilyDesc kLag{"stallscope_executor_lag_seconds",
-                      "Lateness of the executor's lag probe: a timer tick every millisecond, "
-                      "from its expiry to the moment it ran. What any timer or I/O completion "
-                      "on this executor waits before a thread runs it.",
-                      MetricType::kHistogram};
-const FamilyDesc kThreadSeconds{
-    metric_names::kExecutorThreadSeconds,
-    "Executor thread time by state: task (running task slices), lock (blocked in stallscope "
-    "lock waits inside task slices), other (running handlers that are not task slices) and idle "
-    "(waiting for work). rate() is the number of threads in each state. other and idle are "
-    "measured on threads running stallscope::run().",
-    MetricType::kCounter};
-const FamilyDesc kThreads{metric_names::kExecutorThreads,
-                          "Threads running the executor through stallscope::run() now.",
-                          MetricType::kGauge};
-
-}  // namespace
+namespace {}  // namespace
 
 ExecutorSeries::ExecutorSeries(ResourceKind kind, std::string name, std::uint32_t id,
                                const Config& config)
@@ -40,8 +24,7 @@ ExecutorSeries::ExecutorSeries(ResourceKind kind, std::string name, std::uint32_
 }
 
 void ExecutorSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
   auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
   out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));
@@ -60,12 +43,7 @@ void ExecutorSeries::collect(Collector& out) {
 }
 
 ExecutorSeries* executor_series(std::string_view name) {
-  auto make = [](ResourceKind k, std::string n, std::uint32_t id,
-                 const Config& c) -> std::unique_ptr<Series> {
-    return std::make_unique<ExecutorSeries>(k, std::move(n), id, c);
-  };
-  return static_cast<ExecutorSeries*>(
-      &Registry::global().series(ResourceKind::kExecutor, name, make));
+  return &series_of<ExecutorSeries>(ResourceKind::kExecutor, name);
 }
 
 ExecutorSite::ExecutorSite(ExecutorSeries* series, std::int64_t period_ns) noexcept

@@ -5,53 +5,18 @@
 
 #include <fmt/format.h>
 
+#include "families.hpp"
 #include "series_support.hpp"
 #include "stallscope/detail/suspend_detector.hpp"
 #include "stallscope/log.hpp"
 
 namespace stallscope::detail {
 
+using namespace families::lock;
+
 void lock_name_is_invalid_see_validate_resource_name() noexcept {}
 
-const FamilyDesc kLockAcquisitions{"stallscope_lock_acquisitions_total",
-                                   "Successful acquisitions (lock, try_lock and timed locks).",
-                                   MetricType::kCounter};
-const FamilyDesc kLockContended{"stallscope_lock_contended_total",
-                                "Acquisition attempts that had to wait (timed ones that gave up "
-                                "included).",
-                                MetricType::kCounter};
-const FamilyDesc kLockTimeouts{"stallscope_lock_timeouts_total",
-                               "Timed acquisitions (try_lock_for/try_lock_until) that gave up.",
-                               MetricType::kCounter};
-const FamilyDesc kLockTryFailures{"stallscope_lock_try_failures_total",
-                                  "try_lock() calls that found the lock taken.",
-                                  MetricType::kCounter};
-const FamilyDesc kLockHold{
-    "stallscope_lock_hold_seconds",
-    "How long the lock was held, for objects with hold timing on "
-    "(LockOptions::hold_time or STALLSCOPE_HOLD_TIME=1; always for async_lock).",
-    MetricType::kHistogram};
-const FamilyDesc kLockHolderAge{
-    metric_names::kLockHolderAge,
-    "How long the longest current exclusive holder has held the lock "
-    "(0: not held). Exact for async_lock and for timed or contended "
-    "acquisitions; otherwise counted from the first scrape that saw the "
-    "hold.",
-    MetricType::kGauge};
-const FamilyDesc kLockObjects{"stallscope_lock_objects", "Live lock objects sharing this name.",
-                              MetricType::kGauge};
-
 namespace {
-
-const FamilyDesc kExecutorBlocked{
-    metric_names::kLockExecutorBlocked,
-    "Time executor threads spent blocked in contended waits for this lock inside a task slice "
-    "(the whole executor thread stalls, not just the task).",
-    MetricType::kCounter};
-const FamilyDesc kHeldAcross{
-    "stallscope_lock_held_across_suspend_total",
-    "Task slices that ended (the coroutine suspended) while holding this lock, by task name.",
-    MetricType::kCounter};
 
 constexpr const char* kOpNames[2] = {"exclusive", "shared"};
 

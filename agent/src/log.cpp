@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <string_view>
+
+#include "stallscope/detail/enum_names.hpp"
 
 namespace stallscope {
 
@@ -18,16 +21,9 @@ SinkHolder& holder() {
   return *h;
 }
 
-const char* level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::kInfo:
-      return "info";
-    case LogLevel::kWarning:
-      return "warning";
-    case LogLevel::kError:
-      return "error";
-  }
-  return "?";
+std::string_view level_name(LogLevel level) {
+  static constexpr std::string_view kNames[] = {"info", "warning", "error"};  // LogLevel's order
+  return detail::enum_name(level, kNames, "?");
 }
 
 }  // namespace
@@ -55,8 +51,9 @@ void log(LogLevel level, std::string_view message) noexcept {
   }
   // Messages usually start with "stallscope: " (they double as exception texts); say it once.
   if (message.starts_with("stallscope: ")) message.remove_prefix(12);
-  std::fprintf(stderr, "stallscope %s: %.*s\n", level_name(level), static_cast<int>(message.size()),
-               message.data());
+  const std::string_view level_word = level_name(level);
+  std::fprintf(stderr, "stallscope %.*s: %.*s\n", static_cast<int>(level_word.size()),
+               level_word.data(), static_cast<int>(message.size()), message.data());
 }
 
 }  // namespace stallscope

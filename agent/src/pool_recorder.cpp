@@ -2,35 +2,14 @@
 
 #include <algorithm>
 
+#include "families.hpp"
 #include "series_support.hpp"
 
 namespace stallscope::detail {
 
-namespace {
+using namespace families::pool;
 
-const FamilyDesc kQueueDepth{"stallscope_pool_queue_depth",
-                             "Jobs waiting for a pool thread now, all objects (the same number as "
-                             "stallscope_waiters{kind=\"pool\",op=\"queue\"}).",
-                             MetricType::kGauge};
-const FamilyDesc kRunSeconds{"stallscope_pool_run_seconds",
-                             "Time a job ran on a pool thread, from start to return or throw.",
-                             MetricType::kHistogram};
-const FamilyDesc kSubmittedFamily{"stallscope_pool_submitted_total",
-                                  "Jobs given to run(), refused ones included.",
-                                  MetricType::kCounter};
-const FamilyDesc kJobs{"stallscope_pool_jobs_total",
-                       "What became of submitted jobs, by outcome (completed, failed: threw, "
-                       "cancelled: removed from the queue before running, shed: refused at "
-                       "submission). submitted_total == sum(jobs_total) + queued + running.",
-                       MetricType::kCounter};
-const FamilyDesc kThreads{"stallscope_pool_threads", "Pool threads, summed over live objects.",
-                          MetricType::kGauge};
-const FamilyDesc kBusyThreads{metric_names::kPoolBusyThreads, "Pool threads running a job now.",
-                              MetricType::kGauge};
-const FamilyDesc kOldestRunAge{metric_names::kPoolOldestRunAge,
-                               "How long the longest-running current job has run so far "
-                               "(0: none running).",
-                               MetricType::kGauge};
+namespace {
 
 constexpr const char* kOutcomeNames[kJobOutcomes] = {"completed", "failed", "cancelled", "shed"};
 
@@ -43,16 +22,14 @@ PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, co
 }
 
 void PoolSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
 
-  std::size_t queued = 0, threads = 0, busy = 0;
-  std::int64_t oldest_queued = 0, oldest_run = 0;
+  QueuedNow queued;
+  std::size_t threads = 0, busy = 0;
+  std::int64_t oldest_run = 0;
   sites_.for_each([&](const PoolSite& s) {
-    const std::size_t q = s.queued_.load(std::memory_order_relaxed);
-    queued += q;
-    if (q > 0) keep_oldest(oldest_queued, s.oldest_queued_since_.load(std::memory_order_relaxed));
+    queued.add(s.queued_.load(std::memory_order_relaxed), s.oldest_queued_since_);
     threads += s.threads_;
     for (std::size_t i = 0; i < s.threads_; ++i) {
       const std::int64_t since = s.running_since_[i].since_ns.load(std::memory_order_relaxed);
@@ -62,9 +39,9 @@ void PoolSeries::collect(Collector& out) {
     }
   });
 
-  out.add_wait(with_label(res, "op", "queue"), snapshot(queue_wait), static_cast<double>(queued),
-               oldest_queued);
-  out.add(kQueueDepth, res, static_cast<double>(queued));
+  out.add_wait(with_label(res, "op", "queue"), snapshot(queue_wait),
+               static_cast<double>(queued.count), queued.oldest_since);
+  out.add(kQueueDepth, res, static_cast<double>(queued.count));
   out.add(kRunSeconds, res, snapshot(run_time));
   out.add(kSubmittedFamily, res, static_cast<double>(c[kSubmitted]));
   for (std::uint32_t o = 0; o < kJobOutcomes; ++o) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -9,33 +10,18 @@
 #include "cells_alloc.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
+#include "stallscope/detail/enum_names.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope {
 
 std::string_view to_string(ResourceKind kind) noexcept {
-  switch (kind) {
-    case ResourceKind::kLock:
-      return "lock";
-    case ResourceKind::kRwLock:
-      return "rwlock";
-    case ResourceKind::kAsyncLock:
-      return "async_lock";
-    case ResourceKind::kSemaphore:
-      return "semaphore";
-    case ResourceKind::kChannel:
-      return "channel";
-    case ResourceKind::kExecutor:
-      return "executor";
-    case ResourceKind::kPool:
-      return "pool";
-    case ResourceKind::kTask:
-      return "task";
-    case ResourceKind::kRetry:
-      return "retry";
-  }
-  return "unknown";
+  // In ResourceKind's order.
+  static constexpr std::string_view kNames[] = {
+      "lock", "rwlock", "async_lock", "semaphore", "channel", "executor", "pool", "task", "retry"};
+  static_assert(std::size(kNames) == kResourceKinds);
+  return detail::enum_name(kind, kNames);
 }
 
 namespace {

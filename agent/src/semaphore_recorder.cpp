@@ -4,53 +4,16 @@
 #include <memory>
 #include <string>
 
+#include "families.hpp"
 #include "series_support.hpp"
 #include "stallscope/detail/lock_recorder.hpp"
 
 namespace stallscope::detail {
 
+using namespace families::lock;
+using namespace families::semaphore;
+
 namespace {
-
-// --- kind "semaphore" ---
-const FamilyDesc kSemAcquisitions{
-    "stallscope_semaphore_acquisitions_total",
-    "Permits acquired (acquire, async_acquire, try_acquire and timed acquires that got one).",
-    MetricType::kCounter};
-const FamilyDesc kSemContended{"stallscope_semaphore_contended_total",
-                               "Acquisitions that had to queue for a permit (waits that timed out "
-                               "or were cancelled included).",
-                               MetricType::kCounter};
-const FamilyDesc kSemTimeouts{"stallscope_semaphore_timeouts_total",
-                              "Timed acquisitions (acquire_for/acquire_until) that gave up.",
-                              MetricType::kCounter};
-const FamilyDesc kSemCancelled{
-    "stallscope_semaphore_cancelled_total",
-    "Queued acquisitions that ended without a permit: the async operation "
-    "was cancelled, or the semaphore was destroyed.",
-    MetricType::kCounter};
-const FamilyDesc kSemTryFailures{"stallscope_semaphore_try_failures_total",
-                                 "try_acquire() calls that found no free permit.",
-                                 MetricType::kCounter};
-const FamilyDesc kSemHold{"stallscope_semaphore_hold_seconds",
-                          "How long permits were held, from acquisition to release (always "
-                          "timed).",
-                          MetricType::kHistogram};
-const FamilyDesc kSemInUse{metric_names::kSemaphorePermitsInUse,
-                           "Permits held now, summed over live objects.", MetricType::kGauge};
-const FamilyDesc kSemPermits{"stallscope_semaphore_permits",
-                             "Permits in total (the concurrency cap), summed over live objects.",
-                             MetricType::kGauge};
-const FamilyDesc kSemObjects{
-    "stallscope_semaphore_objects",
-    "Live semaphore objects sharing this name (one destroyed while its permits are still "
-    "held counts until they are released).",
-    MetricType::kGauge};
-
-// --- kind "async_lock": the lock families (lock_recorder.cpp), plus cancellations ---
-const FamilyDesc kLockCancelled{"stallscope_lock_cancelled_total",
-                                "Queued acquisitions that ended without the lock: the async_lock() "
-                                "was cancelled, or the mutex was destroyed (kind async_lock only).",
-                                MetricType::kCounter};
 
 struct Families {
   const FamilyDesc* acquisitions;
@@ -83,15 +46,13 @@ SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint3
 void SemaphoreSeries::collect(Collector& out) {
   const bool is_lock = this->kind() == ResourceKind::kAsyncLock;
   const Families& f = is_lock ? kAsyncLockFamilies : kSemaphoreFamilies;
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
 
-  std::size_t waiters = 0, in_use = 0, permits = 0;
-  std::int64_t oldest = 0, held_since = 0;
+  QueuedNow waiting;
+  std::size_t in_use = 0, permits = 0;
+  std::int64_t held_since = 0;
   sites_.for_each([&](const SemaphoreSite& s) {
-    const std::size_t n = s.waiters_.load(std::memory_order_relaxed);
-    waiters += n;
-    if (n > 0) keep_oldest(oldest, s.oldest_since_.load(std::memory_order_relaxed));
+    waiting.add(s.waiters_.load(std::memory_order_relaxed), s.oldest_since_);
     in_use += s.in_use_.load(std::memory_order_relaxed);
     permits += s.permits_;
     keep_oldest(held_since, s.held_since_.load(std::memory_order_relaxed));
@@ -105,7 +66,8 @@ void SemaphoreSeries::collect(Collector& out) {
   HistogramSnapshot w = snapshot(wait);
   const std::uint64_t contended = w.count;
   const std::uint64_t gave_up = c[kTimedOut] + c[kCancelled];
-  out.add_wait(with_op, plus_zero_waits(std::move(w), fast), static_cast<double>(waiters), oldest);
+  out.add_wait(with_op, plus_zero_waits(std::move(w), fast), static_cast<double>(waiting.count),
+               waiting.oldest_since);
 
   // The cells are read without a common lock, so a scrape can see a give-up before its wait;
   // clamp rather than wrap around.

@@ -2,6 +2,9 @@
 // What every recorder's series does the same way: find or create its series in the registry, lay
 // out its cells (counters, then histograms of one bucket layout), and at collect time label its
 // metrics, snapshot its histograms and find the oldest of its live objects' waits.
+#include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -59,6 +62,14 @@ inline std::uint32_t allocate_series_cells(std::uint32_t counters, const BucketL
   return base;
 }
 
+// The `N` counter cells at `base` (a series' counters) summed over threads.
+template <std::uint32_t N>
+std::array<std::uint64_t, N> summed_counters(std::uint32_t base) noexcept {
+  std::array<std::uint64_t, N> c;
+  sum_cells(base, N, c.data());
+  return c;
+}
+
 // A histogram's cells summed over threads, as the collector takes them.
 inline HistogramSnapshot snapshot(const HistogramCells& h) { return read(h); }
 
@@ -74,6 +85,18 @@ inline HistogramSnapshot plus_zero_waits(HistogramSnapshot h, std::uint64_t n) {
 inline void keep_oldest(std::int64_t& oldest, std::int64_t since) noexcept {
   if (since != 0 && (oldest == 0 || since < oldest)) oldest = since;
 }
+
+// The waits queued on a series' live objects now, for Collector::add_wait: how many, and since
+// when the oldest of them has waited (0: none waits).
+struct QueuedNow {
+  std::size_t count = 0;
+  std::int64_t oldest_since = 0;
+  // One object's `n` queued waits, the oldest queued since `since` (read only when n > 0).
+  void add(std::size_t n, const std::atomic<std::int64_t>& since) noexcept {
+    count += n;
+    if (n > 0) keep_oldest(oldest_since, since.load(std::memory_order_relaxed));
+  }
+};
 
 // {kind, resource} of a series, the labels of every resource metric.
 inline Labels resource_labels(const Series& s) {

@@ -3,10 +3,13 @@
 #include <array>
 #include <functional>
 
+#include "families.hpp"
 #include "series_support.hpp"
 #include "stallscope/detectors.hpp"
 
 namespace stallscope::detail {
+
+using namespace families::task;
 
 constinit thread_local SliceContext* tls_slice = nullptr;
 // Config's defaults; the registry sets the configured values when it is created, before any
@@ -19,42 +22,7 @@ void apply_task_config(const Config& config) noexcept {
   g_cancel_grace_ns.store(config.cancel_grace.count(), std::memory_order_relaxed);
 }
 
-namespace {
-
-const FamilyDesc kSlice{metric_names::kTaskSliceSeconds,
-                        "Run time of one task slice: one resumption of the coroutine on an "
-                        "executor thread (the analogue of a Tokio poll).",
-                        MetricType::kHistogram};
-const FamilyDesc kSlow{"stallscope_task_slow_slices_total",
-                       "Slices longer than Config::slow_slice (default 10 ms): the task hogged "
-                       "an executor thread.",
-                       MetricType::kCounter};
-const FamilyDesc kSpawnedFamily{"stallscope_task_spawned_total", "Tasks spawned.",
-                                MetricType::kCounter};
-const FamilyDesc kFinished{"stallscope_task_finished_total",
-                           "Tasks that ended, by outcome: completed, failed (an exception), "
-                           "cancelled (cancellation requested, or ended by operation_aborted).",
-                           MetricType::kCounter};
-const FamilyDesc kBlocked{metric_names::kTaskBlocked,
-                          "Slice time this task spent blocked in contended stallscope lock waits "
-                          "(part of its slice time: the executor thread could run nothing else).",
-                          MetricType::kCounter};
-const FamilyDesc kActive{"stallscope_task_active", "Tasks alive now.", MetricType::kGauge};
-const FamilyDesc kLifetime{"stallscope_task_lifetime_seconds", "Task lifetime, spawn to exit.",
-                           MetricType::kHistogram};
-const FamilyDesc kCancelExit{"stallscope_task_cancel_exit_seconds",
-                             "Time from a cancellation request to the task's exit.",
-                             MetricType::kHistogram};
-const FamilyDesc kLingering{"stallscope_task_lingering",
-                            "Tasks still alive longer than Config::cancel_grace after their "
-                            "cancellation was requested.",
-                            MetricType::kGauge};
-const FamilyDesc kRunning{metric_names::kTaskRunningSlice,
-                          "How long the longest slice of this task running right now has run "
-                          "(0: none running). A stuck handler shows here before it ends.",
-                          MetricType::kGauge};
-
-}  // namespace
+namespace {}  // namespace
 
 TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
@@ -62,8 +30,7 @@ TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, co
 }
 
 void TaskSeries::collect(Collector& out) {
-  std::uint64_t c[kCounters];
-  sum_cells(base, kCounters, c);
+  const auto c = summed_counters<kCounters>(base);
   const Labels res = resource_labels(*this);
   auto with = [&](const char* k, const char* v) { return with_label(res, k, v); };
   out.add(kWaitSeconds, with("op", "schedule"), snapshot(sched));

@@ -12,6 +12,8 @@
 
 #include <boost/system/error_code.hpp>
 
+#include "stallscope/detail/enum_names.hpp"
+
 namespace stallscope {
 
 /// What a send does when the data lane is full.
@@ -36,41 +38,16 @@ enum class SendOutcome : std::uint8_t {
 };
 
 inline std::string_view to_string(SendOutcome outcome) noexcept {
-  switch (outcome) {
-    case SendOutcome::kEnqueued:
-      return "enqueued";
-    case SendOutcome::kDroppedOldest:
-      return "dropped_oldest";
-    case SendOutcome::kDroppedNewest:
-      return "dropped_newest";
-    case SendOutcome::kMerged:
-      return "merged";
-    case SendOutcome::kShed:
-      return "shed";
-    case SendOutcome::kClosed:
-      return "closed";
-    case SendOutcome::kCancelled:
-      return "cancelled";
-    case SendOutcome::kTimedOut:
-      return "timed_out";
-  }
-  return "unknown";
+  static constexpr std::string_view kNames[] = {"enqueued",  "dropped_oldest", "dropped_newest",
+                                                "merged",    "shed",           "closed",
+                                                "cancelled", "timed_out"};  // SendOutcome's order
+  return detail::enum_name(outcome, kNames);
 }
 
 inline std::string_view to_string(OverflowPolicy policy) noexcept {
-  switch (policy) {
-    case OverflowPolicy::kWait:
-      return "wait";
-    case OverflowPolicy::kDropOldest:
-      return "drop_oldest";
-    case OverflowPolicy::kDropNewest:
-      return "drop_newest";
-    case OverflowPolicy::kMerge:
-      return "merge";
-    case OverflowPolicy::kShed:
-      return "shed";
-  }
-  return "unknown";
+  static constexpr std::string_view kNames[] = {"wait", "drop_oldest", "drop_newest", "merge",
+                                                "shed"};  // OverflowPolicy's order
+  return detail::enum_name(policy, kNames);
 }
 
 /// What became of one send. [[nodiscard]]: a refused item comes back in `item`, and dropping

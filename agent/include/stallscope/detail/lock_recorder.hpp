@@ -36,16 +36,6 @@ enum class LockOp : std::uint8_t { kExclusive = 0, kShared = 1 };
 
 #if STALLSCOPE_ENABLED
 
-// The lock families, shared with the async lock (kind "async_lock", semaphore_recorder.cpp) so
-// that its rows sit in the same families as those of the other locks.
-extern const FamilyDesc kLockAcquisitions;
-extern const FamilyDesc kLockContended;
-extern const FamilyDesc kLockTimeouts;
-extern const FamilyDesc kLockTryFailures;
-extern const FamilyDesc kLockHold;
-extern const FamilyDesc kLockHolderAge;
-extern const FamilyDesc kLockObjects;
-
 // Cells of one op (exclusive or shared) of one lock series.
 struct LockOpCells {
   static constexpr std::uint32_t kFast = 0;               // lock() acquired without waiting
