@@ -46,6 +46,12 @@ double sender_tasks(const std::string& name) {
   return value("stallscope_channel_sender_tasks", {{"resource", name}}).value_or(-1);
 }
 
+// Checks how many task names sent on `name`'s data lane.
+void check_senders(const std::string& name, double n) {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  CHECK(sender_tasks(name) == n);
+}
+
 // Checks the bytes of `name`: what is queued now and what was sent in all.
 void check_bytes(const std::string& name, double queued, double sent) {
   if constexpr (!STALLSCOPE_ENABLED) return;
@@ -201,11 +207,11 @@ TEST_CASE("distinct sender task names are counted per channel, up to 16", "[chan
   Channel<int> ch(name, 1024, OverflowPolicy::kDropOldest);
   // Sends from a thread outside any task are not attributed.
   REQUIRE(ch.try_send(1).accepted());
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 0);
+  check_senders(name, 0);
 
   const std::string a = unique_name("sender-a"), b = unique_name("sender-b");
   send_from_tasks(ch, {a, a, b}, 5);  // two tasks of one name, one of another
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 2);
+  check_senders(name, 2);
 
   // A control send is not data-lane traffic.
   asio::io_context io;
@@ -217,18 +223,18 @@ TEST_CASE("distinct sender task names are counted per channel, up to 16", "[chan
       },
       asio::detached);
   io.run();
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 2);
+  check_senders(name, 2);
 
   // A second object of the same name: the union of both, each name once.
   Channel<int> twin(name, 1024, OverflowPolicy::kDropOldest);
   const std::string c = unique_name("sender-c");
   send_from_tasks(twin, {a, c}, 2);
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 3);
+  check_senders(name, 3);
 
   std::vector<std::string> many;
   for (int i = 0; i < 20; ++i) many.push_back(unique_name("sender-many"));
   send_from_tasks(ch, many, 1);
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 16);  // the cap
+  check_senders(name, 16);  // the cap
 }
 
 TEST_CASE("sender tasks are those of live objects", "[channel][senders]") {
@@ -237,10 +243,10 @@ TEST_CASE("sender tasks are those of live objects", "[channel][senders]") {
     Channel<int> ch(name, 64, OverflowPolicy::kDropOldest);
     send_from_tasks(ch, {unique_name("gone-a"), unique_name("gone-b")}, 3);
     (void)ch.drain();
-    if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 2);
+    check_senders(name, 2);
   }
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 0);
+  check_senders(name, 0);
   Channel<int> again(name, 64, OverflowPolicy::kDropOldest);
   send_from_tasks(again, {unique_name("gone-c")}, 1);
-  if constexpr (STALLSCOPE_ENABLED) CHECK(sender_tasks(name) == 1);
+  check_senders(name, 1);
 }
