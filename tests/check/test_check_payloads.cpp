@@ -17,10 +17,7 @@
 namespace asio = boost::asio;
 using Catch::Contains;
 using stallscope::check::Verdict;
-using stallscope::testing::CheckWindow;
-using stallscope::testing::evidence;
-using stallscope::testing::result;
-using stallscope::testing::unique_name;
+using namespace stallscope::testing;
 
 namespace {
 

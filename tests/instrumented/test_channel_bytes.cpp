@@ -23,9 +23,7 @@ using stallscope::Channel;
 using stallscope::ChannelOptions;
 using stallscope::OverflowPolicy;
 using stallscope::SendOutcome;
-using stallscope::testing::eventually;
-using stallscope::testing::unique_name;
-using stallscope::testing::value;
+using namespace stallscope::testing;
 
 namespace {
 
