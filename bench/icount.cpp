@@ -16,6 +16,7 @@
 //                                                 failure: the recorder's bookkeeping path)
 //   histogram_prometheus / histogram_stallscope   one observation, spread over the buckets
 //   channel_asio / channel_stallscope             try_send + try_receive of one int, capacity 64
+//   channel_sized_stallscope                      the same with ChannelOptions::size_of set
 //   post_plain / post_stallscope                  one `co_await post(ex)` resumption
 //   spawn_plain / spawn_stallscope                spawn a coroutine that returns, run it
 //   retry_atomic / retry_stallscope               a request and its retry: two relaxed
@@ -134,6 +135,18 @@ void histogram_prometheus(std::uint64_t n) {
 
 void channel_stallscope(std::uint64_t n) {
   stallscope::Channel<int> ch("icount-channel", 64);
+  (void)ch.try_send(0);
+  (void)ch.try_receive();
+  measured(n, [&](std::uint64_t i) {
+    (void)ch.try_send(static_cast<int>(i));
+    g_sink = g_sink + static_cast<std::uintptr_t>(*ch.try_receive());
+  });
+}
+
+void channel_sized_stallscope(std::uint64_t n) {
+  stallscope::ChannelOptions<int> o{.capacity = 64};
+  o.size_of = [](const int&) { return sizeof(int); };
+  stallscope::Channel<int> ch("icount-channel-sized", o);
   (void)ch.try_send(0);
   (void)ch.try_receive();
   measured(n, [&](std::uint64_t i) {
@@ -268,6 +281,7 @@ const std::map<std::string_view, std::function<void(std::uint64_t)>>& paths() {
       {"histogram_stallscope", histogram_stallscope},
       {"channel_asio", channel_asio},
       {"channel_stallscope", channel_stallscope},
+      {"channel_sized_stallscope", channel_sized_stallscope},
       {"post_plain", post_plain},
       {"post_stallscope", post_stallscope},
       {"spawn_plain", spawn_plain},

@@ -70,6 +70,7 @@ rows=(
   "try_lock_fail_std try_lock_fail_stallscope try_lock on a held lock|std::mutex"
   "histogram_prometheus histogram_stallscope histogram record|prometheus-cpp Observe"
   "channel_asio channel_stallscope channel try_send + try_receive|concurrent_channel"
+  "channel_asio channel_sized_stallscope channel try_send + try_receive, with size_of|concurrent_channel"
   "post_plain post_stallscope co_await post resumption|plain io_context"
   "spawn_plain spawn_stallscope spawn + run a coroutine that returns|co_spawn"
   "retry_atomic retry_stallscope retry budget: a request and its retry|two atomic fetch_adds"

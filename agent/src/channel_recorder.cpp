@@ -4,6 +4,7 @@
 
 #include "families.hpp"
 #include "series_support.hpp"
+#include "stallscope/detail/task_recorder.hpp"
 
 namespace stallscope::detail {
 
@@ -49,7 +50,8 @@ void ChannelSeries::collect(Collector& out) {
   };
 
   std::size_t depth = 0, capacity = 0, high = 0, send_waiters = 0, idle = 0;
-  std::int64_t oldest = 0;
+  std::int64_t oldest = 0, queued_bytes = 0;
+  std::vector<const TaskSeries*> senders;
   double full_ns = static_cast<double>(c[kFullNs]);
   sites_.for_each([&](const ChannelSite& site) {
     const ChannelSite* s = &site;
@@ -62,6 +64,8 @@ void ChannelSeries::collect(Collector& out) {
     idle += s->recv_waiters_.load(std::memory_order_relaxed);
     const std::int64_t full = s->full_since_.load(std::memory_order_relaxed);
     if (full != 0) full_ns += static_cast<double>(out.age_ns(full));
+    queued_bytes += s->queued_bytes_.load(std::memory_order_relaxed);
+    s->add_senders_to(senders);
   });
 
   out.add_wait(with("op", "send"), snap(send_wait_cell(), c[kFastSend]),
@@ -77,6 +81,9 @@ void ChannelSeries::collect(Collector& out) {
   out.add(kFullSeconds, res, full_reported_ns_ * 1e-9);
   out.add(kQueueTime, res, snap(queue_time_cell(), c[kHandoff] + c[kHandoff + 1]));
   out.add(kMergeErrorsFamily, res, static_cast<double>(c[kMergeErrors]));
+  out.add(kQueuedBytes, res, static_cast<double>(queued_bytes));
+  out.add(kSentBytesFamily, res, static_cast<double>(c[kSentBytes]));
+  out.add(kSenderTasks, res, static_cast<double>(senders.size()));
   for (std::uint32_t lane = 0; lane < 2; ++lane) {
     const Labels on_lane = with("lane", kLaneNames[lane]);
     out.add(kSentFamily, on_lane, static_cast<double>(c[kSent + lane]));
@@ -96,6 +103,25 @@ ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
       sum_offset_(layout_->bucket_count()),
       capacity_(capacity) {
   series_->sites_.link(this);
+}
+
+void ChannelSite::note_sender(const TaskSeries* task) noexcept {
+  last_sender_ = task;
+  const std::uint32_t n = sender_count_.load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (senders_[i].load(std::memory_order_relaxed) == task) return;
+  }
+  if (n == ChannelSeries::kMaxSenderTasks) return;  // the cap: later names are not told apart
+  senders_[n].store(task, std::memory_order_relaxed);
+  sender_count_.store(n + 1, std::memory_order_release);
+}
+
+void ChannelSite::add_senders_to(std::vector<const TaskSeries*>& set) const {
+  const std::uint32_t n = sender_count_.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n && set.size() < ChannelSeries::kMaxSenderTasks; ++i) {
+    const TaskSeries* t = senders_[i].load(std::memory_order_relaxed);
+    if (std::find(set.begin(), set.end(), t) == set.end()) set.push_back(t);
+  }
 }
 
 ChannelSite::~ChannelSite() {

@@ -130,6 +130,18 @@ inline constexpr FamilyDesc kMergeErrorsFamily{
 inline constexpr FamilyDesc kIdleReceivers{"stallscope_channel_idle_receivers",
                                            "Receivers waiting on an empty channel now.",
                                            MetricType::kGauge};
+inline constexpr FamilyDesc kQueuedBytes{"stallscope_channel_queued_bytes",
+                                         "Bytes queued now (data lane, by ChannelOptions::size_of; "
+                                         "0 without one), summed over live objects.",
+                                         MetricType::kGauge};
+inline constexpr FamilyDesc kSentBytesFamily{"stallscope_channel_sent_bytes_total",
+                                             "Bytes of the items given to data-lane sends (by "
+                                             "ChannelOptions::size_of; 0 without one).",
+                                             MetricType::kCounter};
+inline constexpr FamilyDesc kSenderTasks{
+    "stallscope_channel_sender_tasks",
+    "Distinct task names that sent on the data lane of a live object (at most 16).",
+    MetricType::kGauge};
 
 }  // namespace channel
 

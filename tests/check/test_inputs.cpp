@@ -189,7 +189,7 @@ TEST_CASE("the README's thresholds table is the defaults", "[check][config][read
   // Every key in the table is real (an unknown one throws) and has its default here.
   const auto t = stallscope::check::parse_thresholds(yaml, "README.md");
   const stallscope::check::Thresholds d;
-  CHECK(rows == 14);  // every member below
+  CHECK(rows == 17);  // every member below
   CHECK(t.held_across_suspend == d.held_across_suspend);
   CHECK(t.async_lock_waiters == d.async_lock_waiters);
   CHECK(t.async_lock_hold_seconds == d.async_lock_hold_seconds);
@@ -204,4 +204,7 @@ TEST_CASE("the README's thresholds table is the defaults", "[check][config][read
   CHECK(t.retry_amplification == d.retry_amplification);
   CHECK(t.tiny_task_seconds == d.tiny_task_seconds);
   CHECK(t.tiny_task_min == d.tiny_task_min);
+  CHECK(t.channel_queued_bytes == d.channel_queued_bytes);
+  CHECK(t.channel_item_bytes == d.channel_item_bytes);
+  CHECK(t.channel_sender_tasks == d.channel_sender_tasks);
 }

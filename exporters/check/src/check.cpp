@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <prometheus/text_serializer.h>
 
+#include "stallscope/detail/markup_escape.hpp"
 #include "stallscope/prometheus.hpp"
 #include "stallscope/registry.hpp"
 #include "stallscope/stallz.hpp"
@@ -26,6 +27,7 @@ namespace {
 
 using detail::label;
 using detail::Series;
+using stallscope::detail::markup_escape;
 
 // ---------------------------------------------------------------------------------------------
 // The two scrapes: gauges as of the end, counters as their increase over the window.
@@ -79,6 +81,9 @@ class Scrapes {
 };
 
 using Resource = std::pair<std::string, std::string>;  // (kind, resource)
+
+// stallscope_channel_sender_tasks stops counting here (ChannelSeries::kMaxSenderTasks).
+constexpr double kMaxSenderTasks = 16;
 
 // A histogram's increase over the window, per group: cumulative bucket counts by bound.
 struct Histogram {
@@ -237,11 +242,14 @@ struct Context {
 
 void worsen(CheckResult& r, Verdict v) { r.verdict = std::max(r.verdict, v); }
 
+// A check's result before any evidence: passing.
+CheckResult started(std::string id, std::string title) {
+  return CheckResult{std::move(id), std::move(title), Verdict::kPass, {}};
+}
+
 CheckResult check_locks(const Context& c) {
-  CheckResult r{"lock-across-suspension",
-                "1. no lock held across a suspension while others wait for it",
-                Verdict::kPass,
-                {}};
+  CheckResult r = started("lock-across-suspension",
+                          "1. no lock held across a suspension while others wait for it");
   std::size_t thread_locks = 0;
   c.m.each("stallscope_lock_held_across_suspend_total", {}, [&](const Series& s) {
     ++thread_locks;
@@ -315,11 +323,10 @@ CheckResult check_locks(const Context& c) {
 }
 
 CheckResult check_channels(const Context& c) {
-  CheckResult r{"channel-at-capacity",
-                "2. no channel sat at capacity, or kept its senders waiting, for a share of the "
-                "window",
-                Verdict::kPass,
-                {}};
+  CheckResult r =
+      started("channel-at-capacity",
+              "2. no channel sat at capacity, or kept its senders waiting, for a share of the "
+              "window");
   const auto capacity =
       by_resource(c.m, "stallscope_channel_capacity", {{"kind", "channel"}}, false);
   const auto full = by_resource(c.m, "stallscope_channel_full_seconds_total", {}, true);
@@ -354,10 +361,9 @@ CheckResult check_channels(const Context& c) {
 }
 
 CheckResult check_cancellation(const Context& c) {
-  CheckResult r{"cancellation",
-                "3. every cancelled task stopped (none lingering, none slow to observe its token)",
-                Verdict::kPass,
-                {}};
+  CheckResult r =
+      started("cancellation",
+              "3. every cancelled task stopped (none lingering, none slow to observe its token)");
   for (const Stallz::Lingering& l : c.z.lingering) {
     r.evidence.push_back(fmt::format(
         "task `{}`: {} still alive after cancellation, the oldest cancelled {} ago (lingering)",
@@ -387,11 +393,10 @@ CheckResult check_cancellation(const Context& c) {
 }
 
 CheckResult check_executor(const Context& c) {
-  CheckResult r{"executor-cpu",
-                "4. no CPU-heavy or blocking work on executor threads, no thread blocked by a "
-                "lock, no uncapped blocking work",
-                Verdict::kPass,
-                {}};
+  CheckResult r =
+      started("executor-cpu",
+              "4. no CPU-heavy or blocking work on executor threads, no thread blocked by a "
+              "lock, no uncapped blocking work");
   const auto slow = by_resource(c.m, "stallscope_task_slow_slices_total", {}, true);
   std::size_t tasks = 0;
   for (const auto& [res, h] : histograms(c.m, "stallscope_task_slice_seconds", "task")) {
@@ -446,10 +451,8 @@ CheckResult check_executor(const Context& c) {
 }
 
 CheckResult check_coverage(const Context& c) {
-  CheckResult r{"coverage",
-                "5. the service exports queue depth, lock wait and task time for its resources",
-                Verdict::kPass,
-                {}};
+  CheckResult r = started(
+      "coverage", "5. the service exports queue depth, lock wait and task time for its resources");
   std::map<std::string, std::set<std::string>> names;  // kind -> resources
   double activity = 0;
   for (const Series& s : c.m.end()) {
@@ -497,10 +500,9 @@ CheckResult check_coverage(const Context& c) {
 }
 
 CheckResult check_retries(const Context& c) {
-  CheckResult r{"retry-amplification",
-                "retries stay within a budget: attempts per request at most the threshold",
-                Verdict::kPass,
-                {}};
+  CheckResult r =
+      started("retry-amplification",
+              "retries stay within a budget: attempts per request at most the threshold");
   const auto requests = by_resource(c.m, "stallscope_retry_requests_total", {}, true);
   const auto attempted = by_resource(c.m, "stallscope_retry_attempted_total", {}, true);
   const auto denied = by_resource(c.m, "stallscope_retry_denied_total", {}, true);
@@ -544,10 +546,8 @@ CheckResult check_retries(const Context& c) {
 }
 
 CheckResult check_tiny_spawns(const Context& c) {
-  CheckResult r{"tiny-spawns",
-                "warning: no task name whose median lifetime is a few spawn costs",
-                Verdict::kPass,
-                {}};
+  CheckResult r =
+      started("tiny-spawns", "warning: no task name whose median lifetime is a few spawn costs");
   for (const auto& [res, h] : histograms(c.m, "stallscope_task_lifetime_seconds", "task")) {
     if (h.count < c.t.tiny_task_min) continue;
     const auto [over, bound] = h.above(c.t.tiny_task_seconds);
@@ -566,37 +566,81 @@ CheckResult check_tiny_spawns(const Context& c) {
   return r;
 }
 
+std::string bytes(double x) {
+  if (x >= 1024.0 * 1024 * 1024) return fmt::format("{:.3g} GiB", x / (1024.0 * 1024 * 1024));
+  if (x >= 1024.0 * 1024) return fmt::format("{:.3g} MiB", x / (1024.0 * 1024));
+  if (x >= 1024.0) return fmt::format("{:.3g} KiB", x / 1024.0);
+  return fmt::format("{} B", count(x));
+}
+
+CheckResult check_heavy_payloads(const Context& c) {
+  CheckResult r = started("heavy-payloads",
+                          "warning: no channel queues or carries heavy payloads (channels with "
+                          "ChannelOptions::size_of)");
+  const auto queued = by_resource(c.m, "stallscope_channel_queued_bytes", {}, false);
+  const auto sent = by_resource(c.m, "stallscope_channel_sent_bytes_total", {}, true);
+  const auto items = by_resource(c.m, "stallscope_channel_sent_total", {{"lane", "data"}}, true);
+  std::set<Resource> channels;
+  for (const auto* m : {&queued, &sent}) {
+    for (const auto& [res, v] : *m) channels.insert(res);
+  }
+  std::size_t measured = 0;
+  for (const Resource& res : channels) {
+    const double now = get(queued, res);
+    const double sent_bytes = get(sent, res);
+    if (sent_bytes <= 0 && now <= 0) continue;  // no size function, or nothing sent
+    ++measured;
+    const double n = get(items, res);
+    const double per_item = n > 0 ? sent_bytes / n : 0;
+    if (now < c.t.channel_queued_bytes && per_item < c.t.channel_item_bytes) continue;
+    r.evidence.push_back(fmt::format(
+        "warning: channel `{}`: {} queued at the window end (threshold {}), {} per item on "
+        "average over {} items sent in the window (threshold {}): heavy payloads; send a handle "
+        "(an id, a shared pointer) instead of the payload",
+        res.second, bytes(now), bytes(c.t.channel_queued_bytes), bytes(per_item), count(n),
+        bytes(c.t.channel_item_bytes)));
+    worsen(r, Verdict::kWarn);
+  }
+  if (r.evidence.empty()) {
+    r.evidence.push_back(
+        measured == 0
+            ? std::string("no channel measured its payload bytes in the window "
+                          "(ChannelOptions::size_of): nothing to check")
+            : fmt::format("{} channel(s) measured payload bytes: none had {} queued or {} per "
+                          "item on average",
+                          measured, bytes(c.t.channel_queued_bytes),
+                          bytes(c.t.channel_item_bytes)));
+  }
+  return r;
+}
+
+CheckResult check_unrelated_traffic(const Context& c) {
+  CheckResult r = started("unrelated-traffic",
+                          "warning: no channel carries unrelated traffic (many task names "
+                          "sending on one data lane)");
+  const auto senders = by_resource(c.m, "stallscope_channel_sender_tasks", {}, false);
+  double most = 0;
+  for (const auto& [res, tasks] : senders) {
+    most = std::max(most, tasks);
+    if (tasks < c.t.channel_sender_tasks) continue;
+    r.evidence.push_back(fmt::format(
+        "warning: channel `{}`: {}{} distinct task names send on its data lane (threshold {:g}): "
+        "one channel carrying unrelated traffic, where a slow kind of item delays every other "
+        "queued behind it; give each kind of work its own channel",
+        res.second, count(tasks), tasks >= kMaxSenderTasks ? " or more" : "",
+        c.t.channel_sender_tasks));
+    worsen(r, Verdict::kWarn);
+  }
+  if (r.evidence.empty()) {
+    r.evidence.push_back(fmt::format(
+        "{} channel(s): none with {:g} or more task names sending on its data lane (most: {})",
+        senders.size(), c.t.channel_sender_tasks, count(most)));
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output
-
-void xml_escape(std::string& out, std::string_view s) {
-  for (const char ch : s) {
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        // XML 1.0 allows no control characters but tab, newline and carriage return.
-        if (static_cast<unsigned char>(ch) < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
-          out += ' ';
-        } else {
-          out += ch;
-        }
-    }
-  }
-}
 
 std::string evidence_text(const CheckResult& c) {
   std::string out;
@@ -610,15 +654,9 @@ std::string evidence_text(const CheckResult& c) {
 }  // namespace
 
 std::string_view to_string(Verdict v) noexcept {
-  switch (v) {
-    case Verdict::kPass:
-      return "pass";
-    case Verdict::kWarn:
-      return "warn";
-    case Verdict::kFail:
-      return "fail";
-  }
-  return "?";
+  constexpr std::string_view kNames[] = {"pass", "warn", "fail"};  // in Verdict's order
+  const auto i = static_cast<std::size_t>(v);
+  return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 Verdict Report::verdict() const noexcept {
@@ -646,6 +684,8 @@ Report evaluate(const Inputs& inputs, const Thresholds& thresholds) {
   r.checks.push_back(check_coverage(c));
   r.checks.push_back(check_retries(c));
   r.checks.push_back(check_tiny_spawns(c));
+  r.checks.push_back(check_heavy_payloads(c));
+  r.checks.push_back(check_unrelated_traffic(c));
   return r;
 }
 
@@ -679,17 +719,17 @@ std::string to_junit(const Report& report) {
                  report.checks.size(), failed, report.window_seconds);
   for (const CheckResult& c : report.checks) {
     out += "<testcase classname=\"stallscope-check\" name=\"";
-    xml_escape(out, c.id);
+    markup_escape(out, c.id);
     out += "\" time=\"0\">\n";
     if (c.verdict == Verdict::kFail) {
       out += "<failure type=\"fail\" message=\"";
-      xml_escape(out, c.title);
+      markup_escape(out, c.title);
       out += "\">";
-      xml_escape(out, evidence_text(c));
+      markup_escape(out, evidence_text(c));
       out += "</failure>\n";
     }
     out += "<system-out>";
-    xml_escape(out, fmt::format("{}: {}\n{}", to_string(c.verdict), c.title, evidence_text(c)));
+    markup_escape(out, fmt::format("{}: {}\n{}", to_string(c.verdict), c.title, evidence_text(c)));
     out += "</system-out>\n</testcase>\n";
   }
   out += "</testsuite>\n</testsuites>\n";

@@ -34,6 +34,9 @@ constexpr Key kKeys[] = {
     {"retry_amplification", &Thresholds::retry_amplification},
     {"tiny_task_seconds", &Thresholds::tiny_task_seconds},
     {"tiny_task_min", &Thresholds::tiny_task_min},
+    {"channel_queued_bytes", &Thresholds::channel_queued_bytes},
+    {"channel_item_bytes", &Thresholds::channel_item_bytes},
+    {"channel_sender_tasks", &Thresholds::channel_sender_tasks},
 };
 
 std::invalid_argument bad(std::string_view origin, std::string_view what) {

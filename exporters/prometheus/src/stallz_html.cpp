@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/markup_escape.hpp"
 #include "stallscope/detail/metric_names.hpp"
 #include "stallscope/stallz.hpp"
 #include "stallz_script.hpp"
@@ -26,34 +27,11 @@ namespace {
 
 using detail::kStallzScript;
 using detail::kStallzStyle;
+using detail::markup_escape;
 
 // Neither file may end the element it is inlined in.
 static_assert(kStallzStyle.find("</") == std::string_view::npos);
 static_assert(kStallzScript.find("</") == std::string_view::npos);
-
-void html_escape(std::string& out, std::string_view s) {
-  for (const char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
 
 constexpr std::string_view kDash = "\u2013";
 
@@ -170,7 +148,7 @@ class Html {
     return *this;
   }
   Html& text(std::string_view s) {
-    html_escape(out_, s);
+    markup_escape(out_, s);
     return *this;
   }
   void td(std::string_view s, const char* cls = nullptr) {

@@ -34,7 +34,9 @@ namespace stallscope {
 
 /// A bounded multi-producer multi-consumer channel recording under `name` (kind "channel"):
 /// send wait (stallscope_wait_seconds{op="send"}, a stall), receive idle time (not a stall),
-/// depth, capacity, high water, time at capacity, queue time, and what became of every item.
+/// depth, capacity, high water, time at capacity, queue time, and what became of every item;
+/// the distinct task names sending on the data lane (up to 16), and with ChannelOptions::size_of
+/// the bytes sent and queued.
 ///
 /// Thread-safe: any mix of threads and coroutines may send and receive. Cost per operation: one
 /// internal mutex, two clock reads per item (queue time, or a waiting receiver's idle time), read

@@ -77,6 +77,13 @@ struct ChannelOptions {
   std::chrono::nanoseconds shed_after{0};
   /// Control-lane capacity, at least 1. A full control lane sheds (a control send never waits).
   std::size_t control_capacity = 16;
+  /// Optional: the bytes one item stands for (a payload's size, not sizeof(T)). When set, the
+  /// data lane records bytes sent (stallscope_channel_sent_bytes_total) and bytes queued now
+  /// (stallscope_channel_queued_bytes); unset, nothing is measured and nothing costs more.
+  /// Called under the channel's internal lock when an item is sent, queued, taken, dropped or
+  /// merged (before and after): it must be cheap, must not throw (a throw ends the process), and
+  /// must give the same size for an item while it is queued (merge changes are measured).
+  std::function<std::size_t(const T& item)> size_of{};
 };
 
 /// Error codes of async_receive.

@@ -16,11 +16,13 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/slice.hpp"
 #endif
 
 namespace stallscope::detail {
@@ -65,7 +67,11 @@ class ChannelSeries final : public Series {
   static constexpr std::uint32_t kFates = 10;    // + lane * kItemFates + fate
   static constexpr std::uint32_t kMergeErrors = kFates + 2 * kItemFates;
   static constexpr std::uint32_t kFullNs = kMergeErrors + 1;
-  static constexpr std::uint32_t kCounters = kFullNs + 1;
+  static constexpr std::uint32_t kSentBytes = kFullNs + 1;  // ChannelOptions::size_of, data lane
+  static constexpr std::uint32_t kCounters = kSentBytes + 1;
+  // Distinct task names kept per channel object as data-lane senders (and reported per name,
+  // over the live objects).
+  static constexpr std::uint32_t kMaxSenderTasks = 16;
   // Then three histograms of layout().cells() each: send wait, receive idle, queue time.
   std::uint32_t send_wait_cell() const noexcept { return kCounters; }
   std::uint32_t recv_idle_cell() const noexcept { return kCounters + layout_.cells(); }
@@ -139,9 +145,27 @@ class ChannelSite {
     oldest_send_since_.store(oldest_since_ns, std::memory_order_relaxed);
   }
   void recv_waiters(std::size_t n) noexcept { recv_waiters_.store(n, std::memory_order_relaxed); }
+  // A data-lane send: notes the sending task (when the thread is inside a task slice). The
+  // common case, the same task as last time, is a thread-local load and two compares.
+  void data_sender() noexcept {
+    if (const SliceContext* sc = tls_slice) {
+      if (sc->series != last_sender_) [[unlikely]]
+        note_sender(sc->series);
+    }
+  }
+  // ChannelOptions::size_of only: bytes given to a data-lane send, and the change of the bytes
+  // queued on the data lane (+ queued, - taken, dropped, drained; a merge's size change).
+  void bytes_sent(std::size_t n) noexcept { bump(ChannelSeries::kSentBytes, n); }
+  void bytes_queued(std::int64_t delta) noexcept {
+    queued_bytes_.store(queued_bytes_.load(std::memory_order_relaxed) + delta,
+                        std::memory_order_relaxed);
+  }
 
  private:
   friend class ChannelSeries;
+  void note_sender(const TaskSeries* task) noexcept;
+  // Adds this site's sender tasks not in `set` yet, keeping it at most kMaxSenderTasks long.
+  void add_senders_to(std::vector<const TaskSeries*>& set) const;
   static std::uint32_t lane_index(Lane l) noexcept { return static_cast<std::uint32_t>(l); }
   void bump(std::uint32_t i, std::uint64_t delta = 1) noexcept {
     Cell& c = cells_[i];
@@ -176,6 +200,11 @@ class ChannelSite {
   std::atomic<std::size_t> send_waiters_{0};
   std::atomic<std::int64_t> oldest_send_since_{0};
   std::atomic<std::size_t> recv_waiters_{0};
+  std::atomic<std::int64_t> queued_bytes_{0};
+  // Data-lane sender tasks: [0, sender_count_) are set (each before the count that covers it).
+  const TaskSeries* last_sender_ = nullptr;
+  std::atomic<std::uint32_t> sender_count_{0};
+  std::atomic<const TaskSeries*> senders_[ChannelSeries::kMaxSenderTasks] = {};
   friend class LiveList<ChannelSite>;
   LiveLink<ChannelSite> link_;
 };
@@ -200,6 +229,9 @@ class ChannelSite {
   void depth(std::size_t, std::int64_t) noexcept {}
   void send_waiters(std::size_t, std::int64_t) noexcept {}
   void recv_waiters(std::size_t) noexcept {}
+  void data_sender() noexcept {}
+  void bytes_sent(std::size_t) noexcept {}
+  void bytes_queued(std::int64_t) noexcept {}
 };
 
 }  // namespace off

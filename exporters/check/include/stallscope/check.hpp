@@ -57,6 +57,12 @@ struct Thresholds {
   double tiny_task_seconds = 0.00001;
   /// Warning: ...counted only with at least this many tasks of the name in the window.
   double tiny_task_min = 100;
+  /// Warning: bytes queued on one channel at the window end (ChannelOptions::size_of).
+  double channel_queued_bytes = 64.0 * 1024 * 1024;
+  /// Warning: average bytes per item given to one channel's data-lane sends over the window.
+  double channel_item_bytes = 64.0 * 1024;
+  /// Warning: distinct task names sending on one channel's data lane (counted up to 16).
+  double channel_sender_tasks = 4;
 };
 
 /// Reads thresholds from a YAML mapping of the keys above (any subset; the rest keep their

@@ -96,6 +96,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     rec_.fate(Lane::kData, ItemFate::kDropped, data_.size());
     rec_.fate(Lane::kControl, ItemFate::kDropped, control_.size());
     rec_.depth(0, async_now());
+    clear_bytes();
     log(LogLevel::kWarning, "stallscope: channel \"" + std::string(rec_.name()) +
                                 "\" destroyed with " + std::to_string(left) +
                                 " items queued; counted as dropped (drain() it first)");
@@ -230,6 +231,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     out.reserve(control_.size() + data_.size());
     rec_.fate(Lane::kControl, ItemFate::kDrained, control_.size());
     rec_.fate(Lane::kData, ItemFate::kDrained, data_.size());
+    clear_bytes();  // before the items are moved out
     for (auto& s : control_) out.push_back(std::move(s.value));
     for (auto& s : data_) out.push_back(std::move(s.value));
     control_.clear();
@@ -330,6 +332,11 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   // `now` is the caller's clock read, taken before the lock so the lock is held for less.
   std::optional<SendResult<T>> start_send(T& item, Lane lane, bool may_wait, Pending& pending,
                                           std::int64_t now) {
+    if (lane == Lane::kData) {  // who sends, and how much (counted like rec_.sent: every send)
+      rec_.data_sender();
+      if (options_.size_of) [[unlikely]]
+        rec_.bytes_sent(options_.size_of(item));
+    }
     if (closed_) {
       rec_.sent(lane);
       rec_.fate(lane, ItemFate::kClosed);
@@ -354,7 +361,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       return SendResult<T>{SendOutcome::kShed, std::move(item)};
     }
     if (data_.size() < options_.capacity) {
-      data_.push_back(Slot{std::move(item), now});
+      push_data(std::move(item), now);
       rec_.queued(lane);
       rec_.depth(data_.size(), now);
       return SendResult<T>{};
@@ -367,10 +374,9 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
         return SendResult<T>{SendOutcome::kShed, std::move(item)};
       case OverflowPolicy::kDropOldest: {
         rec_.send_no_wait();
-        std::optional<T> evicted(std::move(data_.front().value));
-        data_.pop_front();
+        std::optional<T> evicted(pop_data());
         rec_.fate(lane, ItemFate::kDropped);
-        data_.push_back(Slot{std::move(item), now});
+        push_data(std::move(item), now);
         return SendResult<T>{SendOutcome::kDroppedOldest, std::move(evicted)};
       }
       case OverflowPolicy::kDropNewest:
@@ -379,13 +385,17 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       case OverflowPolicy::kMerge:
         for (auto it = data_.rbegin(); it != data_.rend(); ++it) {
           bool merged = false;
+          // With a size function, the queued item's size change (merged or not) is counted.
+          const std::int64_t before = options_.size_of ? bytes(it->value) : 0;
           try {
             merged = options_.merge(it->value, item);
           } catch (...) {
+            if (options_.size_of) rec_.bytes_queued(bytes(it->value) - before);
             rec_.merge_error();
             rec_.fate(lane, ItemFate::kShed);
             return SendResult<T>{SendOutcome::kShed, std::move(item)};
           }
+          if (options_.size_of) rec_.bytes_queued(bytes(it->value) - before);
           if (merged) {
             rec_.send_no_wait();
             rec_.fate(lane, ItemFate::kMerged);
@@ -417,21 +427,47 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     std::deque<Slot>* q = !control_.empty() ? &control_ : (!data_.empty() ? &data_ : nullptr);
     if (q == nullptr) return std::nullopt;
     const Lane lane = q == &control_ ? Lane::kControl : Lane::kData;
-    std::optional<T> v(std::move(q->front().value));
     rec_.taken(lane, now - q->front().enqueued_ns);
-    q->pop_front();
-    if (lane == Lane::kData) {
-      if (WaitNode* front = senders_.front()) {
-        auto& s = static_cast<SendWaiter&>(*front);
-        unlink_sender(s);
-        rec_.send_waited(now - s.since_ns);
-        data_.push_back(Slot{std::move(*s.item), now});
-        s.item.reset();
-        finish_send(s, SendResult<T>{}, pending);
-      }
-      rec_.depth(data_.size(), now);
+    if (lane == Lane::kControl) {
+      std::optional<T> v(std::move(q->front().value));
+      q->pop_front();
+      return v;
     }
+    std::optional<T> v(pop_data());
+    if (WaitNode* front = senders_.front()) {
+      auto& s = static_cast<SendWaiter&>(*front);
+      unlink_sender(s);
+      rec_.send_waited(now - s.since_ns);
+      push_data(std::move(*s.item), now);
+      s.item.reset();
+      finish_send(s, SendResult<T>{}, pending);
+    }
+    rec_.depth(data_.size(), now);
     return v;
+  }
+
+  // The data lane's queue, keeping ChannelOptions::size_of's queued bytes.
+  void push_data(T&& item, std::int64_t now) {
+    if (options_.size_of) [[unlikely]]
+      rec_.bytes_queued(bytes(item));
+    data_.push_back(Slot{std::move(item), now});
+  }
+  std::optional<T> pop_data() {
+    std::optional<T> v(std::move(data_.front().value));
+    if (options_.size_of) [[unlikely]]
+      rec_.bytes_queued(-bytes(*v));
+    data_.pop_front();
+    return v;
+  }
+  std::int64_t bytes(const T& item) const noexcept {
+    return static_cast<std::int64_t>(options_.size_of(item));
+  }
+  // Every data item leaves at once (drain, destruction).
+  void clear_bytes() noexcept {
+    if (!options_.size_of) return;
+    std::int64_t sum = 0;
+    for (const Slot& s : data_) sum += bytes(s.value);
+    rec_.bytes_queued(-sum);
   }
 
   void enqueue_sender(SendWaiter& w, std::int64_t now) {
