@@ -650,10 +650,12 @@ TEST_CASE("/stallz answers while the application is deadlocked on its own locks"
   Deadlock deadlock("exp-stallz-deadlock-a", "exp-stallz-deadlock-b");
 
   // Holder ages of acquisitions that did not wait count from the first collection that saw them,
-  // so they show from the second one on.
+  // so they show from the second one on; a wait that began during a scrape has age 0 in it (live
+  // state is read after the scrape's clock read), so poll until b's waiter has aged.
   const std::string body = stallz_until(agent.port(), [](const Json& d) {
+    const Json* wb = find_row(d["waiting"], "resource", "exp-stallz-deadlock-b");
     return find_row(d["waiting"], "resource", "exp-stallz-deadlock-a") != nullptr &&
-           find_row(d["waiting"], "resource", "exp-stallz-deadlock-b") != nullptr &&
+           wb != nullptr && (*wb)["oldest_wait_age_seconds"].number > 0 &&
            find_row(d["holding"], "resource", "exp-stallz-deadlock-a") != nullptr &&
            find_row(d["holding"], "resource", "exp-stallz-deadlock-b") != nullptr;
   });
