@@ -19,10 +19,7 @@
 #include "support/poll.hpp"
 
 namespace asio = boost::asio;
-using stallscope::Channel;
-using stallscope::ChannelOptions;
-using stallscope::OverflowPolicy;
-using stallscope::SendOutcome;
+using namespace stallscope;  // Channel, ChannelOptions, OverflowPolicy, SendOutcome
 using namespace stallscope::testing;
 
 namespace {
