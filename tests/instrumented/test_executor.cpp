@@ -178,15 +178,22 @@ TEST_CASE("lock waits inside task slices count as the executor's lock time",
   if constexpr (!STALLSCOPE_ENABLED) return;
   const std::string name = unique_name("lock-io");
   const std::string task = unique_name("locker");
-  stallscope::Mutex mu(unique_name("executor-lock"));
+  const std::string lock_name = unique_name("executor-lock");
+  stallscope::Mutex mu(lock_name);
   asio::io_context io;
   stallscope::monitor_executor(io, name);
   std::unique_lock held(mu);
   spawn_locker(io, task, mu);
   std::thread runner([&] { io.run(); });
+  // The wait's clock starts before the waiter shows, so holding 10 ms past that point makes the
+  // wait at least 10 ms long, on any machine.
   REQUIRE(eventually([&] {
-    return value("stallscope_task_running_slice_seconds", {{"resource", task}}).value_or(0) > 0.010;
+    return value("stallscope_waiters", {{"resource", lock_name}}).value_or(0) == 1;
   }));
+  const auto seen = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - seen < std::chrono::milliseconds(10)) {
+    std::this_thread::yield();
+  }
   held.unlock();
   runner.join();
   const double lock =
