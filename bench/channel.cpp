@@ -6,6 +6,8 @@
 //  spsc_*        1 producer coroutine + 1 consumer coroutine, each on its own io_context and
 //                thread, capacity 64
 //  mpmc_*        2 producers + 2 consumers on a 2-thread io_context, capacity 64
+//  mpmc_n_*/N    N producers + N consumers on an N-thread io_context, capacity 64: only with
+//                STALLSCOPE_BENCH_THREADS (the scaling run), N from it
 // Throughput benchmarks move a batch of kBatch items per iteration and report items/s.
 #include <atomic>
 #include <cstdint>
@@ -19,6 +21,8 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <stallscope/channel.hpp>
+
+#include "threads.hpp"
 
 namespace asio = boost::asio;
 
@@ -163,6 +167,27 @@ BENCHMARK(BM_mpmc_asio)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 #endif
+
+// The scaling run's shape: as mpmc, with the thread count from STALLSCOPE_BENCH_THREADS.
+template <class Impl>
+void mpmc_n(benchmark::State& s) {
+  const int n = static_cast<int>(s.range(0));
+  throughput<Impl>(s, n, n, n, false);
+}
+const bool kScalingRegistered = [] {
+  if (stallscope_bench::scaling_threads().empty()) return false;
+  benchmark::RegisterBenchmark("mpmc_n_" STALL_VARIANT, mpmc_n<Stall>)
+      ->Apply(stallscope_bench::thread_args)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+#if STALLSCOPE_ENABLED
+  benchmark::RegisterBenchmark("mpmc_n_asio_concurrent_channel", mpmc_n<Asio>)
+      ->Apply(stallscope_bench::thread_args)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+#endif
+  return true;
+}();
 
 }  // namespace
 

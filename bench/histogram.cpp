@@ -20,6 +20,7 @@
 
 #include "cells_alloc.hpp"
 #include "stallscope/buckets.hpp"
+#include "threads.hpp"
 
 namespace {
 
@@ -101,8 +102,8 @@ void record_prometheus(benchmark::State& state) {
 }  // namespace
 
 // Real time: per-thread cost is wall time / iterations of one thread (bench.sh computes it).
-BENCHMARK(record_stallscope)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK(record_prometheus)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(record_stallscope)->Apply(stallscope_bench::threads<1, 2>)->UseRealTime();
+BENCHMARK(record_prometheus)->Apply(stallscope_bench::threads<1, 2>)->UseRealTime();
 
 int main(int argc, char** argv) {
   durations();  // outside the timed region

@@ -38,6 +38,7 @@
 #include "stallscope/mutex.hpp"
 #include "stallscope/options.hpp"
 #include "stallscope/registry.hpp"
+#include "threads.hpp"
 
 namespace {
 
@@ -252,6 +253,29 @@ void contended_naive(benchmark::State& state) {
   contended(state, g.m, g.counter);
 }
 
+// --- one lock per thread, every stallscope lock under the same name ---
+// No thread waits; what the threads share is stallscope's series for the name (its per-thread
+// shards), so this shows whether recording an uncontended lock scales with threads.
+
+template <class Lock, class... Args>
+void private_lock(benchmark::State& state, Args&&... args) {
+  const PinnedToCpu pin(state.thread_index());
+  Guarded<Lock> g(std::forward<Args>(args)...);
+  for (auto _ : state) {
+    g.m.lock();
+    ++g.counter;
+    benchmark::DoNotOptimize(g.counter);
+    g.m.unlock();
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void private_std_mutex(benchmark::State& state) { private_lock<std::mutex>(state); }
+
+void private_stallscope(benchmark::State& state) {
+  private_lock<stallscope::Mutex>(state, "bench-private");
+}
+
 }  // namespace
 
 BENCHMARK(uncontended_std_mutex);
@@ -267,10 +291,13 @@ BENCHMARK(lifecycle_used_stallscope);
 BENCHMARK(lifecycle_used_stallscope_runtime_name);
 
 // Real time: with two threads the figure that matters is wall-clock throughput.
-BENCHMARK(contended_std_mutex)->Threads(2)->UseRealTime();
-BENCHMARK(contended_stallscope)->Threads(2)->UseRealTime();
-BENCHMARK(contended_stallscope_hold)->Threads(2)->UseRealTime();
-BENCHMARK(contended_naive)->Threads(2)->UseRealTime();
+using stallscope_bench::threads;
+BENCHMARK(contended_std_mutex)->Apply(threads<2>)->UseRealTime();
+BENCHMARK(contended_stallscope)->Apply(threads<2>)->UseRealTime();
+BENCHMARK(contended_stallscope_hold)->Apply(threads<2>)->UseRealTime();
+BENCHMARK(contended_naive)->Apply(threads<2>)->UseRealTime();
+BENCHMARK(private_std_mutex)->Apply(threads<1, 2>)->UseRealTime();
+BENCHMARK(private_stallscope)->Apply(threads<1, 2>)->UseRealTime();
 
 int main(int argc, char** argv) {
   const char* single = std::getenv("STALLSCOPE_BENCH_SINGLE_THREADED");

@@ -5,7 +5,15 @@
 //                      with a stallscope::Watchdog thread polling every 1 ms
 //  spawn_*             spawning a coroutine that returns at once and running it to completion:
 //                      co_spawn vs stallscope::spawn; on one thread, and on two at once
+//  post_n_*/N          N threads run one io_context on which 4N coroutines each loop on
+//                      `co_await post`: the executor's throughput (items/s) as threads grow.
+//                      Only with STALLSCOPE_BENCH_THREADS (the scaling run), N from it
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include <benchmark/benchmark.h>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +24,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <stallscope/task.hpp>
 #include <stallscope/watchdog.hpp>
+
+#include "threads.hpp"
 
 namespace asio = boost::asio;
 
@@ -56,6 +66,7 @@ void BM_spawn_plain(benchmark::State& state) {
     io.run();
     io.restart();
   }
+  state.SetItemsProcessed(state.iterations());
 }
 
 void BM_spawn_stallscope(benchmark::State& state) {
@@ -67,6 +78,7 @@ void BM_spawn_stallscope(benchmark::State& state) {
     io.run();
     io.restart();
   }
+  state.SetItemsProcessed(state.iterations());
 }
 
 BENCHMARK(BM_post_round_trip_plain)->Name("post_round_trip_plain");
@@ -76,8 +88,54 @@ BENCHMARK(BM_spawn_plain)->Name("spawn_plain");
 BENCHMARK(BM_spawn_stallscope)->Name("spawn_stallscope");
 // Two threads spawning at once, each on its own io_context: what the two share is stallscope's
 // (the task name's series), so this shows whether spawning contends.
-BENCHMARK(BM_spawn_plain)->Name("spawn_plain")->Threads(2)->UseRealTime();
-BENCHMARK(BM_spawn_stallscope)->Name("spawn_stallscope")->Threads(2)->UseRealTime();
+BENCHMARK(BM_spawn_plain)->Name("spawn_plain")->Apply(stallscope_bench::threads<2>)->UseRealTime();
+BENCHMARK(BM_spawn_stallscope)
+    ->Name("spawn_stallscope")
+    ->Apply(stallscope_bench::threads<2>)
+    ->UseRealTime();
+
+constexpr int kPostsPerCoroutine = 20'000;
+
+asio::awaitable<void> posts(std::atomic<std::int64_t>& done) {
+  auto ex = co_await asio::this_coro::executor;
+  for (int i = 0; i < kPostsPerCoroutine; ++i) co_await asio::post(ex, asio::use_awaitable);
+  done += kPostsPerCoroutine;
+}
+
+// `instrumented`: the coroutines are stallscope tasks (one name), else plain co_spawn.
+void post_n(benchmark::State& state, bool instrumented) {
+  const int n = static_cast<int>(state.range(0));
+  const int coroutines = 4 * n;
+  for (auto _ : state) {
+    asio::io_context io(n);
+    std::atomic<std::int64_t> done{0};
+    for (int c = 0; c < coroutines; ++c) {
+      if (instrumented) {
+        stallscope::spawn(io.get_executor(), "bench-post-n", posts(done), asio::detached);
+      } else {
+        asio::co_spawn(io, posts(done), asio::detached);
+      }
+    }
+    std::vector<std::thread> pool;
+    for (int t = 1; t < n; ++t) pool.emplace_back([&] { io.run(); });
+    io.run();
+    for (auto& t : pool) t.join();
+    benchmark::DoNotOptimize(done.load());
+  }
+  state.SetItemsProcessed(state.iterations() * coroutines * kPostsPerCoroutine);
+}
+
+const bool kScalingRegistered = [] {
+  if (stallscope_bench::scaling_threads().empty()) return false;
+  for (const bool instrumented : {false, true}) {
+    const std::string name = instrumented ? "post_n_stallscope" : "post_n_plain";
+    benchmark::RegisterBenchmark(name.c_str(), post_n, instrumented)
+        ->Apply(stallscope_bench::thread_args)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  return true;
+}();
 
 }  // namespace
 
