@@ -9,6 +9,8 @@
 #include "stallscope/detail/histogram.hpp"
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +22,7 @@
 
 #include "cells_alloc.hpp"
 #include "stallscope/buckets.hpp"
+#include "stallscope/clock.hpp"
 #include "threads.hpp"
 
 namespace {
@@ -99,7 +102,24 @@ void record_prometheus(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The clock every recorder reads (a contended wait reads it twice, a task slice three times),
+// against steady_clock; `tsc` 1 when stallscope's clock is the TSC, 0 when it fell back to
+// steady_clock (no invariant TSC, as in some VMs).
+void read_clock_stallscope(benchmark::State& state) {
+  stallscope::detail::calibrate_clock();
+  for (auto _ : state) benchmark::DoNotOptimize(stallscope::now_ns());
+  state.counters["tsc"] =
+      stallscope::detail::g_tsc_scale.load(std::memory_order_acquire) != nullptr ? 1 : 0;
+}
+
+void read_clock_steady(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
+}
+
 }  // namespace
+
+BENCHMARK(read_clock_stallscope);
+BENCHMARK(read_clock_steady);
 
 // Real time: per-thread cost is wall time / iterations of one thread (bench.sh computes it).
 BENCHMARK(record_stallscope)->Apply(stallscope_bench::threads<1, 2>)->UseRealTime();

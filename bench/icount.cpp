@@ -14,6 +14,12 @@
 //   lock_std / lock_stallscope                    uncontended lock() + unlock()
 //   try_lock_fail_std / try_lock_fail_stallscope  try_lock() on a held lock (the counted
 //                                                 failure: the recorder's bookkeeping path)
+//   contended_naive / contended_stallscope        the bookkeeping of a contended lock() +
+//                                                 unlock(), around an inner lock whose try_lock
+//                                                 always fails and whose lock() returns at once
+//                                                 (the wait itself is the OS's, not counted):
+//                                                 hand timing (steady_clock x2 + prometheus-cpp
+//                                                 Observe) against stallscope::Instrumented
 //   histogram_prometheus / histogram_stallscope   one observation, spread over the buckets
 //   channel_asio / channel_stallscope             try_send + try_receive of one int, capacity 64
 //   channel_sized_stallscope                      the same with ChannelOptions::size_of set
@@ -29,6 +35,7 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -96,6 +103,32 @@ void try_lock_fail_path(std::uint64_t n, M& m) {
   measured(n, [&](std::uint64_t) { g_sink = g_sink + static_cast<std::uintptr_t>(m.try_lock()); });
   m.unlock();
 }
+
+// An inner lock that is always taken when tried and free when waited for: every lock() of a
+// wrapper around it goes the contended way without blocking.
+class BusyOnTry {
+ public:
+  bool try_lock() noexcept { return false; }
+  void lock() noexcept { g_sink = g_sink + 1; }
+  void unlock() noexcept { g_sink = g_sink + 1; }
+};
+
+// What a user who times lock waits by hand writes.
+class HandTimed {
+ public:
+  explicit HandTimed(prometheus::Histogram& wait) : wait_(wait) {}
+  void lock() {
+    const auto t0 = std::chrono::steady_clock::now();
+    inner_.lock();
+    const auto t1 = std::chrono::steady_clock::now();
+    wait_.Observe(std::chrono::duration<double>(t1 - t0).count());
+  }
+  void unlock() { inner_.unlock(); }
+
+ private:
+  BusyOnTry inner_;
+  prometheus::Histogram& wait_;
+};
 
 constexpr std::size_t kValues = 1024;
 
@@ -276,6 +309,25 @@ const std::map<std::string_view, std::function<void(std::uint64_t)>>& paths() {
        [](std::uint64_t n) {
          stallscope::Mutex m{"icount-try"};
          try_lock_fail_path(n, m);
+       }},
+      {"contended_naive",
+       [](std::uint64_t n) {
+         prometheus::Registry registry;
+         const stallscope::Buckets buckets = stallscope::Buckets::latency();
+         const auto bounds = buckets.bounds();
+         auto& h = prometheus::BuildHistogram()
+                       .Name("icount_wait_seconds")
+                       .Help("icount")
+                       .Register(registry)
+                       .Add({}, prometheus::Histogram::BucketBoundaries(bounds.begin(),
+                                                                         bounds.end()));
+         HandTimed m(h);
+         lock_path(n, m);
+       }},
+      {"contended_stallscope",
+       [](std::uint64_t n) {
+         stallscope::Instrumented<BusyOnTry> m{"icount-contended"};
+         lock_path(n, m);
        }},
       {"histogram_prometheus", histogram_prometheus},
       {"histogram_stallscope", histogram_stallscope},

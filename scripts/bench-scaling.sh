@@ -54,6 +54,10 @@ run() {
   local common=(--benchmark_repetitions="$reps" --benchmark_display_aggregates_only=true
                 --benchmark_min_time=0.2 --benchmark_out_format=json)
   nproc >"$out/nproc"
+  # Which clock the kernel gives steady_clock, and whether the CPU says its TSC is invariant
+  # (stallscope's clock is the TSC only then): the cost of every timed path depends on both.
+  { cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown
+    grep -m1 -o -w 'constant_tsc\|nonstop_tsc' /proc/cpuinfo | tr '\n' ' '; echo; } >"$out/clock"
   cut -d' ' -f1-3 /proc/loadavg >"$out/load_before"
   "$dir/stallscope-bench-locks" "${common[@]}" --benchmark_out="$out/locks.json" \
     --benchmark_filter='^(contended_std_mutex|contended_stallscope|private_std_mutex|private_stallscope)/'
@@ -69,6 +73,7 @@ report() {
   python3 - "$1" <<'PY'
 import json, os, re, sys
 out = sys.argv[1]
+clock_reads = {}  # read_clock_* -> ns per read
 rows = {}  # (bench, variant) -> {threads: items/s median}
 machine = ""
 for f in ("locks", "histogram", "channel", "tasks"):
@@ -83,6 +88,10 @@ for f in ("locks", "histogram", "channel", "tasks"):
         if b.get("aggregate_name" if medians else "run_type") != ("median" if medians else "iteration"):
             continue
         name = b["run_name"]
+        if name.startswith("read_clock"):
+            tsc = f" (TSC: {'yes' if b['tsc'] else 'no'})" if "tsc" in b else ""
+            clock_reads[name + tsc] = b["cpu_time"]
+            continue
         m = re.match(r"^([a-z_]+)/(\d+)/real_time$", name)  # post_n_*/N, mpmc_n_*/N
         if m:
             key, n = m.group(1), int(m.group(2))
@@ -105,6 +114,10 @@ counts = sorted({n for r in rows.values() for n in r})
 def fmt(v):
     return f"{v / 1e6:.1f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
 head = "| operation (items/s, all threads) | | " + " | ".join(f"{n} thr" for n in counts) + " |"
+clock_path = os.path.join(out, "clock")
+clock = open(clock_path).read().split("\n") if os.path.exists(clock_path) else ["unknown", ""]
+print(f"Clock: kernel clocksource {clock[0].strip()}; cpu flags: {clock[1].strip() or 'none'}; "
+      + "; ".join(f"{k} {v:.1f} ns" for k, v in sorted(clock_reads.items())) + ".")
 print(f"Machine: {machine}; load before {open(os.path.join(out, 'load_before')).read().strip()}, "
       f"after {open(os.path.join(out, 'load_after')).read().strip()}; medians of repetitions.")
 print()

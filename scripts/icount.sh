@@ -68,6 +68,7 @@ done
 rows=(
   "lock_std lock_stallscope uncontended lock + unlock|std::mutex"
   "try_lock_fail_std try_lock_fail_stallscope try_lock on a held lock|std::mutex"
+  "contended_naive contended_stallscope a contended lock + unlock: the bookkeeping|hand timing: steady_clock x2 + Observe"
   "histogram_prometheus histogram_stallscope histogram record|prometheus-cpp Observe"
   "channel_asio channel_stallscope channel try_send + try_receive|concurrent_channel"
   "channel_asio channel_sized_stallscope channel try_send + try_receive, with size_of|concurrent_channel"
