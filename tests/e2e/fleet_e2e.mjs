@@ -1,0 +1,331 @@
+#!/usr/bin/env node
+// End to end, a fleet: three demo instances in two clusters, each cluster's Prometheus scraping
+// its instances, evaluating the shipped rules and remote-writing to a central Prometheus that
+// runs as a remote-write receiver (standing in for Thanos, Mimir or VictoriaMetrics), and a
+// fourth Prometheus federating the rules' results. All real processes on loopback.
+//
+//   node fleet_e2e.mjs --demo BIN --prometheus BIN --repo DIR --work DIR
+//
+//   cluster a: demo "slow" (the planted bottleneck: async_lock "cache") and demo "fixed",
+//              scraped by Prometheus A (external_labels cluster=a, the rules, remote_write)
+//   cluster b: demo "fixed", scraped by Prometheus C (external_labels cluster=b, the same)
+//   central:   Prometheus B, --web.enable-remote-write-receiver, no scrape and no rules
+//   federate:  Prometheus F, /federate of A and C for the rules' results (honor_labels)
+//
+// Checks, every query sent to B:
+//   - the $cluster variable lists a and b; $job and $instance list the three instances
+//   - every dashboard panel answers with data with $cluster at a and at All; with $cluster at b,
+//     every panel that the same variant answers in cluster a (the fixed instance of a, alone)
+//   - the fleet row: with $cluster at a and at All, the worst instance for the job's top
+//     resource is the slow instance and the resource async_lock/cache; at b, b's instance
+//   - every recording rule with a result on A or C has that result on B under its cluster, and
+//     the fleet stall score reached F through federation with both clusters
+// Exits 0 when all hold. Everything it starts is stopped before it exits, whatever happens.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+
+const args = parseArgs('fleet_e2e', ['demo', 'prometheus', 'repo', 'work']);
+const RULES = path.join(args.repo, 'dashboards/rules/stallscope-rules.yml');
+const started = Date.now();
+const phase = (what) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${what}`);
+
+function logTo(child, name) {
+  const log = fs.createWriteStream(path.join(args.work, `${name}.log`));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+}
+
+// Starts the demo on a free port; resolves with "127.0.0.1:PORT" once it serves /metrics.
+// Hold timing on, so the fixed variant's Mutex has hold-time series too. The fixed instances
+// run at 20 requests/s with at most 16 in flight, so whatever a loaded machine does to them, no
+// resource of theirs has more than 16 waiters; the slow variant (100/s, 256 in flight) queues
+// about 250 on its cache lock on any machine (it serves at most one request per fetch time).
+async function startDemo(name, variant) {
+  const listen = `127.0.0.1:${await freePort()}`;
+  const rate = variant === 'fixed' ? ['--rate', '20', '--max-inflight', '16'] : [];
+  const child = spawn(args.demo, ['--variant', variant, '--listen', listen, '--duration', '0',
+                                  '--summary-interval', '0', ...rate],
+                      { stdio: ['ignore', 'pipe', 'pipe'],
+                        env: { ...process.env, STALLSCOPE_HOLD_TIME: '1' } });
+  children.push(child);
+  logTo(child, `demo-${name}`);
+  await until(`demo ${name} to serve /metrics on ${listen}`, 30, async () => {
+    if (child.exitCode !== null) throw new Error(`demo ${name} exited (${child.exitCode})`);
+    try {
+      return (await fetch(`http://${listen}/metrics`)).ok ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return listen;
+}
+
+// Starts a Prometheus named `name` with `config` (YAML lines) and extra flags; resolves with
+// its base URL once it is ready.
+async function startPrometheus(name, config, flags = []) {
+  const port = await freePort();
+  const file = path.join(args.work, `${name}.yml`);
+  fs.writeFileSync(file, config.join('\n') + '\n');
+  const storage = path.join(args.work, `tsdb-${name}`);
+  fs.rmSync(storage, { recursive: true, force: true });
+  const child = spawn(args.prometheus, [
+    `--config.file=${file}`, `--storage.tsdb.path=${storage}`,
+    `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn', ...flags,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  logTo(child, `prometheus-${name}`);
+  const base = `http://127.0.0.1:${port}`;
+  await until(`Prometheus ${name} to be ready`, 30, async () => {
+    if (child.exitCode !== null) throw new Error(`Prometheus ${name} exited (${child.exitCode}); see prometheus-${name}.log`);
+    try {
+      return (await fetch(`${base}/-/ready`)).ok ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return base;
+}
+
+// A cluster's Prometheus: scrapes `targets` as job "demo" every second, evaluates the rules
+// every second, adds cluster=`cluster` to what it sends, and remote-writes everything to
+// `central` (the configuration dashboards/README.md shows, with test-sized intervals).
+function clusterConfig(cluster, targets, central) {
+  return [
+    'global:',
+    '  scrape_interval: 1s',
+    '  evaluation_interval: 1s',
+    '  external_labels:',
+    `    cluster: ${cluster}`,
+    'rule_files:',
+    `  - ${RULES}`,
+    'scrape_configs:',
+    '  - job_name: demo',
+    '    static_configs:',
+    `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
+    'remote_write:',
+    `  - url: ${central}/api/v1/write`,
+    '    queue_config:',
+    '      batch_send_deadline: 1s',
+  ];
+}
+
+async function api(base, pathAndQuery) {
+  const r = await fetch(`${base}${pathAndQuery}`);
+  const body = await r.json();
+  if (body.status !== 'success') throw new Error(`${pathAndQuery}: ${body.errorType}: ${body.error}`);
+  return body.data;
+}
+const query = async (base, promql) =>
+  (await api(base, `/api/v1/query?query=${encodeURIComponent(promql)}`)).result;
+const series = (base, selector) => api(base, `/api/v1/series?match[]=${encodeURIComponent(selector)}`);
+
+// A result "has data" when some sample is a number (histogram_quantile over an idle window
+// gives NaN, which is no data for a panel).
+const hasData = (result) => result.some((s) => s.value && !Number.isNaN(Number(s.value[1])));
+
+// Every panel and variable query of the dashboards, listed once with placeholders for the
+// variables that change, then with `vars` (cluster, instance; ".*" when not given) and job
+// "demo" substituted, grouped by panel.
+const PLACEHOLDERS = { cluster: '@CLUSTER@', instance: '@INSTANCE@' };
+let listing = null;
+function panelQueries(vars) {
+  if (!listing) {
+    const argv = [path.join(args.repo, 'tests/dashboards/list-queries.mjs'), '--rate-interval', '10s',
+                  '--var', 'job=demo'];
+    for (const [k, v] of Object.entries(PLACEHOLDERS)) argv.push('--var', `${k}=${v}`);
+    listing = JSON.parse(execFileSync(process.execPath, argv, { encoding: 'utf8' })).queries;
+  }
+  const queries = listing.map((q) => {
+    let promql = q.promql;
+    for (const [k, v] of Object.entries(PLACEHOLDERS)) promql = promql.replaceAll(v, vars[k] || '.*');
+    return { ...q, promql };
+  });
+  const panels = new Map();
+  for (const q of queries) {
+    const key = q.source === 'panel' ? `${q.dashboard} / ${q.panelTitle}` : `${q.dashboard} / $${q.variable}`;
+    if (!panels.has(key)) panels.set(key, []);
+    panels.get(key).push(q);
+  }
+  return { queries, panels };
+}
+
+// Polls B until every panel of `keys` has had data from one of its queries (rates need a few
+// samples to arrive), for at most `seconds`; returns { answered, errors }.
+async function answeredPanels(base, panels, keys, seconds) {
+  const missing = new Set(keys);
+  const answered = new Set();
+  const errors = [];
+  try {
+    await until('panels to return data', seconds, async () => {
+      for (const key of [...missing]) {
+        for (const q of panels.get(key)) {
+          try {
+            const data = q.source === 'variable' ? await series(base, q.promql) : await query(base, q.promql);
+            if (q.source === 'variable' ? data.length > 0 : hasData(data)) {
+              missing.delete(key);
+              answered.add(key);
+              break;
+            }
+          } catch (e) {
+            errors.push(`${key}: ${e.message}`);
+            missing.delete(key);
+            break;
+          }
+        }
+      }
+      return missing.size === 0 ? true : undefined;
+    });
+  } catch {
+    // the panels still missing are reported by the caller
+  }
+  return { answered, errors };
+}
+
+async function main() {
+  fs.mkdirSync(args.work, { recursive: true });
+  const aSlow = await startDemo('a-slow', 'slow');
+  const aFixed = await startDemo('a-fixed', 'fixed');
+  const bFixed = await startDemo('b-fixed', 'fixed');
+
+  const central = await startPrometheus('central', ['global:', '  scrape_interval: 1m'],
+                                        ['--web.enable-remote-write-receiver']);
+  const promA = await startPrometheus('a', clusterConfig('a', [aSlow, aFixed], central));
+  const promC = await startPrometheus('b', clusterConfig('b', [bFixed], central));
+  const hostOf = (base) => base.replace(/^http:\/\//, '');
+  const federate = await startPrometheus('federate', [
+    'global:',
+    '  scrape_interval: 1s',
+    'scrape_configs:',
+    '  - job_name: federate',
+    '    honor_labels: true',
+    '    metrics_path: /federate',
+    '    params:',
+    "      'match[]': ['{__name__=~\"[a-z_]+:stallscope_.+\"}']",
+    '    static_configs:',
+    `      - targets: ['${hostOf(promA)}', '${hostOf(promC)}']`,
+  ]);
+
+  let failed = 0;
+  const fail = (msg) => {
+    console.log(`FAIL ${msg}`);
+    failed++;
+  };
+
+  // The three instances reach B with their clusters.
+  await until('B to hold the three instances with their clusters', 60, async () => {
+    const r = await query(central, 'count by (cluster) (stallscope_build_info{job="demo"})').catch(() => []);
+    const by = Object.fromEntries(r.map((s) => [s.metric.cluster, Number(s.value[1])]));
+    return by.a === 2 && by.b === 1 ? true : undefined;
+  });
+  const ready = (Date.now() - started) / 1000;
+  phase('B holds the three instances');
+
+  // Variables: $cluster lists a and b from B.
+  const all = panelQueries({});
+  const clusterVar = all.queries.find((q) => q.source === 'variable' && q.variable === 'cluster');
+  const clusters = [...new Set((await series(central, clusterVar.promql)).map((s) => s[clusterVar.label]))].sort();
+  if (clusters.join(',') !== 'a,b') fail(`$cluster lists [${clusters}], expected [a,b]`);
+  const instVar = all.queries.find((q) => q.source === 'variable' && q.variable === 'instance');
+  for (const [cluster, want] of [['a', [aSlow, aFixed]], ['b', [bFixed]]]) {
+    const q = panelQueries({ cluster }).queries.find((x) => x.source === 'variable' && x.variable === 'instance');
+    const got = [...new Set((await series(central, q.promql)).map((s) => s[instVar.label]))].sort();
+    if (got.join(',') !== [...want].sort().join(',')) fail(`$instance with $cluster=${cluster} lists [${got}], expected [${want}]`);
+  }
+
+  // Every panel with $cluster at a and at All; at b, those that a's fixed instance answers.
+  phase('variables checked');
+  const report = [];
+  for (const [name, vars] of [['All', {}], ['a', { cluster: 'a' }]]) {
+    const { panels } = panelQueries(vars);
+    const { answered, errors } = await answeredPanels(central, panels, [...panels.keys()], 90);
+    for (const e of errors) fail(`$cluster=${name}: ${e}`);
+    for (const k of panels.keys()) if (!answered.has(k) && !errors.some((e) => e.startsWith(k))) fail(`$cluster=${name}: NO DATA ${k}`);
+    report.push(`$cluster=${name}: ${answered.size} of ${panels.size} panels and variables answered`);
+    phase(`panels with $cluster=${name} checked`);
+  }
+  const twin = panelQueries({ cluster: 'a', instance: aFixed });
+  const fixedAnswers = (await answeredPanels(central, twin.panels, [...twin.panels.keys()], 20)).answered;
+  const inB = panelQueries({ cluster: 'b' });
+  const b = await answeredPanels(central, inB.panels, [...fixedAnswers], 60);
+  for (const e of b.errors) fail(`$cluster=b: ${e}`);
+  for (const k of fixedAnswers) if (!b.answered.has(k) && !b.errors.some((e) => e.startsWith(k))) fail(`$cluster=b: NO DATA ${k} (a's fixed instance answers it)`);
+  report.push(`$cluster=b: ${b.answered.size} of the ${fixedAnswers.size} panels and variables that the fixed variant feeds (of ${inB.panels.size}) answered`);
+  if (fixedAnswers.size < inB.panels.size / 2) fail(`the fixed variant feeds only ${fixedAnswers.size} of ${inB.panels.size} panels`);
+
+  phase('panels with $cluster=b checked');
+
+  // The fleet row names the planted bottleneck and the instance that has it.
+  const worstPanel = "stallscope-overview / Worst instances for each job's top resource";
+  const rankingPanel = 'stallscope-overview / Fleet ranking: waiters per job, over its instances';
+  for (const [name, vars, want] of [
+    ['All', {}, { cluster: 'a', instance: aSlow, kind: 'async_lock', resource: 'cache' }],
+    ['a', { cluster: 'a' }, { cluster: 'a', instance: aSlow, kind: 'async_lock', resource: 'cache' }],
+    ['b', { cluster: 'b' }, { cluster: 'b', instance: bFixed }],
+  ]) {
+    const { panels } = panelQueries(vars);
+    const worst = await query(central, panels.get(worstPanel)[0].promql);
+    worst.sort((x, y) => Number(y.value[1]) - Number(x.value[1]));
+    const top = worst[0] ? worst[0].metric : {};
+    const shown = worst.map((s) => `${s.metric.kind}/${s.metric.resource} on ${s.metric.instance} (${s.metric.cluster}) ${Number(s.value[1]).toFixed(3)}`);
+    console.log(`worst instances, $cluster=${name}: ${shown.join('; ') || 'none'}`);
+    for (const [k, v] of Object.entries(want)) {
+      if (top[k] !== v) fail(`$cluster=${name}: worst instance's ${k} is "${top[k]}", expected "${v}"`);
+    }
+    if (name !== 'b') {
+      const ranking = await query(central, panels.get(rankingPanel)[0].promql);
+      ranking.sort((x, y) => Number(y.value[1]) - Number(x.value[1]));
+      const first = ranking[0] ? `${ranking[0].metric.kind}/${ranking[0].metric.resource}` : 'nothing';
+      if (first !== 'async_lock/cache') fail(`$cluster=${name}: fleet ranking's top is ${first}, expected async_lock/cache`);
+    }
+  }
+
+  phase('fleet row checked');
+
+  // Every recorded series of A and C reaches B under its cluster; the fleet score reaches F.
+  const records = [...fs.readFileSync(RULES, 'utf8').matchAll(/^\s*- record: (\S+)$/gm)].map((m) => m[1]);
+  // These have results in both clusters whatever the machine: the demo waits on every kind.
+  const required = ['instance_kind_resource:stallscope_wait_seconds_sum:rate5m',
+                    'kind_resource:stallscope_wait_seconds_sum:rate5m',
+                    'kind_resource_op_le:stallscope_wait_seconds_bucket:rate5m',
+                    'kind_resource_op:stallscope_wait_seconds:p99_rate5m'];
+  let seenOnCluster = 0;
+  for (const [cluster, base] of [['a', promA], ['b', promC]]) {
+    for (const r of records) {
+      const local = await query(base, `count(${r})`);
+      if (!local.length) {
+        if (required.includes(r)) fail(`recording rule ${r}: no result on cluster ${cluster}'s Prometheus`);
+        continue;
+      }
+      seenOnCluster++;
+      await until(`${r} from cluster ${cluster} on B`, 30, async () => {
+        const there = await query(central, `count(${r}{cluster="${cluster}"})`);
+        return there.length ? true : undefined;
+      }).catch(() => fail(`recording rule ${r}: results on cluster ${cluster}'s Prometheus, none on B`));
+    }
+  }
+  console.log(`recording rules: ${seenOnCluster} of ${2 * records.length} (rule, cluster) pairs ` +
+              'had results on the cluster\'s Prometheus (the others need traffic the demo does not make); B checked for each');
+  if (!records.length) fail(`no recording rules found in ${RULES}`);
+  // le kept: the p99 over both clusters, from the recorded bucket rates alone.
+  const fleetP99 = await query(central,
+    'histogram_quantile(0.99, sum by (job, kind, resource, op, le) ' +
+    '(kind_resource_op_le:stallscope_wait_seconds_bucket:rate5m{job="demo",kind="task",op="schedule"}))');
+  if (!hasData(fleetP99)) fail('no fleet-wide p99 from the recorded bucket rates on B');
+  const cacheRule = 'kind_resource:stallscope_wait_seconds_sum:rate5m{job="demo",kind="async_lock",resource="cache"}';
+  const onB = await query(central, cacheRule);
+  if (!onB.some((s) => s.metric.cluster === 'a')) fail(`${cacheRule} with cluster="a" is not on B`);
+  await until('F to federate the fleet stall score of both clusters', 30, async () => {
+    const r = await query(federate, 'count by (cluster) (kind_resource:stallscope_wait_seconds_sum:rate5m{job="demo"})');
+    return r.length === 2 ? true : undefined;
+  }).catch(() => fail('F did not federate kind_resource:stallscope_wait_seconds_sum:rate5m from both clusters'));
+
+  for (const line of report) console.log(line);
+  const total = (Date.now() - started) / 1000;
+  console.log(`fleet_e2e: ready after ${ready.toFixed(1)} s, done after ${total.toFixed(1)} s; ${failed} failing`);
+  return failed;
+}
+
+runMain('fleet_e2e', main);
