@@ -10,7 +10,10 @@
 //              scraped by Prometheus A (external_labels cluster=a, the rules, remote_write)
 //   cluster b: demo "fixed", scraped by Prometheus C (external_labels cluster=b, the same)
 //   central:   Prometheus B, --web.enable-remote-write-receiver, no scrape and no rules
-//   federate:  Prometheus F, /federate of A and C for the rules' results (honor_labels)
+//   federate:  Prometheus F, /federate of A and C for the rules' results (honor_labels), and
+//              a's fixed demo scraped through a relabelling that drops two histograms' buckets
+// The Prometheus configurations are dashboards/README.md's, read from its blocks marked
+// "fleet_e2e: NAME", with this test's addresses and 1 s intervals put in.
 //
 // Checks, every query sent to B:
 //   - the $cluster variable lists a and b; $job and $instance list the three instances
@@ -18,8 +21,10 @@
 //     every panel that the same variant answers in cluster a (the fixed instance of a, alone)
 //   - the fleet row: with $cluster at a and at All, the worst instance for the job's top
 //     resource is the slow instance and the resource async_lock/cache; at b, b's instance
-//   - every recording rule with a result on A or C has that result on B under its cluster, and
-//     the fleet stall score reached F through federation with both clusters
+//   - every recording rule with a result on A or C has that result on B under its cluster, the
+//     fleet-wide p99 is computable on B from the recorded bucket rates, and the fleet stall
+//     score reached F through federation with both clusters
+//   - the relabelling drops exactly those buckets: F keeps what A has of that demo, less them
 // Exits 0 when all hold. Everything it starts is stopped before it exits, whatever happens.
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -89,24 +94,35 @@ async function startPrometheus(name, config, flags = []) {
   return base;
 }
 
-// A cluster's Prometheus: scrapes `targets` as job "demo" every second, evaluates the rules
-// every second, adds cluster=`cluster` to what it sends, and remote-writes everything to
-// `central` (the configuration dashboards/README.md shows, with test-sized intervals).
+// The configurations dashboards/README.md shows, as its blocks marked "fleet_e2e: NAME", with
+// this test's addresses and intervals put in: each [from, to] must still be in the block.
+const DOC = path.join(args.repo, 'dashboards/README.md');
+function docBlock(name, pairs) {
+  const m = new RegExp(`<!-- fleet_e2e: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\`\`\``).exec(fs.readFileSync(DOC, 'utf8'));
+  if (!m) throw new Error(`${DOC} has no yaml block marked fleet_e2e: ${name}`);
+  let text = m[1];
+  for (const [from, to] of pairs) {
+    if (!text.includes(from)) throw new Error(`${DOC}: the ${name} block no longer has "${from}"`);
+    text = text.split(from).join(to);
+  }
+  return text.replace(/\n$/, '').split('\n');
+}
+const quoted = (targets) => targets.map((t) => `'${t}'`).join(', ');
+
+// A cluster's Prometheus: scrapes `targets` as job "demo", evaluates the rules, adds
+// cluster=`cluster` to what it sends and remote-writes everything to `central`; every second,
+// and the remote-write batches sent after 1 s at the latest (5 s by default).
 function clusterConfig(cluster, targets, central) {
   return [
-    'global:',
-    '  scrape_interval: 1s',
-    '  evaluation_interval: 1s',
-    '  external_labels:',
-    `    cluster: ${cluster}`,
-    'rule_files:',
-    `  - ${RULES}`,
-    'scrape_configs:',
-    '  - job_name: demo',
-    '    static_configs:',
-    `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
-    'remote_write:',
-    `  - url: ${central}/api/v1/write`,
+    ...docBlock('cluster', [
+      ['scrape_interval: 15s', 'scrape_interval: 1s'],
+      ['evaluation_interval: 15s', 'evaluation_interval: 1s'],
+      ['cluster: eu-west-1', `cluster: ${cluster}`],
+      ['/etc/prometheus/stallscope-rules.yml', RULES],
+      ['job_name: shop', 'job_name: demo'],
+      ["'shop-1:9464', 'shop-2:9464'", quoted(targets)],
+    ]),
+    ...docBlock('remote_write', [['http://central:9090', central]]),
     '    queue_config:',
     '      batch_send_deadline: 1s',
   ];
@@ -195,17 +211,18 @@ async function main() {
   const promA = await startPrometheus('a', clusterConfig('a', [aSlow, aFixed], central));
   const promC = await startPrometheus('b', clusterConfig('b', [bFixed], central));
   const hostOf = (base) => base.replace(/^http:\/\//, '');
+  // F federates the rules' results of A and C, and scrapes a's fixed demo itself as job
+  // "lean", through the README's relabelling that drops two histograms' buckets.
   const federate = await startPrometheus('federate', [
     'global:',
     '  scrape_interval: 1s',
-    'scrape_configs:',
-    '  - job_name: federate',
-    '    honor_labels: true',
-    '    metrics_path: /federate',
-    '    params:',
-    "      'match[]': ['{__name__=~\"[a-z_]+:stallscope_.+\"}']",
+    ...docBlock('federate', [
+      ["'prometheus-eu-west-1:9090', 'prometheus-us-east-1:9090'", quoted([hostOf(promA), hostOf(promC)])],
+    ]),
+    '  - job_name: lean',
     '    static_configs:',
-    `      - targets: ['${hostOf(promA)}', '${hostOf(promC)}']`,
+    `      - targets: ['${aFixed}']`,
+    ...docBlock('drop_buckets', []),
   ]);
 
   let failed = 0;
@@ -306,8 +323,8 @@ async function main() {
       }).catch(() => fail(`recording rule ${r}: results on cluster ${cluster}'s Prometheus, none on B`));
     }
   }
-  console.log(`recording rules: ${seenOnCluster} of ${2 * records.length} (rule, cluster) pairs ` +
-              'had results on the cluster\'s Prometheus (the others need traffic the demo does not make); B checked for each');
+  report.push(`recording rules: ${seenOnCluster} of ${2 * records.length} (rule, cluster) pairs had ` +
+              'results on the cluster\'s Prometheus, and each of those on B');
   if (!records.length) fail(`no recording rules found in ${RULES}`);
   // le kept: the p99 over both clusters, from the recorded bucket rates alone.
   const fleetP99 = await query(central,
@@ -321,6 +338,24 @@ async function main() {
     const r = await query(federate, 'count by (cluster) (kind_resource:stallscope_wait_seconds_sum:rate5m{job="demo"})');
     return r.length === 2 ? true : undefined;
   }).catch(() => fail('F did not federate kind_resource:stallscope_wait_seconds_sum:rate5m from both clusters'));
+
+  // The relabelling drops exactly the two families' buckets: F has what A has of the same
+  // instance, less those.
+  const countOf = async (base, sel) => Number((await query(base, `count(${sel})`))[0]?.value[1] ?? 0);
+  const dropRe = 'stallscope_task_(lifetime|cancel_exit)_seconds_bucket';
+  let lean = {};
+  await until('F to scrape the lean job', 30, async () => {
+    lean = {
+      full: await countOf(promA, `{instance="${aFixed}",__name__=~"stallscope_.+"}`),
+      dropped: await countOf(promA, `{instance="${aFixed}",__name__=~"${dropRe}"}`),
+      kept: await countOf(federate, '{job="lean",__name__=~"stallscope_.+"}'),
+      leaked: await countOf(federate, `{job="lean",__name__=~"${dropRe}"}`),
+    };
+    return lean.dropped > 0 && lean.kept === lean.full - lean.dropped ? true : undefined;
+  }).catch(() => fail(`relabelling: A has ${lean.full} series of ${aFixed}, ${lean.dropped} of them ` +
+                      `dropped buckets; F kept ${lean.kept} (${lean.leaked} dropped buckets)`));
+  if (lean.leaked) fail(`relabelling: F has ${lean.leaked} series it should have dropped`);
+  report.push(`relabelling: ${lean.full} series of the fixed demo, ${lean.dropped} dropped, ${lean.kept} kept`);
 
   for (const line of report) console.log(line);
   const total = (Date.now() - started) / 1000;
