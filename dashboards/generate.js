@@ -489,6 +489,18 @@ function levelVsCap(sel, { title, description, level, levelLegend, cap, capLegen
   });
 }
 
+// Stall scores of one instance's resources: average waiters, yellow from 0.1, red from 1.
+const WAITERS_SCALE = {
+  unit: 'short',
+  decimals: 3,
+  min: 0,
+  thresholds: [
+    [0.1, 'yellow'],
+    [0.5, 'orange'],
+    [1, 'red'],
+  ],
+};
+
 // The fleet: one job's instances side by side. Which resource stalls each job (waiters summed
 // over its instances, in the selected clusters), which instances stall most on that job's top
 // resource (a bar links to the drill-down pinned to that instance), and each instance's waiters.
@@ -530,14 +542,7 @@ function fleetRow() {
         'the most waiters on it. One instance far above the others has its own bottleneck ' +
         '(a hot key, a slow disk, a noisy neighbour); all of them alike is the design. Click a ' +
         'bar to open the drill-down for that instance alone.',
-      unit: 'short',
-      decimals: 3,
-      min: 0,
-      thresholds: [
-        [0.1, 'yellow'],
-        [0.5, 'orange'],
-        [1, 'red'],
-      ],
+      ...WAITERS_SCALE,
       overrides: drillDownOverrides(PIN_INSTANCE, ' on ${__field.labels.instance}'),
       targets: [
         {
@@ -577,14 +582,7 @@ function overview() {
       ' 1.0 means one waiter on average over the last rate interval. Idle time (a receiver ' +
       'waiting on an empty channel) is never ranked. Click a lock, channel or task to open its ' +
       'drill-down.',
-    unit: 'short',
-    decimals: 3,
-    min: 0,
-    thresholds: [
-      [0.1, 'yellow'],
-      [0.5, 'orange'],
-      [1, 'red'],
-    ],
+    ...WAITERS_SCALE,
     overrides: drillDownOverrides(),
     targets: [
       {

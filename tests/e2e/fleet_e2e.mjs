@@ -30,7 +30,9 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+import {
+  byPanel, children, freePort, hasData, panelsWithData, parseArgs, query, runMain, series, until,
+} from './e2e_lib.mjs';
 
 const args = parseArgs('fleet_e2e', ['demo', 'prometheus', 'repo', 'work']);
 const RULES = path.join(args.repo, 'dashboards/rules/stallscope-rules.yml');
@@ -128,20 +130,6 @@ function clusterConfig(cluster, targets, central) {
   ];
 }
 
-async function api(base, pathAndQuery) {
-  const r = await fetch(`${base}${pathAndQuery}`);
-  const body = await r.json();
-  if (body.status !== 'success') throw new Error(`${pathAndQuery}: ${body.errorType}: ${body.error}`);
-  return body.data;
-}
-const query = async (base, promql) =>
-  (await api(base, `/api/v1/query?query=${encodeURIComponent(promql)}`)).result;
-const series = (base, selector) => api(base, `/api/v1/series?match[]=${encodeURIComponent(selector)}`);
-
-// A result "has data" when some sample is a number (histogram_quantile over an idle window
-// gives NaN, which is no data for a panel).
-const hasData = (result) => result.some((s) => s.value && !Number.isNaN(Number(s.value[1])));
-
 // Every panel and variable query of the dashboards, listed once with placeholders for the
 // variables that change, then with `vars` (cluster, instance; ".*" when not given) and job
 // "demo" substituted, grouped by panel.
@@ -159,45 +147,7 @@ function panelQueries(vars) {
     for (const [k, v] of Object.entries(PLACEHOLDERS)) promql = promql.replaceAll(v, vars[k] || '.*');
     return { ...q, promql };
   });
-  const panels = new Map();
-  for (const q of queries) {
-    const key = q.source === 'panel' ? `${q.dashboard} / ${q.panelTitle}` : `${q.dashboard} / $${q.variable}`;
-    if (!panels.has(key)) panels.set(key, []);
-    panels.get(key).push(q);
-  }
-  return { queries, panels };
-}
-
-// Polls B until every panel of `keys` has had data from one of its queries (rates need a few
-// samples to arrive), for at most `seconds`; returns { answered, errors }.
-async function answeredPanels(base, panels, keys, seconds) {
-  const missing = new Set(keys);
-  const answered = new Set();
-  const errors = [];
-  try {
-    await until('panels to return data', seconds, async () => {
-      for (const key of [...missing]) {
-        for (const q of panels.get(key)) {
-          try {
-            const data = q.source === 'variable' ? await series(base, q.promql) : await query(base, q.promql);
-            if (q.source === 'variable' ? data.length > 0 : hasData(data)) {
-              missing.delete(key);
-              answered.add(key);
-              break;
-            }
-          } catch (e) {
-            errors.push(`${key}: ${e.message}`);
-            missing.delete(key);
-            break;
-          }
-        }
-      }
-      return missing.size === 0 ? true : undefined;
-    });
-  } catch {
-    // the panels still missing are reported by the caller
-  }
-  return { answered, errors };
+  return { queries, panels: byPanel(queries) };
 }
 
 async function main() {
@@ -257,18 +207,18 @@ async function main() {
   const report = [];
   for (const [name, vars] of [['All', {}], ['a', { cluster: 'a' }]]) {
     const { panels } = panelQueries(vars);
-    const { answered, errors } = await answeredPanels(central, panels, [...panels.keys()], 90);
+    const { answered, missing, errors } = await panelsWithData(central, panels, 90);
     for (const e of errors) fail(`$cluster=${name}: ${e}`);
-    for (const k of panels.keys()) if (!answered.has(k) && !errors.some((e) => e.startsWith(k))) fail(`$cluster=${name}: NO DATA ${k}`);
+    for (const k of missing) fail(`$cluster=${name}: NO DATA ${k}`);
     report.push(`$cluster=${name}: ${answered.size} of ${panels.size} panels and variables answered`);
     phase(`panels with $cluster=${name} checked`);
   }
   const twin = panelQueries({ cluster: 'a', instance: aFixed });
-  const fixedAnswers = (await answeredPanels(central, twin.panels, [...twin.panels.keys()], 20)).answered;
+  const fixedAnswers = (await panelsWithData(central, twin.panels, 20)).answered;
   const inB = panelQueries({ cluster: 'b' });
-  const b = await answeredPanels(central, inB.panels, [...fixedAnswers], 60);
+  const b = await panelsWithData(central, inB.panels, 60, [...fixedAnswers]);
   for (const e of b.errors) fail(`$cluster=b: ${e}`);
-  for (const k of fixedAnswers) if (!b.answered.has(k) && !b.errors.some((e) => e.startsWith(k))) fail(`$cluster=b: NO DATA ${k} (a's fixed instance answers it)`);
+  for (const k of b.missing) fail(`$cluster=b: NO DATA ${k} (a's fixed instance answers it)`);
   report.push(`$cluster=b: ${b.answered.size} of the ${fixedAnswers.size} panels and variables that the fixed variant feeds (of ${inB.panels.size}) answered`);
   if (fixedAnswers.size < inB.panels.size / 2) fail(`the fixed variant feeds only ${fixedAnswers.size} of ${inB.panels.size} panels`);
 
