@@ -337,7 +337,7 @@ export async function checkConventions(opts = {}) {
     if (isOverview) await checkRanking(d, j, uids, catalog, problems);
   }
 
-  await checkRules(rulesFile, catalog, YAML, problems);
+  await checkRules(rulesFile, catalog, YAML, problems, cluster);
   checkProvisioning(path.join(dir, 'provisioning'), datasourceDefault, YAML, problems);
   return problems;
 }
@@ -388,7 +388,7 @@ async function checkRanking(d, j, uids, catalog, problems) {
   }
 }
 
-async function checkRules(file, catalog, YAML, problems) {
+async function checkRules(file, catalog, YAML, problems, cluster) {
   if (!fs.existsSync(file)) {
     problems.push(`${file}: missing`);
     return;
@@ -414,7 +414,7 @@ async function checkRules(file, catalog, YAML, problems) {
         } else if (out) {
           // job and cluster are always kept and go unnamed; "job" names a level of nothing else.
           const level = new Set(m[1] === 'job' ? [] : m[1].split('_'));
-          const kept = new Set([...out].filter((l) => l !== 'job' && l !== 'cluster'));
+          const kept = new Set([...out].filter((l) => l !== 'job' && l !== cluster));
           const same = level.size === kept.size && [...level].every((l) => kept.has(l));
           if (!same) {
             problems.push(
@@ -422,8 +422,8 @@ async function checkRules(file, catalog, YAML, problems) {
                 `${[...kept].join('_') || 'job'}`,
             );
           }
-          if (!out.has('job') || !out.has('cluster')) {
-            problems.push(`${w}: must keep the cluster and job labels (by (cluster, job, ...))`);
+          if (!out.has('job') || !out.has(cluster)) {
+            problems.push(`${w}: must keep the ${cluster} and job labels (by (${cluster}, job, ...))`);
           }
         }
         recorded[r.record] = out
@@ -445,9 +445,9 @@ async function checkRules(file, catalog, YAML, problems) {
         if (!r.labels || !r.labels.severity) problems.push(`${w}: needs a severity label`);
         // One alert per service and resource, not one per instance: a fleet of a hundred
         // instances stuck on one lock is one page, and the cluster tells where.
-        if (out && out.has('instance')) problems.push(`${w}: fires per instance; aggregate it by (cluster, job, ...)`);
-        if (out && (!out.has('cluster') || !out.has('job'))) {
-          problems.push(`${w}: must keep the cluster and job labels`);
+        if (out && out.has('instance')) problems.push(`${w}: fires per instance; aggregate it by (${cluster}, job, ...)`);
+        if (out && (!out.has(cluster) || !out.has('job'))) {
+          problems.push(`${w}: must keep the ${cluster} and job labels`);
         }
       }
     }
