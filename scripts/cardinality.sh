@@ -6,8 +6,9 @@
 #
 #   bash scripts/cardinality.sh [--demo BIN] [--seconds N] [--variant slow|fixed|both]
 #
-# BIN defaults to the release build of the demo (bash scripts/demo.sh builds it), else the dev
-# build's. Prints markdown tables (the README's "Cardinality budget" quotes them).
+# BIN defaults to the release build of the demo, else the dev build's; with neither, it builds
+# the release one as scripts/demo.sh does (packages: bash scripts/setup.sh). Prints markdown
+# tables (the README's "Cardinality budget" quotes them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -25,7 +26,7 @@ while (($#)); do
         *) echo "cardinality: --variant \"${2:-}\" is not slow, fixed or both" >&2; exit 2 ;;
       esac
       shift 2 ;;
-    -h | --help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "cardinality: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -38,8 +39,14 @@ if [[ -z $demo ]]; then
     if [[ -x $b ]]; then demo=$b; break; fi
   done
 fi
-if [[ -z $demo || ! -x $demo ]]; then
-  echo "cardinality: no demo binary${demo:+ at $demo}; build it (bash scripts/demo.sh --duration 1) or pass --demo" >&2
+if [[ -z $demo ]]; then
+  echo "cardinality: building stallscope-demo (release preset)" >&2
+  cmake --preset release >/dev/null
+  cmake --build --preset release -j"$(nproc 2>/dev/null || echo 2)" --target stallscope-demo >&2
+  demo=build/release/examples/demo/stallscope-demo
+fi
+if [[ ! -x $demo ]]; then
+  echo "cardinality: no demo binary at $demo" >&2
   exit 1
 fi
 
