@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Generates the Grafana dashboards in this folder (stallscope-*.json) from one description, so
 // that every panel gets the same conventions: the ${datasource} variable, cluster/job/instance
-// filters, $__rate_interval in every rate, a unit and a description, unique ids and a gap-free grid.
+// filters, $__rate_interval in every rate, a unit and a description, unique ids and a gap-free
+// grid.
 //
 //   node dashboards/generate.js           rewrite the JSON files
 //   node dashboards/generate.js --check   exit 1 if a JSON file differs from what this writes
@@ -489,7 +490,7 @@ function levelVsCap(sel, { title, description, level, levelLegend, cap, capLegen
   });
 }
 
-// Stall scores of one instance's resources: average waiters, yellow from 0.1, red from 1.
+// Stall scores (average waiters) of one resource each: yellow from 0.1, red from 1.
 const WAITERS_SCALE = {
   unit: 'short',
   decimals: 3,
