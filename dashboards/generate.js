@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // Generates the Grafana dashboards in this folder (stallscope-*.json) from one description, so
-// that every panel gets the same conventions: the ${datasource} variable, job/instance filters,
-// $__rate_interval in every rate, a unit and a description, unique ids and a gap-free grid.
+// that every panel gets the same conventions: the ${datasource} variable, cluster/job/instance
+// filters, $__rate_interval in every rate, a unit and a description, unique ids and a gap-free
+// grid.
 //
 //   node dashboards/generate.js           rewrite the JSON files
 //   node dashboards/generate.js --check   exit 1 if a JSON file differs from what this writes
+//   node dashboards/generate.js --cluster-label k8s_cluster --out DIR
+//                                         the same dashboards for a fleet whose Prometheus servers
+//                                         set another external label than "cluster", into DIR
 //
 // Edit this file, not the JSON (a dashboard saved from Grafana's UI can be diffed against the
 // JSON to port a change here). Plain Node.js, no packages.
@@ -16,7 +20,8 @@ const path = require('path');
 const SCHEMA_VERSION = 42; // what @grafana/schema 13.2 (Grafana 13) writes; tests/dashboards checks
 const DATASOURCE_UID = 'stallscope-prometheus'; // provisioning/datasources/stallscope.yaml
 const DS = { type: 'prometheus', uid: '${datasource}' };
-const F = 'job=~"$job",instance=~"$instance"';
+const CLUSTER = clusterLabel(process.argv.slice(2));
+const F = `${CLUSTER}=~"$cluster",job=~"$job",instance=~"$instance"`;
 const LOCK_KINDS = 'lock|rwlock|async_lock';
 const RI = '$__rate_interval';
 
@@ -27,7 +32,25 @@ const UIDS = {
   tasks: 'stallscope-tasks',
 };
 
-// A series selector with the dashboard's job/instance filter and the given extra matchers.
+// The label that names a cluster (`--cluster-label NAME`, default "cluster"): the external label
+// each cluster's Prometheus adds to what it remote-writes or federates. Prometheus's own label
+// syntax, and not a label that stallscope or a scrape already sets.
+function clusterLabel(argv) {
+  const i = argv.indexOf('--cluster-label');
+  if (i < 0) return 'cluster';
+  const name = argv[i + 1];
+  const taken = ['job', 'instance', 'kind', 'resource', 'op', 'le', 'task', 'state', 'lane', 'outcome'];
+  if (!name || !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) || name.startsWith('__') || taken.includes(name)) {
+    console.error(
+      `generate.js: --cluster-label "${name === undefined ? '' : name}" is not a usable label ` +
+        `name (want [a-zA-Z_][a-zA-Z0-9_]*, not __*, not one of ${taken.join(', ')})`,
+    );
+    process.exit(2);
+  }
+  return name;
+}
+
+// A series selector with the dashboard's cluster/job/instance filter and the given extra matchers.
 function sel(metric, extra) {
   return `${metric}{${F}${extra ? ',' + extra : ''}}`;
 }
@@ -95,15 +118,23 @@ function commonVars() {
   return [
     datasourceVar(),
     queryVar(
+      'cluster',
+      'Cluster',
+      `label_values(stallscope_build_info, ${CLUSTER})`,
+      `Clusters (the ${CLUSTER} label that each cluster's Prometheus adds as an external label ` +
+        'when it remote-writes or is federated). All matches series without the label too, so ' +
+        'a single Prometheus works as it is.',
+    ),
+    queryVar(
       'job',
       'Job',
-      'label_values(stallscope_build_info, job)',
+      `label_values(stallscope_build_info{${CLUSTER}=~"$cluster"}, job)`,
       'Prometheus jobs that scrape a stallscope endpoint (they export stallscope_build_info).',
     ),
     queryVar(
       'instance',
       'Instance',
-      'label_values(stallscope_build_info{job=~"$job"}, instance)',
+      `label_values(stallscope_build_info{${CLUSTER}=~"$cluster",job=~"$job"}, instance)`,
       'Processes (scrape targets) of the selected jobs.',
     ),
   ];
@@ -315,7 +346,12 @@ function layout(panels) {
 
 // --- links -----------------------------------------------------------------------------------
 
-const KEEP_VARS = '${datasource:queryparam}&${job:queryparam}&${instance:queryparam}';
+const KEEP_VARS =
+  '${datasource:queryparam}&${cluster:queryparam}&${job:queryparam}&${instance:queryparam}';
+// For a link from one instance's series: that job and instance, the same datasource and clusters.
+const PIN_INSTANCE =
+  '${datasource:queryparam}&${cluster:queryparam}' +
+  '&var-job=${__field.labels.job}&var-instance=${__field.labels.instance}';
 
 function dashLink(uid, title, tooltip) {
   return {
@@ -353,28 +389,31 @@ const LINKS = {
   tasks: dashLink(UIDS.tasks, 'Tasks', 'Drill down into task resources'),
 };
 
-// A data link from a ranked (kind, resource) series to the drill-down dashboard of its kind.
-function drillDown(uid, title, withKind) {
+// A data link from a ranked (kind, resource) series to the drill-down dashboard of its kind;
+// `vars` the variables it carries (the dashboard's own by default).
+function drillDown(uid, title, withKind, vars = KEEP_VARS) {
   const kind = withKind ? '&var-kind=${__field.labels.kind}' : '';
   return {
     targetBlank: false,
     title,
     url:
-      `/d/${uid}/${uid}?\${__url_time_range}&${KEEP_VARS}${kind}` +
+      `/d/${uid}/${uid}?\${__url_time_range}&${vars}${kind}` +
       '&var-resource=${__field.labels.resource}',
   };
 }
 
 // The ranking's legend is "{{kind}} / {{resource}}": the kind starts every display name.
-function drillDownOverrides() {
+// `vars` and `suffix` as drillDown's and the link titles' end (the fleet row's instance links).
+function drillDownOverrides(vars = KEEP_VARS, suffix = '') {
   const by = (kinds, link) => ({
     matcher: { id: 'byRegexp', options: `^(${kinds}) / .*` },
     properties: [{ id: 'links', value: [link] }],
   });
+  const title = (what) => `${what} drill-down for \${__field.labels.resource}${suffix}`;
   return [
-    by(LOCK_KINDS, drillDown(UIDS.locks, 'Lock drill-down for ${__field.labels.resource}', true)),
-    by('channel', drillDown(UIDS.channels, 'Channel drill-down for ${__field.labels.resource}')),
-    by('task', drillDown(UIDS.tasks, 'Task drill-down for ${__field.labels.resource}')),
+    by(LOCK_KINDS, drillDown(UIDS.locks, title('Lock'), true, vars)),
+    by('channel', drillDown(UIDS.channels, title('Channel'), false, vars)),
+    by('task', drillDown(UIDS.tasks, title('Task'), false, vars)),
   ];
 }
 
@@ -451,6 +490,89 @@ function levelVsCap(sel, { title, description, level, levelLegend, cap, capLegen
   });
 }
 
+// Stall scores (average waiters) of one resource each: yellow from 0.1, red from 1.
+const WAITERS_SCALE = {
+  unit: 'short',
+  decimals: 3,
+  min: 0,
+  thresholds: [
+    [0.1, 'yellow'],
+    [0.5, 'orange'],
+    [1, 'red'],
+  ],
+};
+
+// The fleet: one job's instances side by side. Which resource stalls each job (waiters summed
+// over its instances, in the selected clusters), which instances stall most on that job's top
+// resource (a bar links to the drill-down pinned to that instance), and each instance's waiters.
+function fleetRow() {
+  const score = (by) => `sum by (${by}) (${rate('stallscope_wait_seconds_sum')})`;
+  return [
+    row('Fleet: every instance of each job'),
+    bargauge({
+      title: 'Fleet ranking: waiters per job, over its instances',
+      description:
+        'Every resource ranked per job, its stall score summed over the selected instances of ' +
+        'the selected clusters: the average number of threads or tasks waiting on it across ' +
+        'the job. ' +
+        STALL_SCORE_NOTE +
+        ' A resource that tops one job but not the others is where that service stalls.',
+      unit: 'short',
+      decimals: 3,
+      min: 0,
+      thresholds: [
+        [0.5, 'yellow'],
+        [2, 'orange'],
+        [5, 'red'],
+      ],
+      overrides: drillDownOverrides(),
+      targets: [
+        {
+          expr: `sort_desc(${score('job, kind, resource')})`,
+          legend: '{{kind}} / {{resource}} in {{job}}',
+          instant: true,
+        },
+      ],
+      w: 12,
+      h: 10,
+    }),
+    bargauge({
+      title: "Worst instances for each job's top resource",
+      description:
+        'For each job, the resource at the top of the fleet ranking, and the ten instances with ' +
+        'the most waiters on it. One instance far above the others has its own bottleneck ' +
+        '(a hot key, a slow disk, a noisy neighbour); all of them alike is the design. Click a ' +
+        'bar to open the drill-down for that instance alone.',
+      ...WAITERS_SCALE,
+      overrides: drillDownOverrides(PIN_INSTANCE, ' on ${__field.labels.instance}'),
+      targets: [
+        {
+          expr:
+            `sort_desc(topk(10, ${score(`${CLUSTER}, job, instance, kind, resource`)} ` +
+            `and on (job, kind, resource) topk by (job) (1, ${score('job, kind, resource')})))`,
+          legend: `{{kind}} / {{resource}} on {{instance}} ({{job}}, {{${CLUSTER}}})`,
+          instant: true,
+        },
+      ],
+      w: 12,
+      h: 10,
+    }),
+    timeseries({
+      title: 'Waiters per instance (top 10)',
+      description:
+        'The ten instances with the most waiters on all their resources together (the stall ' +
+        'scores of every kind and resource summed per instance). An instance that leaves the ' +
+        'pack is the one to drill into.',
+      unit: 'short',
+      min: 0,
+      expr: `topk(10, ${score(`${CLUSTER}, job, instance`)})`,
+      legend: `{{instance}} ({{job}}, {{${CLUSTER}}})`,
+      w: 24,
+      h: 8,
+    }),
+  ];
+}
+
 function overview() {
   const ranking = bargauge({
     title: 'Stall ranking: average waiters per resource',
@@ -461,14 +583,7 @@ function overview() {
       ' 1.0 means one waiter on average over the last rate interval. Idle time (a receiver ' +
       'waiting on an empty channel) is never ranked. Click a lock, channel or task to open its ' +
       'drill-down.',
-    unit: 'short',
-    decimals: 3,
-    min: 0,
-    thresholds: [
-      [0.1, 'yellow'],
-      [0.5, 'orange'],
-      [1, 'red'],
-    ],
+    ...WAITERS_SCALE,
     overrides: drillDownOverrides(),
     targets: [
       {
@@ -630,6 +745,8 @@ function overview() {
         w: 24,
         h: 8,
       }),
+
+      ...fleetRow(),
 
       row('Locks (lock, rwlock, async_lock)'),
       lockWaitP99,
@@ -1576,7 +1693,12 @@ function render(build) {
 
 function main() {
   const check = process.argv.includes('--check');
-  const dir = __dirname;
+  const out = process.argv.indexOf('--out');
+  const dir = out < 0 ? __dirname : process.argv[out + 1];
+  if (!dir || !fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    console.error(`generate.js: --out "${dir === undefined ? '' : dir}" is not a directory`);
+    process.exit(2);
+  }
   let stale = 0;
   for (const [file, build] of Object.entries(DASHBOARDS)) {
     const target = path.join(dir, file);
@@ -1601,5 +1723,5 @@ function main() {
   }
 }
 
-module.exports = { DASHBOARDS, UIDS, DATASOURCE_UID, SCHEMA_VERSION };
+module.exports = { DASHBOARDS, UIDS, DATASOURCE_UID, SCHEMA_VERSION, CLUSTER };
 if (require.main === module) main();

@@ -3,12 +3,13 @@
 // dashboards_conventions). What the Grafana schema cannot say:
 //   - uids: the file name, at most 40 characters, unique; titles unique; id null; the
 //     schemaVersion that the pinned @grafana/schema writes; the "stallscope" tag
-//   - variables: datasource (type datasource, prometheus), job and instance from
+//   - variables: datasource (type datasource, prometheus), cluster, job and instance from
 //     label_values(stallscope_build_info...), every drill-down a resource variable by kind
 //   - panels: unique ids, a gap-free grid inside 24 columns, a title, a description, a unit
 //     Grafana knows, the ${datasource} datasource on the panel and every target
-//   - PromQL (Prometheus's grammar): every series selector filtered by job=~"$job" and
-//     instance=~"$instance" (and by $resource on a drill-down); legends name only labels the
+//   - PromQL (Prometheus's grammar): every series selector filtered by cluster=~"$cluster" (the
+//     label the $cluster variable lists), job=~"$job" and instance=~"$instance" (each variable's
+//     own query by those before it; by $resource on a drill-down); legends name only labels the
 //     result has; variables only inside regex matchers; every range is
 //     $__rate_interval; every metric is in the README's metrics reference, every label used in
 //     a matcher, by/without, on() or histogram_quantile exists on it; rate() only on counters
@@ -16,7 +17,8 @@
 //     drill-downs; every link to /d/UID names a dashboard of the folder; overview and
 //     drill-downs link each other
 //   - rules: the same metric and label checks, level:metric:operations names whose level is
-//     the labels kept, alerts with summary and description naming the resource
+//     the labels kept, alerts with summary and description naming the resource, alerts per
+//     (cluster, job, ...) that never fire per instance
 //   - provisioning: the datasource uid the dashboards select, a file provider
 //
 //   node check-conventions.mjs [--dashboards DIR] [--readme README.md] [--rules FILE]
@@ -26,6 +28,7 @@ import {
   RATE_SENTINEL,
   allPanels,
   analyzePromQL,
+  clusterLabelOf,
   dashboardQueries,
   fs,
   loadDashboards,
@@ -111,8 +114,8 @@ function matchersOf(sel, label) {
   return sel.matchers.filter((m) => m.label === label);
 }
 
-// The PromQL rules of the dashboards, on one expression.
-async function checkQuery(q, catalog, varNames, problems) {
+// The PromQL rules of the dashboards, on one expression (`cluster`: the cluster label's name).
+async function checkQuery(q, catalog, varNames, problems, cluster) {
   if (!q.expr || !q.expr.trim()) {
     problems.push(`${q.where}: empty query`);
     return null;
@@ -147,17 +150,16 @@ async function checkQuery(q, catalog, varNames, problems) {
     problems.push(`${q.where}: a dashboard variable is used outside a label matcher`);
   }
 
-  // Every selector filtered by the job and instance variables.
-  const isJobVar = q.source === 'variable' && q.variable === 'job';
-  const isInstanceVar = q.source === 'variable' && q.variable === 'instance';
+  // Every selector filtered by the cluster, job and instance variables; each of those
+  // variables' own queries by the ones before it.
+  const chain = [[cluster, 'cluster'], ['job', 'job'], ['instance', 'instance']];
+  const own = q.source === 'variable' ? chain.findIndex(([, v]) => v === q.variable) : -1;
+  const need = own < 0 ? chain : chain.slice(0, own);
   for (const sel of a.selectors) {
-    const need = [];
-    if (!isJobVar) need.push(['job', '__var_job__']);
-    if (!isJobVar && !isInstanceVar) need.push(['instance', '__var_instance__']);
-    for (const [label, value] of need) {
-      const ok = matchersOf(sel, label).some((m) => m.op === '=~' && m.value === value);
+    for (const [label, variable] of need) {
+      const ok = matchersOf(sel, label).some((m) => m.op === '=~' && m.value === `__var_${variable}__`);
       if (!ok) {
-        problems.push(`${q.where}: selector ${sel.metric} lacks ${label}=~"$${label}"`);
+        problems.push(`${q.where}: selector ${sel.metric} lacks ${label}=~"$${variable}"`);
       }
     }
   }
@@ -198,9 +200,10 @@ export async function checkConventions(opts = {}) {
   const rulesFile = opts.rules || path.join(dir, 'rules', 'stallscope-rules.yml');
   const { YAML, grafanaSchema } = await loadDeps();
   const problems = [];
-  const catalog = makeCatalog(readMetricsReference(readme));
-  const expectedSchemaVersion = grafanaSchema.defaultDashboard.schemaVersion;
   const dashboards = loadDashboards(dir);
+  const cluster = clusterLabelOf(dashboards);
+  const catalog = makeCatalog(readMetricsReference(readme), {}, cluster);
+  const expectedSchemaVersion = grafanaSchema.defaultDashboard.schemaVersion;
 
   const uids = new Set();
   const titles = new Set();
@@ -247,7 +250,7 @@ export async function checkConventions(opts = {}) {
         problems.push(`${d.name}: datasource default "${ds.current.value}" differs from other dashboards`);
       }
     }
-    for (const [name, label] of [['job', 'job'], ['instance', 'instance']]) {
+    for (const [name, label] of [['cluster', cluster], ['job', 'job'], ['instance', 'instance']]) {
       const v = byName[name];
       const q = v && parseVariableQuery(v.query);
       if (!v || v.type !== 'query' || q.kind !== 'label_values' || q.label !== label ||
@@ -329,12 +332,12 @@ export async function checkConventions(opts = {}) {
     }
 
     // Queries.
-    for (const q of dashboardQueries(d)) await checkQuery(q, catalog, varNames, problems);
+    for (const q of dashboardQueries(d)) await checkQuery(q, catalog, varNames, problems, cluster);
 
     if (isOverview) await checkRanking(d, j, uids, catalog, problems);
   }
 
-  await checkRules(rulesFile, catalog, YAML, problems);
+  await checkRules(rulesFile, catalog, YAML, problems, cluster);
   checkProvisioning(path.join(dir, 'provisioning'), datasourceDefault, YAML, problems);
   return problems;
 }
@@ -385,7 +388,7 @@ async function checkRanking(d, j, uids, catalog, problems) {
   }
 }
 
-async function checkRules(file, catalog, YAML, problems) {
+async function checkRules(file, catalog, YAML, problems, cluster) {
   if (!fs.existsSync(file)) {
     problems.push(`${file}: missing`);
     return;
@@ -409,16 +412,19 @@ async function checkRules(file, catalog, YAML, problems) {
         if (!m) {
           problems.push(`${w}: name must be level:metric:operations`);
         } else if (out) {
-          const level = new Set(m[1].split('_'));
-          const kept = new Set([...out].filter((l) => l !== 'job'));
+          // job and cluster are always kept and go unnamed; "job" names a level of nothing else.
+          const level = new Set(m[1] === 'job' ? [] : m[1].split('_'));
+          const kept = new Set([...out].filter((l) => l !== 'job' && l !== cluster));
           const same = level.size === kept.size && [...level].every((l) => kept.has(l));
           if (!same) {
             problems.push(
-              `${w}: level "${m[1]}" must list the labels kept besides job: ` +
-                `${[...kept].join('_')}`,
+              `${w}: level "${m[1]}" must list the labels kept besides job and cluster: ` +
+                `${[...kept].join('_') || 'job'}`,
             );
           }
-          if (!out.has('job')) problems.push(`${w}: must keep the job label`);
+          if (!out.has('job') || !out.has(cluster)) {
+            problems.push(`${w}: must keep the ${cluster} and job labels (by (${cluster}, job, ...))`);
+          }
         }
         recorded[r.record] = out
           ? { family: r.record, type: 'gauge', labels: new Set(out) }
@@ -437,7 +443,12 @@ async function checkRules(file, catalog, YAML, problems) {
           }
         }
         if (!r.labels || !r.labels.severity) problems.push(`${w}: needs a severity label`);
-        if (out && !out.has('instance')) problems.push(`${w}: must keep the instance label`);
+        // One alert per service and resource, not one per instance: a fleet of a hundred
+        // instances stuck on one lock is one page, and the cluster tells where.
+        if (out && out.has('instance')) problems.push(`${w}: fires per instance; aggregate it by (${cluster}, job, ...)`);
+        if (out && (!out.has(cluster) || !out.has('job'))) {
+          problems.push(`${w}: must keep the ${cluster} and job labels`);
+        }
       }
     }
   }

@@ -141,6 +141,20 @@ export function parseVariableQuery(q) {
 }
 
 // Every PromQL expression of a dashboard: panel targets and query variables.
+// The cluster label of a folder's dashboards: the label their $cluster variable lists
+// (generate.js --cluster-label), "cluster" when none has the variable.
+export function clusterLabelOf(dashboards) {
+  for (const d of dashboards) {
+    for (const v of (d.json.templating && d.json.templating.list) || []) {
+      if (v.name === 'cluster') {
+        const q = parseVariableQuery(v.query);
+        if (q.kind === 'label_values' && q.label) return q.label;
+      }
+    }
+  }
+  return 'cluster';
+}
+
 export function dashboardQueries(d) {
   const out = [];
   for (const p of allPanels(d.json)) {
@@ -255,11 +269,12 @@ export function readMetricsReference(readmePath) {
 
 // Resolves a series name to { family, type, labels } or null: histogram families export
 // _bucket (with le), _sum and _count; the others their own name. Every series also has the
-// job and instance labels Prometheus attaches.
-export function makeCatalog(families, extra = {}) {
+// job and instance labels Prometheus attaches, and may have the cluster label (`cluster`: its
+// name) that a fleet's Prometheus servers add as an external label.
+export function makeCatalog(families, extra = {}, cluster = 'cluster') {
   const lookup = (name) => {
     const target = (fam, info, suffix) => {
-      const labels = new Set(['job', 'instance', ...info.labels]);
+      const labels = new Set(['job', 'instance', cluster, ...info.labels]);
       if (suffix === '_bucket') labels.add('le');
       let type = info.type;
       if (info.type === 'histogram') type = suffix === '_bucket' ? 'histogram_bucket' : 'counter';

@@ -22,6 +22,7 @@ import {
   GLOBALS,
   UsageError,
   analyzePromQL,
+  clusterLabelOf,
   dashboardQueries,
   loadDashboards,
   makeCatalog,
@@ -51,9 +52,10 @@ async function main() {
     } else throw new UsageError(`unknown argument ${a}`);
   }
   for (const [k, v] of Object.entries(globals)) GLOBALS[k].value = v;
-  const catalog = makeCatalog(readMetricsReference(DEFAULT_README));
+  const dashboards = loadDashboards(dir);
+  const catalog = makeCatalog(readMetricsReference(DEFAULT_README), {}, clusterLabelOf(dashboards));
   const queries = [];
-  for (const d of loadDashboards(dir)) {
+  for (const d of dashboards) {
     // A variable left at "All" takes its allValue (the locks dashboard's kind: the lock kinds).
     const defaults = {};
     for (const v of (d.json.templating && d.json.templating.list) || []) {

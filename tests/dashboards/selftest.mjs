@@ -45,7 +45,7 @@ const MUTATIONS = [
   ['label the metric does not have', OV, (d) => {
     const t = expr(d, 'Slow slices');
     t.expr = t.expr.replace('sum by (resource)', 'sum by (resource, op)');
-  }, 'conventions', /sum by uses label "op", which \{instance, job, kind, resource\} lacks/],
+  }, 'conventions', /sum by uses label "op", which \{cluster, instance, job, kind, resource\} lacks/],
   ['matcher on a label the metric does not have', LK, (d) => {
     const t = expr(d, 'Live lock objects');
     t.expr = t.expr.replace('stallscope_lock_objects{', 'stallscope_lock_objects{op="shared",');
@@ -54,6 +54,14 @@ const MUTATIONS = [
     const t = expr(d, 'Recording threads');
     t.expr = t.expr.replace(',instance=~"$instance"', '');
   }, 'conventions', /selector stallscope_recording_threads lacks instance=~"\$instance"/],
+  ['selector without the cluster filter', OV, (d) => {
+    const t = expr(d, 'Recording threads');
+    t.expr = t.expr.replace('cluster=~"$cluster",', '');
+  }, 'conventions', /selector stallscope_recording_threads lacks cluster=~"\$cluster"/],
+  ['instance variable not filtered by the cluster', LK, (d) => {
+    const v = d.templating.list.find((x) => x.name === 'instance');
+    v.query = v.query.replace('cluster=~"$cluster",', '');
+  }, 'conventions', /variable \$instance: selector stallscope_build_info lacks cluster=~"\$cluster"/],
   ['drill-down selector without the resource filter', CH, (d) => {
     const t = expr(d, 'Merge errors');
     t.expr = t.expr.replace(',resource=~"$resource"', '');
@@ -113,11 +121,17 @@ const MUTATIONS = [
     t.replace('(stallscope_task_lingering)', '(stallscope_task_lingering_total)'),
   'conventions', /alert StallscopeTasksLingering: metric stallscope_task_lingering_total is not/],
   ['recording rule whose level is not its labels', RULES, (t) =>
-    t.replace('record: instance_kind_resource:stallscope_channel_full_seconds_total:rate5m',
-      'record: instance_resource:stallscope_channel_full_seconds_total:rate5m')
-      .replace('instance_kind_resource:stallscope_channel_full_seconds_total:rate5m > 0.9',
-        'instance_resource:stallscope_channel_full_seconds_total:rate5m > 0.9'),
-  'conventions', /level "instance_resource" must list the labels kept besides job/],
+    t.replaceAll('kind_resource:stallscope_channel_full_seconds_total:rate5m',
+      'resource:stallscope_channel_full_seconds_total:rate5m'),
+  'conventions', /level "resource" must list the labels kept besides job and cluster: kind_resource/],
+  ['recording rule that drops the cluster label', RULES, (t) =>
+    t.replace('sum by (cluster, job, kind, resource) (rate(stallscope_task_slow_slices_total[5m]))',
+      'sum by (job, kind, resource) (rate(stallscope_task_slow_slices_total[5m]))'),
+  'conventions', /record kind_resource:stallscope_task_slow_slices_total:rate5m: must keep the cluster and job labels/],
+  ['alert that fires per instance', RULES, (t) =>
+    t.replace('max by (cluster, job, kind, resource) (stallscope_lock_holder_age_seconds)',
+      'max by (cluster, job, instance, kind, resource) (stallscope_lock_holder_age_seconds)'),
+  'conventions', /alert StallscopeLockHeldLong: fires per instance/],
   ['datasource provisioned under another uid', 'provisioning/datasources/stallscope.yaml', (t) =>
     t.replace('uid: stallscope-prometheus', 'uid: prometheus'),
   'conventions', /uid "prometheus" is not the dashboards' default "stallscope-prometheus"/],
@@ -142,8 +156,8 @@ const MUTATIONS = [
     t.expr = t.expr.replace('sum by (resource)', 'sum by (resource');
   }, 'promql', /"Merge errors" query A: .*could not parse expression/],
   ['alert threshold changed under its unit tests', RULES, (t) =>
-    t.replace('stallscope_channel_full_seconds_total:rate5m > 0.9',
-      'stallscope_channel_full_seconds_total:rate5m > 1'),
+    t.replace('stallscope_channel_full_seconds_per_instance:ratio_rate5m > 0.9',
+      'stallscope_channel_full_seconds_per_instance:ratio_rate5m > 1'),
   'rules-test', /alertname: StallscopeChannelFull/],
 ];
 

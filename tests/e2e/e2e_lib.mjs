@@ -73,3 +73,67 @@ export function freePort() {
     });
   });
 }
+
+// --- Prometheus's HTTP API, and the dashboards' panels against it ----------------------------
+
+// An instant query's result vector; throws naming the query when Prometheus refuses it.
+export async function query(base, promql) {
+  const r = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(promql)}`);
+  const body = await r.json();
+  if (body.status !== 'success') throw new Error(`${promql}: ${body.errorType}: ${body.error}`);
+  return body.data.result;
+}
+
+// The label sets of the series a selector matches.
+export async function series(base, selector) {
+  const r = await fetch(`${base}/api/v1/series?match[]=${encodeURIComponent(selector)}`);
+  const body = await r.json();
+  if (body.status !== 'success') throw new Error(`${selector}: ${body.errorType}: ${body.error}`);
+  return body.data;
+}
+
+// A result "has data" when some sample is a number (histogram_quantile over an idle window
+// gives NaN, which is no data for a panel).
+export const hasData = (result) =>
+  result.some((s) => (s.value ? !Number.isNaN(Number(s.value[1])) : false));
+
+// list-queries.mjs's queries grouped by panel (or variable): "dashboard / title" -> queries.
+export function byPanel(queries) {
+  const panels = new Map();
+  for (const q of queries) {
+    const key = q.source === 'panel' ? `${q.dashboard} / ${q.panelTitle}` : `${q.dashboard} / $${q.variable}`;
+    if (!panels.has(key)) panels.set(key, []);
+    panels.get(key).push(q);
+  }
+  return panels;
+}
+
+// Polls Prometheus at `base` until each panel of `keys` (default: all) has had data from one of
+// its queries (rates need a few scrapes), for at most `seconds`. Returns the panels that
+// answered, those still missing, and the errors ("panel: message"; a panel with an error is
+// neither answered nor missing).
+export async function panelsWithData(base, panels, seconds, keys = [...panels.keys()]) {
+  const missing = new Set(keys);
+  const answered = new Set();
+  const errors = [];
+  await until('every panel and variable to return data', seconds, async () => {
+    for (const key of [...missing]) {
+      for (const q of panels.get(key)) {
+        try {
+          const data = q.source === 'variable' ? await series(base, q.promql) : await query(base, q.promql);
+          if (q.source === 'variable' ? data.length > 0 : hasData(data)) {
+            missing.delete(key);
+            answered.add(key);
+            break;
+          }
+        } catch (e) {
+          errors.push(`${key}: ${e.message}`);
+          missing.delete(key);
+          break;
+        }
+      }
+    }
+    return missing.size === 0 ? true : undefined;
+  }).catch(() => {}); // the panels still missing are returned
+  return { answered, missing, errors };
+}

@@ -13,7 +13,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+import { byPanel, children, freePort, panelsWithData, parseArgs, query, runMain, until } from './e2e_lib.mjs';
 
 const args = parseArgs('prometheus_e2e', ['demo', 'prometheus', 'repo', 'work']);
 
@@ -39,25 +39,6 @@ async function startDemo(variant) {
   });
   return listen;
 }
-
-async function query(base, promql) {
-  const r = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(promql)}`);
-  const body = await r.json();
-  if (body.status !== 'success') throw new Error(`${promql}: ${body.errorType}: ${body.error}`);
-  return body.data.result;
-}
-
-async function series(base, selector) {
-  const r = await fetch(`${base}/api/v1/series?match[]=${encodeURIComponent(selector)}`);
-  const body = await r.json();
-  if (body.status !== 'success') throw new Error(`${selector}: ${body.errorType}: ${body.error}`);
-  return body.data;
-}
-
-// A result "has data" when some sample is a number (histogram_quantile over an idle window
-// gives NaN, which is no data for a panel).
-const hasData = (result) =>
-  result.some((s) => (s.value ? !Number.isNaN(Number(s.value[1])) : false));
 
 async function main() {
   fs.mkdirSync(args.work, { recursive: true });
@@ -106,36 +87,8 @@ async function main() {
 
   // Waits until every panel has data from at least one of its queries (rates need a few
   // scrapes), then reports the ones that never did.
-  const panels = new Map();
-  for (const q of listing.queries) {
-    const key = q.source === 'panel' ? `${q.dashboard} / ${q.panelTitle}` : `${q.dashboard} / $${q.variable}`;
-    if (!panels.has(key)) panels.set(key, []);
-    panels.get(key).push(q);
-  }
-  const missing = new Set(panels.keys());
-  const errors = [];
-  try {
-    await until('every panel and variable to return data', 90, async () => {
-      for (const key of [...missing]) {
-        for (const q of panels.get(key)) {
-          try {
-            const data = q.source === 'variable' ? await series(base, q.promql) : await query(base, q.promql);
-            if (q.source === 'variable' ? data.length > 0 : hasData(data)) {
-              missing.delete(key);
-              break;
-            }
-          } catch (e) {
-            errors.push(`${key}: ${e.message}`);
-            missing.delete(key);
-            break;
-          }
-        }
-      }
-      return missing.size === 0 ? true : undefined;
-    });
-  } catch (e) {
-    // reported below with the panels that stayed empty
-  }
+  const panels = byPanel(listing.queries);
+  const { missing, errors } = await panelsWithData(base, panels, 90);
 
   const ranking = await query(base,
     `topk(3, sum by (kind, resource) (rate(stallscope_wait_seconds_sum{job="demo",instance="${slow}"}[10s])))`);
