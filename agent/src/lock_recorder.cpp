@@ -64,6 +64,7 @@ LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, co
     c.base = allocate_series_cells(LockOpCells::kCounters, wait_layout_, {&c.wait});
     c.hold.layout = &hold_layout_;
   }
+  map_users(*this, UserRole::kUse, users);
 }
 
 void LockSeries::ensure_hold_cells() noexcept {
@@ -237,6 +238,7 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series->op(op);
   c.wait.record(t1 - started_ns);
+  note_user(series->users, last_user_);
   if (SliceContext* sc = tls_slice) {
     add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));
     sc->blocked_ns += t1 - started_ns;  // the executor's thread time by cause

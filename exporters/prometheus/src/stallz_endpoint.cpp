@@ -12,6 +12,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/prometheus.hpp"
+#include "stallscope/service_map.hpp"
 #include "stallscope/stallz.hpp"
 #include "text_format.hpp"
 
@@ -71,10 +72,29 @@ HttpReply render_metrics(const StallzSource& source) {
   return r;
 }
 
+// /stallz/map and /stallz/map.json (service_map.hpp).
+HttpReply render_map(bool json) {
+  HttpReply r;
+  try {
+    r.body = json ? service_map_json() : service_map_html();
+  } catch (const std::exception& e) {
+    return failure(json ? "/stallz/map.json" : "/stallz/map", e);
+  }
+  if (json) {
+    r.content_type = "application/json";
+  } else {
+    r.content_type = "text/html; charset=utf-8";
+    r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
+  }
+  return r;
+}
+
 HttpReply render_path(const StallzSource& source, std::string_view path) {
   if (path == "/metrics") return render_metrics(source);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
+  if (path == "/stallz/map") return render_map(false);
+  if (path == "/stallz/map.json") return render_map(true);
   HttpReply r;
   r.status = 404;
   r.body = "stallscope: not found\n";
@@ -88,7 +108,9 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
-std::vector<std::string> StallzEndpoint::paths() { return {"/metrics", "/stallz", "/stallz.json"}; }
+std::vector<std::string> StallzEndpoint::paths() {
+  return {"/metrics", "/stallz", "/stallz.json", "/stallz/map", "/stallz/map.json"};
+}
 
 HttpReply StallzEndpoint::render(std::string_view path) const {
   return render_path(*source_, path);

@@ -22,6 +22,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/service_map.hpp"
 #include "stallscope/detail/slice.hpp"
 #endif
 
@@ -78,6 +79,8 @@ class ChannelSeries final : public Series {
   std::uint32_t queue_time_cell() const noexcept { return kCounters + 2 * layout_.cells(); }
   std::uint32_t cells() const noexcept { return kCounters + 3 * layout_.cells(); }
   const BucketLayout& layout() const noexcept { return layout_; }
+  UserSet send_users;  // data-lane senders (the live map)
+  UserSet receive_users;
 
  private:
   friend class ChannelSite;
@@ -152,7 +155,12 @@ class ChannelSite {
       if (sc->series != last_sender_) [[unlikely]]
         note_sender(sc->series);
     }
+    note_user(series_->send_users, last_send_user_);
   }
+  // A receive (any lane): notes the receiving task or thread for the live map.
+  void receiver() noexcept { note_user(series_->receive_users, last_recv_user_); }
+  // The options the live map shows: the overflow policy and the control lane's capacity.
+  void describe(std::string_view policy, std::size_t control_capacity) noexcept;
   // ChannelOptions::size_of only: bytes given to a data-lane send, and the change of the bytes
   // queued on the data lane (+ queued, - taken, dropped, drained; a merge's size change).
   void bytes_sent(std::size_t n) noexcept { bump(ChannelSeries::kSentBytes, n); }
@@ -205,6 +213,8 @@ class ChannelSite {
   const TaskSeries* last_sender_ = nullptr;
   std::atomic<std::uint32_t> sender_count_{0};
   std::atomic<const TaskSeries*> senders_[ChannelSeries::kMaxSenderTasks] = {};
+  std::atomic<const void*> last_send_user_{nullptr};
+  std::atomic<const void*> last_recv_user_{nullptr};
   friend class LiveList<ChannelSite>;
   LiveLink<ChannelSite> link_;
 };
@@ -230,6 +240,8 @@ class ChannelSite {
   void send_waiters(std::size_t, std::int64_t) noexcept {}
   void recv_waiters(std::size_t) noexcept {}
   void data_sender() noexcept {}
+  void receiver() noexcept {}
+  void describe(std::string_view, std::size_t) noexcept {}
   void bytes_sent(std::size_t) noexcept {}
   void bytes_queued(std::int64_t) noexcept {}
 };

@@ -88,7 +88,9 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   }
 
   ChannelCore(std::string_view name, ChannelOptions<T> options)
-      : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {}
+      : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {
+    rec_.describe(to_string(options_.policy), options_.control_capacity);
+  }
 
   ~ChannelCore() {
     const std::size_t left = data_.size() + control_.size();
@@ -131,6 +133,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
                            std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();
     std::unique_lock lock(mu_);
+    rec_.receiver();
     Pending pending;
     if (std::optional<T> v = take(pending, now)) {
       lock.unlock();
@@ -178,6 +181,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
     std::unique_lock lock(mu_);
+    rec_.receiver();
     Pending pending;
     std::optional<T> v = take(pending, now);
     if (v || closed_) {
