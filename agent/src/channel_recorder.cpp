@@ -114,8 +114,17 @@ void ChannelSite::describe(std::string_view policy, std::size_t control_capacity
   map_fact(*series_, "control_capacity", control_capacity);
 }
 
+void ChannelSite::note_sender_cold() noexcept {
+  if (const SliceContext* sc = tls_slice) {
+    last_send_user_ = sc->series;
+    note_sender(sc->series);
+  }
+  series_->send_users.note(current_user());
+}
+
+void ChannelSite::note_receiver_cold() noexcept { series_->receive_users.note(current_user()); }
+
 void ChannelSite::note_sender(const TaskSeries* task) noexcept {
-  last_sender_ = task;
   const std::uint32_t n = sender_count_.load(std::memory_order_relaxed);
   for (std::uint32_t i = 0; i < n; ++i) {
     if (senders_[i].load(std::memory_order_relaxed) == task) return;

@@ -145,6 +145,33 @@ TEST_CASE("the map names a service's groups, channels, semaphores, pools, locks 
   CHECK_THAT(html, Contains("<svg"));
 }
 
+TEST_CASE("code of a task run inline inside another task's slice is that task's", "[map]") {
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  stallscope::Mutex in_child("map-in-child");
+  stallscope::Mutex after_child("map-after-child");
+  stallscope::spawn(
+      strand, "map-parent",
+      [&]() -> asio::awaitable<void> {
+        // The child starts inline on the same strand, inside the parent's slice; the parent
+        // resumes inline inside the child's completion.
+        co_await stallscope::spawn(
+            strand, "map-child",
+            [&]() -> asio::awaitable<void> {
+              std::lock_guard lock(in_child);
+              co_return;
+            },
+            asio::use_awaitable);
+        std::lock_guard lock(after_child);
+      },
+      asio::detached);
+  io.run();
+  const json::value map = json::parse(stallscope::service_map_json());
+  CHECK(strings(entry(map, "locks", "map-in-child").at("users").at("tasks")) == Names{"map-child"});
+  CHECK(strings(entry(map, "locks", "map-after-child").at("users").at("tasks")) ==
+        Names{"map-parent"});
+}
+
 TEST_CASE("past 16 users a resource counts the others exactly, once each", "[map]") {
   asio::io_context io;
   stallscope::Mutex crowd("map-crowd");

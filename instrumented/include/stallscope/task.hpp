@@ -65,6 +65,39 @@ namespace stallscope {
 
 namespace detail {
 
+// While it lives, the slice running on this thread is attributed to `series`: a handler of another
+// task run inline inside it (a strand or io_context dispatching inline, a completion delivered in
+// the completing task's slice) is that task's code, for the users the live map records and the
+// detectors; the slice's own time stays with the task it began as (restored before it ends).
+class AttributeTo {
+ public:
+  AttributeTo(SliceContext* sc, TaskSeries* series) noexcept
+      : sc_(sc != nullptr && sc->series != series ? sc : nullptr),
+        outer_(sc_ != nullptr ? sc_->series : nullptr) {
+    if (sc_ != nullptr) sc_->series = series;
+  }
+  ~AttributeTo() {
+    if (sc_ != nullptr) sc_->series = outer_;
+  }
+  AttributeTo(const AttributeTo&) = delete;
+  AttributeTo& operator=(const AttributeTo&) = delete;
+
+ private:
+  SliceContext* sc_;
+  TaskSeries* outer_;
+};
+
+// A handler run inline inside the slice already running here, as `series`'s code.
+template <class F>
+struct InlineHandler {
+  F f;
+  TaskSeries* series;
+  void operator()() {
+    AttributeTo as(tls_slice, series);
+    std::move(f)();
+  }
+};
+
 // Runs one handler as a slice of `series` (or inside the slice already running on this thread).
 template <class F>
 struct SliceHandler {
@@ -88,6 +121,7 @@ struct SliceHandler {
       SliceScope& s;
       ~End() { s.end(); }
     } end{scope};
+    AttributeTo as(scope.active ? nullptr : tls_slice, series);  // nested: see AttributeTo
     std::move(f)();
   }
 };
@@ -150,8 +184,13 @@ class TaskExecutor {
     auto* context = executor_context();
     if (detail::tls_slice != nullptr) {
       if (runs_inline_in_slice()) {
-        // Runs right here, inside this thread's slice: nothing to wrap.
-        inner_.execute(std::forward<F>(f));
+        // Runs right here, inside this thread's slice: nothing to wrap, unless another task's
+        // slice is running (then the handler runs as this task's code: AttributeTo).
+        if (detail::tls_slice->series == series_) [[likely]] {
+          inner_.execute(std::forward<F>(f));
+        } else {
+          inner_.execute(detail::InlineHandler<std::decay_t<F>>{std::forward<F>(f), series_});
+        }
         return;
       }
       inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,

@@ -118,19 +118,14 @@ class LockSite {
   void acquired_fast(LockOp op) noexcept {
     if (LockSeries* s = series()) [[likely]] {
       if (add_first(s->op(op).base + LockOpCells::kFast)) [[unlikely]]
-        note_user(s->users, last_user_);  // this thread's first: see service_map.hpp
+        note_user_cold();  // this thread's first acquisition of the name: see service_map.hpp
     }
     if (op == LockOp::kExclusive) enter_exclusive();
     if (time_holds_) hold_begin(op, now_ns());
   }
   void tried(LockOp op, bool ok) noexcept {
-    if (LockSeries* s = series()) [[likely]] {
-      if (!ok) {
-        add(s->op(op).base + LockOpCells::kTryFail);
-      } else if (add_first(s->op(op).base + LockOpCells::kTryOk)) [[unlikely]] {
-        note_user(s->users, last_user_);
-      }
-    }
+    if (LockSeries* s = series()) [[likely]]
+      add(s->op(op).base + (ok ? LockOpCells::kTryOk : LockOpCells::kTryFail));
     if (!ok) return;
     if (op == LockOp::kExclusive) enter_exclusive();
     if (time_holds_) hold_begin(op, now_ns());
@@ -207,12 +202,13 @@ class LockSite {
     state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
     if (SliceContext* sc = tls_slice) [[unlikely]] {
       sc->acquired(this);
-      if (LockSeries* s = series_.load(std::memory_order_relaxed); ready(s)) {
-        note_user(s->users, last_user_);
-      }
+      if (last_user_.load(std::memory_order_relaxed) != sc->series) [[unlikely]]
+        note_user_cold();
     }
   }
   void held_across_released() noexcept;
+  // Notes the caller as a user of the series (the live map), unless it was the last one noted.
+  [[gnu::cold]] void note_user_cold() noexcept;
   void hold_begin(LockOp op, std::int64_t t) noexcept;
   void hold_end(LockOp op) noexcept;
 

@@ -133,7 +133,6 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
                            std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();
     std::unique_lock lock(mu_);
-    rec_.receiver();
     Pending pending;
     if (std::optional<T> v = take(pending, now)) {
       lock.unlock();
@@ -181,7 +180,6 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
     std::unique_lock lock(mu_);
-    rec_.receiver();
     Pending pending;
     std::optional<T> v = take(pending, now);
     if (v || closed_) {
@@ -478,6 +476,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     w.since_ns = now;
     senders_.push(w);
     publish_senders();
+    rec_.waiting_sender();  // the live map: every waiting sender is noted
   }
   void unlink_sender(SendWaiter& w) {
     senders_.erase(w);
@@ -491,6 +490,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     w.since_ns = now;
     receivers_.push(w);
     rec_.recv_waiters(receivers_.size);
+    rec_.waiting_receiver();  // the live map: every waiting receiver is noted
   }
   void unlink_receiver(RecvWaiter& w) {
     receivers_.erase(w);
