@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "exporters/support.hpp"
+#include "stallscope/agent.hpp"
 #include "stallscope/blocking_pool.hpp"
 #include "stallscope/channel.hpp"
 #include "stallscope/map_diff.hpp"
@@ -325,4 +326,31 @@ TEST_CASE("stallscope-check map-diff exits 0 on a match, 1 naming differences, 2
   CHECK(usage.exit_status == 2);
   CHECK_THAT(usage.output, Contains("map-diff needs two arguments"));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the Agent serves /stallz/map and /stallz/map.json, and map-diff reads a URL",
+          "[map][tool]") {
+  stallscope::Agent agent(stallscope::AgentOptions{.listen = "127.0.0.1:0"});
+  REQUIRE(agent.listening());
+  stallscope::Channel<int> served("map-served", {.capacity = 4});
+  const auto json_reply = stallscope::test::http_get("127.0.0.1", agent.port(), "/stallz/map.json");
+  CHECK(json_reply.status == 200);
+  CHECK(json_reply.content_type == "application/json");
+  CHECK(entry(json::parse(json_reply.body), "channels", "map-served").at("capacity") ==
+        json::array{4});
+  const auto html = stallscope::test::http_get("127.0.0.1", agent.port(), "/stallz/map");
+  CHECK(html.status == 200);
+  CHECK_THAT(html.content_type, Contains("text/html"));
+  CHECK_THAT(html.body, Contains("map-served"));
+
+  const auto file = std::filesystem::temp_directory_path() /
+                    fmt::format("stallscope-map-served-{}.json", ::getpid());
+  std::ofstream(file) << json_reply.body;
+  const auto r =
+      stallscope::test::run_with_input({STALLSCOPE_CHECK_TOOL, "map-diff", file.string(),
+                                        fmt::format("http://127.0.0.1:{}", agent.port())},
+                                       "");
+  std::filesystem::remove(file);
+  CHECK(r.exit_status == 0);
+  CHECK_THAT(r.output, Contains("the maps match"));
 }

@@ -39,15 +39,14 @@ HttpReply failure(std::string_view path, const std::exception& e) {
   return r;
 }
 
-HttpReply render_stallz(const StallzSource& source, bool json) {
+// A page, HTML or JSON, with its headers; a 500 naming `path` when render() throws.
+template <class Render>
+HttpReply page(std::string_view path, bool json, Render&& render) {
   HttpReply r;
   try {
-    const StallzReport report =
-        make_stallz_report(source.registry, source.window,
-                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
-    r.body = json ? stallz_json(report) : stallz_html(report);
+    r.body = render();
   } catch (const std::exception& e) {
-    return failure(json ? "/stallz.json" : "/stallz", e);
+    return failure(path, e);
   }
   if (json) {
     r.content_type = "application/json";
@@ -56,6 +55,15 @@ HttpReply render_stallz(const StallzSource& source, bool json) {
     r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
   }
   return r;
+}
+
+HttpReply render_stallz(const StallzSource& source, bool json) {
+  return page(json ? "/stallz.json" : "/stallz", json, [&] {
+    const StallzReport report =
+        make_stallz_report(source.registry, source.window,
+                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
+    return json ? stallz_json(report) : stallz_html(report);
+  });
 }
 
 // /metrics in the text format, written by detail::write_text rather than prometheus-cpp's
@@ -74,19 +82,8 @@ HttpReply render_metrics(const StallzSource& source) {
 
 // /stallz/map and /stallz/map.json (service_map.hpp).
 HttpReply render_map(bool json) {
-  HttpReply r;
-  try {
-    r.body = json ? service_map_json() : service_map_html();
-  } catch (const std::exception& e) {
-    return failure(json ? "/stallz/map.json" : "/stallz/map", e);
-  }
-  if (json) {
-    r.content_type = "application/json";
-  } else {
-    r.content_type = "text/html; charset=utf-8";
-    r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
-  }
-  return r;
+  return page(json ? "/stallz/map.json" : "/stallz/map", json,
+              [json] { return json ? service_map_json() : service_map_html(); });
 }
 
 HttpReply render_path(const StallzSource& source, std::string_view path) {

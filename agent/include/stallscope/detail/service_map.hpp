@@ -3,16 +3,16 @@
 // of its objects (capacities, policies), and the task groups.
 //
 // Users are recorded per resource name into a UserSet: the first UserSet::kNamed distinct users
-// by name, and beyond them an exact count of the other distinct users. A site keeps the last
-// user it noted (a task name's series, or the calling thread), so a repeat costs one thread-local
-// load and one compare; only a new (site, user) pair takes the slow path, which scans the named
-// users without a lock (a mutex only once more than kNamed distinct users were seen).
+// by name, and beyond them an exact count of the other distinct users. Noting is kept off the fast
+// paths' instruction budget (scripts/icount.sh): a lock or semaphore object keeps the last user
+// it noted (note_user: a thread-local load and a compare when it repeats); a lock notes a plain
+// thread only on its first uncontended acquisition of the name (add_first: its counter cell was
+// zero) and on contended ones; a channel notes every sending task, every waiter, and one fast
+// send and one fast receive in 64 per object. Only a new user takes the slow path, which scans
+// the named users without a lock (a mutex once more than kNamed distinct users were seen).
 //
-// What the map can miss (stated in the README too): a thread outside any task is noted by a lock
-// on its first uncontended acquisition of the name (its counter cell was zero) and on every
-// contended or try acquisition, so a thread that inherits an exited thread's counters and never
-// waits is not named; a shared (reader) acquisition inside a task is noted the same way, not per
-// task. A thread's name is read once, when it is first noted anywhere.
+// What the map can miss is listed in the README ("The live map"): users that only take those
+// unnoted fast paths.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
