@@ -114,7 +114,8 @@ void ChannelSite::describe(std::string_view policy, std::size_t control_capacity
   map_fact(*series_, "control_capacity", control_capacity);
 }
 
-void ChannelSite::note_sender_cold() noexcept {
+void ChannelSite::note_sender_cold(Lane lane) noexcept {
+  if (lane != Lane::kData) return;
   if (const SliceContext* sc = tls_slice) {
     last_send_user_ = sc->series;
     note_sender(sc->series);

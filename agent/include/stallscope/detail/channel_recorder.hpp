@@ -114,13 +114,13 @@ class ChannelSite {
   // The item was handed to a receiver that had waited `idle_ns` on an empty channel.
   void handed_off(Lane lane, std::int64_t idle_ns) noexcept {
     if (bump_sampled(ChannelSeries::kHandoff + lane_index(lane))) [[unlikely]]
-      note_sender_cold();
+      note_sender_cold(lane);
     record(recv_idle_cell_, idle_ns);
   }
   // The item was queued without waiting.
   void queued(Lane lane) noexcept {
     if (bump_sampled(ChannelSeries::kQueued + lane_index(lane))) [[unlikely]]
-      note_sender_cold();
+      note_sender_cold(lane);
   }
   // A receiver took an item that had been queued for `ns`.
   void taken(Lane lane, std::int64_t ns) noexcept {
@@ -158,13 +158,13 @@ class ChannelSite {
   void data_sender() noexcept {
     if (const SliceContext* sc = tls_slice) {
       if (sc->series != last_send_user_) [[unlikely]]
-        note_sender_cold();
+        note_sender_cold(Lane::kData);
     }
   }
   // The live map's users besides the sending tasks above (service_map.hpp): a sender or receiver
   // that waits is always noted; one that does not, on the first and then every 64th fast send
   // (queued or handed off) or receive of the object, so the fast paths pay one test.
-  void waiting_sender() noexcept { note_sender_cold(); }
+  void waiting_sender() noexcept { note_sender_cold(Lane::kData); }
   void waiting_receiver() noexcept { note_receiver_cold(); }
   // The options the live map shows: the overflow policy and the control lane's capacity.
   void describe(std::string_view policy, std::size_t control_capacity) noexcept;
@@ -179,7 +179,8 @@ class ChannelSite {
  private:
   friend class ChannelSeries;
   void note_sender(const TaskSeries* task) noexcept;
-  [[gnu::cold]] void note_sender_cold() noexcept;
+  // A data-lane sender (control-lane sends are not senders: sampled ones are ignored here).
+  [[gnu::cold]] void note_sender_cold(Lane lane) noexcept;
   [[gnu::cold]] void note_receiver_cold() noexcept;
   // Adds this site's sender tasks not in `set` yet, keeping it at most kMaxSenderTasks long.
   void add_senders_to(std::vector<const TaskSeries*>& set) const;
