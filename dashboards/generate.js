@@ -389,6 +389,31 @@ const LINKS = {
   tasks: dashLink(UIDS.tasks, 'Tasks', 'Drill down into task resources'),
 };
 
+// The service's own live pages, served by its stallscope endpoint: the target Prometheus scrapes,
+// so `${instance}` is its host:port (plain HTTP; with one instance selected, each opens that
+// service's page).
+function livePageLink(path, title, tooltip) {
+  return {
+    asDropdown: false,
+    icon: 'external link',
+    includeVars: false,
+    keepTime: false,
+    tags: [],
+    targetBlank: true,
+    title,
+    tooltip,
+    type: 'link',
+    url: `http://\${instance}${path}`,
+  };
+}
+
+const LIVE_PAGES = [
+  livePageLink('/stallz', '/stallz', 'The live status page: what stalls now'),
+  livePageLink('/stallz/tasks', 'Tasks now', 'What every live task is waiting for (/stallz/tasks)'),
+  livePageLink('/stallz/map', 'Service map', 'Task groups, channels, pools and locks, and who uses them'),
+  livePageLink('/stallz#deadlocks', 'Deadlocks', 'Wait-for cycles found now (/stallz, deadlocks)'),
+];
+
 // A data link from a ranked (kind, resource) series to the drill-down dashboard of its kind;
 // `vars` the variables it carries (the dashboard's own by default).
 function drillDown(uid, title, withKind, vars = KEEP_VARS) {
@@ -626,7 +651,7 @@ function overview() {
       'Which resource is stalling the service: every lock, channel, semaphore, pool and task ' +
       'ranked by stall score, then one row per kind and the agent\'s own health.',
     tags: ['overview'],
-    links: [LINKS.locks, LINKS.channels, LINKS.tasks, allDashboardsLink()],
+    links: [LINKS.locks, LINKS.channels, LINKS.tasks, allDashboardsLink(), ...LIVE_PAGES],
     variables: commonVars(),
     panels: [
       ranking,

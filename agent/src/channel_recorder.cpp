@@ -22,6 +22,8 @@ ChannelSeries::ChannelSeries(ResourceKind kind, std::string name, std::uint32_t 
                              const Config& config)
     : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {
   base_ = cell_allocator().allocate(cells());
+  map_users(*this, UserRole::kSend, send_users);
+  map_users(*this, UserRole::kReceive, receive_users);
 }
 
 void ChannelSeries::collect(Collector& out) {
@@ -103,10 +105,27 @@ ChannelSite::ChannelSite(std::string_view name, std::size_t capacity)
       sum_offset_(layout_->bucket_count()),
       capacity_(capacity) {
   series_->sites_.link(this);
+  map_object(*series_, 1);
+  map_fact(*series_, "capacity", capacity);
 }
 
+void ChannelSite::describe(std::string_view policy, std::size_t control_capacity) noexcept {
+  map_fact(*series_, "policy", policy);
+  map_fact(*series_, "control_capacity", control_capacity);
+}
+
+void ChannelSite::note_sender_cold(Lane lane) noexcept {
+  if (lane != Lane::kData) return;
+  if (const SliceContext* sc = tls_slice) {
+    last_send_user_ = sc->series;
+    note_sender(sc->series);
+  }
+  series_->send_users.note(current_user());
+}
+
+void ChannelSite::note_receiver_cold() noexcept { series_->receive_users.note(current_user()); }
+
 void ChannelSite::note_sender(const TaskSeries* task) noexcept {
-  last_sender_ = task;
   const std::uint32_t n = sender_count_.load(std::memory_order_relaxed);
   for (std::uint32_t i = 0; i < n; ++i) {
     if (senders_[i].load(std::memory_order_relaxed) == task) return;
@@ -125,6 +144,7 @@ void ChannelSite::add_senders_to(std::vector<const TaskSeries*>& set) const {
 }
 
 ChannelSite::~ChannelSite() {
+  map_object(*series_, -1);
   depth(0, now_ns());  // closes an open "full" interval into its cell
   series_->sites_.unlink(this, [&] {
     if (series_->base_ == kNoCell) return;  // cell space used up: counts end with the object

@@ -64,6 +64,7 @@ LockSeries::LockSeries(ResourceKind kind, std::string name, std::uint32_t id, co
     c.base = allocate_series_cells(LockOpCells::kCounters, wait_layout_, {&c.wait});
     c.hold.layout = &hold_layout_;
   }
+  map_users(*this, UserRole::kUse, users);
 }
 
 void LockSeries::ensure_hold_cells() noexcept {
@@ -227,6 +228,12 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
   return t0;
 }
 
+void LockSite::note_user_cold() noexcept {
+  if (LockSeries* s = series_.load(std::memory_order_acquire); ready(s)) {
+    note_user(s->users, last_user_);
+  }
+}
+
 void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexcept {
   const std::int64_t t1 = now_ns();
   LockSeries* series = this->series();
@@ -237,6 +244,7 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series->op(op);
   c.wait.record(t1 - started_ns);
+  note_user_cold();
   if (SliceContext* sc = tls_slice) {
     add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));
     sc->blocked_ns += t1 - started_ns;  // the executor's thread time by cause

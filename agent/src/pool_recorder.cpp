@@ -19,6 +19,7 @@ PoolSeries::PoolSeries(ResourceKind kind, std::string name, std::uint32_t id, co
     : Series(kind, std::move(name), id) {
   base = allocate_series_cells(kCounters, {{&queue_wait, &shared_layout(config.wait_buckets)},
                                            {&run_time, &shared_layout(config.hold_buckets)}});
+  map_users(*this, UserRole::kUse, users);
 }
 
 void PoolSeries::collect(Collector& out) {
@@ -58,8 +59,17 @@ PoolSite::PoolSite(std::string_view name, std::size_t threads)
       threads_(threads),
       running_since_(std::make_unique<Running[]>(threads)) {
   series_->sites_.link(this);
+  map_object(*series_, 1);
+  map_fact(*series_, "threads", threads);
 }
 
-PoolSite::~PoolSite() { series_->sites_.unlink(this); }
+PoolSite::~PoolSite() {
+  map_object(*series_, -1);
+  series_->sites_.unlink(this);
+}
+
+void PoolSite::queue_limit(std::size_t max_queue) noexcept {
+  map_fact(*series_, "max_queue", max_queue);
+}
 
 }  // namespace stallscope::detail

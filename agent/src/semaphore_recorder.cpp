@@ -41,6 +41,7 @@ SemaphoreSeries::SemaphoreSeries(ResourceKind kind, std::string name, std::uint3
     : Series(kind, std::move(name), id) {
   base = allocate_series_cells(kCounters, {{&wait, &shared_layout(config.wait_buckets)},
                                            {&hold, &shared_layout(config.hold_buckets)}});
+  map_users(*this, UserRole::kUse, users);
 }
 
 void SemaphoreSeries::collect(Collector& out) {
@@ -90,8 +91,13 @@ void SemaphoreSeries::collect(Collector& out) {
 SemaphoreSite::SemaphoreSite(ResourceKind kind, std::string_view name, std::size_t permits)
     : series_(&series_of<SemaphoreSeries>(kind, name)), permits_(permits) {
   series_->sites_.link(this);
+  map_object(*series_, 1);
+  map_fact(*series_, "permits", permits);
 }
 
-SemaphoreSite::~SemaphoreSite() { series_->sites_.unlink(this); }
+SemaphoreSite::~SemaphoreSite() {
+  map_object(*series_, -1);
+  series_->sites_.unlink(this);
+}
 
 }  // namespace stallscope::detail

@@ -36,6 +36,7 @@ constexpr std::string_view kUsage =
     "                       [--max-inflight N] [--summary-interval SECONDS (0: off)]\n"
     "                       [--clients N (closed loop: N clients, each sends its next request\n"
     "                        when the last one is done; 0: open loop at --rate)] [--data-dir DIR]\n"
+    "                       [--cores N (the fixed variant's parse pool size; 0: this machine's)]\n"
     "defaults: --variant slow --duration 0 --listen $STALLSCOPE_LISTEN or 127.0.0.1:9464\n"
     "          --threads 2 --rate 100 --max-inflight 256 --summary-interval 5\n"
     "          --data-dir: a fresh temporary directory, removed at exit\n";
@@ -114,6 +115,8 @@ int run(int argc, char** argv) {
       ok = parse_number(value, options.max_inflight, 1);
     } else if (flag == "--summary-interval") {
       ok = parse_number(value, options.summary_interval_s, 0);
+    } else if (flag == "--cores") {
+      ok = parse_number(value, options.cores, 0) && options.cores <= 1024;
     } else if (flag == "--data-dir") {
       ok = !value.empty();
       options.data_dir = std::string(value);

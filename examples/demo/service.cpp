@@ -220,16 +220,18 @@ class Service {
         records_("records", kRecordsCapacity),
         retry_budget_("fetch", retry_budget_options(options.variant)),
         retry_policy_(retry_policy(options.variant)),
-        input_(asio::make_strand(io), root_),
-        monitor_(asio::make_strand(io), root_),
-        storage_(asio::make_strand(io), storage_token_) {
+        input_(asio::make_strand(io), "input", root_),
+        monitor_(asio::make_strand(io), "monitor", root_),
+        storage_(asio::make_strand(io), "storage", storage_token_) {
     if (options.variant == Variant::kSlow) {
       // One coroutine lock around the whole request: legal across co_await, and it serializes
       // every fetch and every parse in the service.
       cache_async_.emplace("cache");
     } else {
       cache_mutex_.emplace("cache");
-      const std::size_t cores = std::max(1U, std::thread::hardware_concurrency());
+      const std::size_t cores = options.cores > 0
+                                    ? static_cast<std::size_t>(options.cores)
+                                    : std::max(1U, std::thread::hardware_concurrency());
       parse_pool_.emplace("parse", cores);
       // At most two parses per pool thread are handed to the pool (one running, one queued); the
       // rest wait on the semaphore, holding no CPU, and leave it at once when cancelled.
@@ -240,7 +242,7 @@ class Service {
     // parsing on its strand (slow variant) delays only that strand's other requests.
     const int shards = 2 * options.threads;
     for (int i = 0; i < shards; ++i) {
-      requests_.push_back(std::make_unique<Group>(asio::make_strand(io), root_));
+      requests_.push_back(std::make_unique<Group>(asio::make_strand(io), "requests", root_));
     }
     for (std::uint32_t k = 0; k < kCacheKeys; ++k) cache_[k] = CacheEntry{};
   }

@@ -24,6 +24,7 @@ struct DemoOptions {
   int max_inflight = 256;      // admission limit; arrivals beyond it are rejected
   int clients = 0;             // >0: closed loop, this many clients back to back (no --rate)
   std::string data_dir;        // the writer's directory (exists)
+  int cores = 0;               // CPUs the fixed variant sizes its parse pool for; 0: this machine's
 };
 
 /// What one run did, for the final line.

@@ -327,6 +327,12 @@ export async function checkConventions(opts = {}) {
       for (const u of uids) {
         if (u !== OVERVIEW_UID && !linked.has(u)) problems.push(`${d.name}: no link to ${u}`);
       }
+      // The service's live pages, on the scraped endpoint.
+      for (const page of ['/stallz', '/stallz/tasks', '/stallz/map', '/stallz#deadlocks']) {
+        if (!(j.links || []).some((l) => l.url === `http://\${instance}${page}`)) {
+          problems.push(`${d.name}: no link to the live page http://\${instance}${page}`);
+        }
+      }
     } else if (!linked.has(OVERVIEW_UID)) {
       problems.push(`${d.name}: no link back to ${OVERVIEW_UID}`);
     }

@@ -101,6 +101,9 @@ const MUTATIONS = [
   ['link to a dashboard that does not exist', LK, (d) => {
     d.links[0].url = d.links[0].url.replace('stallscope-overview', 'stallscope-home');
   }, 'conventions', /links to \/d\/stallscope-home, no such dashboard uid/],
+  ['overview without the service map link', OV, (d) => {
+    d.links = d.links.filter((l) => !(l.url || '').endsWith('/stallz/map'));
+  }, 'conventions', /no link to the live page http:\/\/\$\{instance\}\/stallz\/map/],
   ['ranking that filters a kind', OV, (d) => {
     const t = d.panels[0].targets[0];
     t.expr = t.expr.replace('instance=~"$instance"', 'instance=~"$instance",kind!="task"');

@@ -1,19 +1,24 @@
 // stallscope-check: the release check against a running service.
 //
 //   stallscope-check --url http://HOST:PORT [--window 10s] [--config FILE] [--junit FILE]
+//   stallscope-check map-diff EXPECTED ACTUAL
 //
 // Reads /metrics, waits --window, reads /metrics and /stallz.json again, and evaluates the
 // checks over the window (stallscope/check.hpp). Exit 0: every check passed (warnings allowed);
 // 1: a check failed; 2: a usage or connection error, with a message naming the bad value.
+// map-diff compares two live maps (/stallz/map.json; stallscope/map_diff.hpp): exit 0 when they
+// match, 1 naming each difference, 2 when an input cannot be read or is not a map.
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -23,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "stallscope/check.hpp"
+#include "stallscope/map_diff.hpp"
 
 namespace {
 
@@ -39,7 +45,12 @@ constexpr std::string_view kUsage =
     "  --config   thresholds, a YAML mapping (keys and defaults: README, \"Release check\")\n"
     "  --junit    also write the verdicts as JUnit XML to FILE\n"
     "exit status: 0 every check passed (warnings allowed), 1 a check failed, 2 usage or\n"
-    "connection error\n";
+    "connection error\n"
+    "\n"
+    "usage: stallscope-check map-diff EXPECTED ACTUAL\n"
+    "  compares two live maps (/stallz/map.json): EXPECTED a saved file, ACTUAL a file or a\n"
+    "  service's http://HOST:PORT; prints each difference\n"
+    "exit status: 0 the maps match, 1 they differ, 2 an input cannot be read or is not a map\n";
 
 // A usage or connection error: exit 2.
 struct UsageError : std::runtime_error {
@@ -157,7 +168,38 @@ std::string get(const Url& url, std::string_view path) {
   return std::move(res.body());
 }
 
+// A map-diff input: a file, or for ACTUAL a service's http://HOST:PORT (its /stallz/map.json).
+std::string read_map(const std::string& where) {
+  if (where.starts_with("http://") || where.starts_with("https://")) {
+    return get(parse_url(where), "/stallz/map.json");
+  }
+  std::ifstream in(where, std::ios::binary);
+  if (!in) throw UsageError(fmt::format("map-diff: cannot read \"{}\"", where));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+int run_map_diff(int argc, char** argv) {
+  if (argc != 4) throw UsageError("map-diff needs two arguments: EXPECTED ACTUAL");
+  const std::string expected = read_map(argv[2]);
+  const std::string actual = read_map(argv[3]);
+  std::vector<std::string> differences;
+  try {
+    differences = stallscope::compare_maps(expected, actual);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(fmt::format("map-diff: {} ({} vs {})", e.what(), argv[2], argv[3]));
+  }
+  for (const std::string& d : differences) fmt::print("{}\n", d);
+  if (differences.empty()) {
+    fmt::print("the maps match\n");
+    return 0;
+  }
+  fmt::print("{} difference{} from {}\n", differences.size(), differences.size() == 1 ? "" : "s",
+             argv[2]);
+  return 1;
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "map-diff") return run_map_diff(argc, argv);
   std::string url_text, window_text = "10s", config, junit;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag(argv[i]);

@@ -12,6 +12,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/prometheus.hpp"
+#include "stallscope/service_map.hpp"
 #include "stallscope/stallz.hpp"
 #include "text_format.hpp"
 
@@ -38,15 +39,14 @@ HttpReply failure(std::string_view path, const std::exception& e) {
   return r;
 }
 
-HttpReply render_stallz(const StallzSource& source, bool json) {
+// A page, HTML or JSON, with its headers; a 500 naming `path` when render() throws.
+template <class Render>
+HttpReply page(std::string_view path, bool json, Render&& render) {
   HttpReply r;
   try {
-    const StallzReport report =
-        make_stallz_report(source.registry, source.window,
-                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
-    r.body = json ? stallz_json(report) : stallz_html(report);
+    r.body = render();
   } catch (const std::exception& e) {
-    return failure(json ? "/stallz.json" : "/stallz", e);
+    return failure(path, e);
   }
   if (json) {
     r.content_type = "application/json";
@@ -55,6 +55,15 @@ HttpReply render_stallz(const StallzSource& source, bool json) {
     r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
   }
   return r;
+}
+
+HttpReply render_stallz(const StallzSource& source, bool json) {
+  return page(json ? "/stallz.json" : "/stallz", json, [&] {
+    const StallzReport report =
+        make_stallz_report(source.registry, source.window,
+                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
+    return json ? stallz_json(report) : stallz_html(report);
+  });
 }
 
 // /metrics in the text format, written by detail::write_text rather than prometheus-cpp's
@@ -71,10 +80,18 @@ HttpReply render_metrics(const StallzSource& source) {
   return r;
 }
 
+// /stallz/map and /stallz/map.json (service_map.hpp).
+HttpReply render_map(bool json) {
+  return page(json ? "/stallz/map.json" : "/stallz/map", json,
+              [json] { return json ? service_map_json() : service_map_html(); });
+}
+
 HttpReply render_path(const StallzSource& source, std::string_view path) {
   if (path == "/metrics") return render_metrics(source);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
+  if (path == "/stallz/map") return render_map(false);
+  if (path == "/stallz/map.json") return render_map(true);
   HttpReply r;
   r.status = 404;
   r.body = "stallscope: not found\n";
@@ -88,7 +105,9 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
-std::vector<std::string> StallzEndpoint::paths() { return {"/metrics", "/stallz", "/stallz.json"}; }
+std::vector<std::string> StallzEndpoint::paths() {
+  return {"/metrics", "/stallz", "/stallz.json", "/stallz/map", "/stallz/map.json"};
+}
 
 HttpReply StallzEndpoint::render(std::string_view path) const {
   return render_path(*source_, path);

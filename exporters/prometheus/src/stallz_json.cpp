@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "json_string.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/stallz.hpp"
 
@@ -17,43 +18,7 @@ namespace {
 
 std::string window_key(int seconds) { return fmt::format("{}s", seconds); }
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '<':
-      case '>':
-      case '&':
-      case '\'':
-        // Safe to embed in HTML and <script> as well.
-        fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
+using detail::json_string;
 
 // The values a field can hold: a string, a number (non-finite or absent: null), a count, and
 // a value per window ({"10s": ..., "60s": ...}).

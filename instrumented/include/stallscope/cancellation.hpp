@@ -115,6 +115,9 @@ class CancellationToken final {
     return Registration(state_, id);
   }
 
+  /// An identity of the scope (copies share it; nullptr for none()), for display only.
+  const void* id() const noexcept { return state_.get(); }
+
   friend bool operator==(const CancellationToken& a, const CancellationToken& b) noexcept {
     return a.state_ == b.state_;
   }

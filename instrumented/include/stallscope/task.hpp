@@ -56,6 +56,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
+#include "stallscope/detail/service_map.hpp"
 #include "stallscope/detail/task_recorder.hpp"
 #include "stallscope/executor.hpp"
 #include "stallscope/registry.hpp"
@@ -63,6 +64,39 @@
 namespace stallscope {
 
 namespace detail {
+
+// While it lives, the slice running on this thread is attributed to `series`: a handler of another
+// task run inline inside it (a strand or io_context dispatching inline, a completion delivered in
+// the completing task's slice) is that task's code, for the users the live map records and the
+// detectors; the slice's own time stays with the task it began as (restored before it ends).
+class AttributeTo {
+ public:
+  AttributeTo(SliceContext* sc, TaskSeries* series) noexcept
+      : sc_(sc != nullptr && sc->series != series ? sc : nullptr),
+        outer_(sc_ != nullptr ? sc_->series : nullptr) {
+    if (sc_ != nullptr) sc_->series = series;
+  }
+  ~AttributeTo() {
+    if (sc_ != nullptr) sc_->series = outer_;
+  }
+  AttributeTo(const AttributeTo&) = delete;
+  AttributeTo& operator=(const AttributeTo&) = delete;
+
+ private:
+  SliceContext* sc_;
+  TaskSeries* outer_;
+};
+
+// A handler run inline inside the slice already running here, as `series`'s code.
+template <class F>
+struct InlineHandler {
+  F f;
+  TaskSeries* series;
+  void operator()() {
+    AttributeTo as(tls_slice, series);
+    std::move(f)();
+  }
+};
 
 // Runs one handler as a slice of `series` (or inside the slice already running on this thread).
 template <class F>
@@ -87,6 +121,7 @@ struct SliceHandler {
       SliceScope& s;
       ~End() { s.end(); }
     } end{scope};
+    AttributeTo as(scope.active ? nullptr : tls_slice, series);  // nested: see AttributeTo
     std::move(f)();
   }
 };
@@ -149,8 +184,13 @@ class TaskExecutor {
     auto* context = executor_context();
     if (detail::tls_slice != nullptr) {
       if (runs_inline_in_slice()) {
-        // Runs right here, inside this thread's slice: nothing to wrap.
-        inner_.execute(std::forward<F>(f));
+        // Runs right here, inside this thread's slice: nothing to wrap, unless another task's
+        // slice is running (then the handler runs as this task's code: AttributeTo).
+        if (detail::tls_slice->series == series_) [[likely]] {
+          inner_.execute(std::forward<F>(f));
+        } else {
+          inner_.execute(detail::InlineHandler<std::decay_t<F>>{std::forward<F>(f), series_});
+        }
         return;
       }
       inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
@@ -476,6 +516,14 @@ class TaskGroup final {
       : state_(std::make_shared<State>(executor, parent)) {
     state_->weak_self = state_;
   }
+  /// The same, named: the live map (/stallz/map) shows groups by name, those of one name
+  /// together (unnamed ones as "unnamed"). Throws std::invalid_argument on a bad name (the rules
+  /// of validate_resource_name).
+  TaskGroup(const Executor& executor, std::string_view name,
+            const CancellationToken& parent = CancellationToken())
+      : state_(std::make_shared<State>(executor, parent, name)) {
+    state_->weak_self = state_;
+  }
   ~TaskGroup() { state_->token.cancel(); }
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
@@ -501,6 +549,7 @@ class TaskGroup final {
       if (state_->closed) return false;
       id = state_->next_id++;
       state_->children.emplace(id, std::string(name));
+      state_->spawned(name);
     }
     detail::spawn_impl(executor, series, &state_->token, std::forward<Task>(task),
                        [s = state_, id](std::exception_ptr e, auto&&...) { s->child_done(id, e); });
@@ -536,6 +585,7 @@ class TaskGroup final {
   boost::asio::awaitable<ShutdownReport> shutdown(std::chrono::nanoseconds grace) {
     using namespace boost::asio::experimental::awaitable_operators;
     const auto start = std::chrono::steady_clock::now();
+    state_->shutting_down();
     cancel();
     close();
     boost::asio::steady_timer timer(state_->executor, grace);
@@ -562,6 +612,7 @@ class TaskGroup final {
     // Saturated: a grace of nanoseconds::max() waits for ever instead of overflowing.
     const auto deadline =
         grace >= Clock::time_point::max() - start ? Clock::time_point::max() : start + grace;
+    state_->shutting_down();
     cancel();
     std::unique_lock lock(state_->mu);
     state_->closed = true;
@@ -592,9 +643,55 @@ class TaskGroup final {
         work;
   };
 
-  struct State {
-    State(const Executor& ex, const CancellationToken& p)
-        : executor(ex), parent(p), token(p.child()) {}
+  // The group's state, and what the live map reads of it (detail::GroupEntry): linked while it
+  // lives when recording is compiled in.
+  struct State final : detail::GroupEntry {
+    State(const Executor& ex, const CancellationToken& p, std::string_view n = {})
+        : executor(ex), parent(p), token(p.child()), name(n.empty() ? "unnamed" : n) {
+      if (!n.empty()) validate_resource_name(n);
+      if constexpr (detail::kRecordsTasks) detail::link_group(this);
+    }
+    ~State() {
+      if constexpr (detail::kRecordsTasks) detail::unlink_group(this);
+    }
+    // Caller holds mu.
+    void spawned(std::string_view task) {
+      if constexpr (detail::kRecordsTasks) {
+        auto it =
+            std::find_if(tasks.begin(), tasks.end(), [&](const Task& t) { return t.name == task; });
+        if (it != tasks.end()) {
+          ++it->spawned;
+        } else if (tasks.size() < kMaxTaskNames) {
+          tasks.push_back(Task{std::string(task), 0, 1});
+        } else {
+          ++more_tasks;
+        }
+      }
+    }
+    void shutting_down() {
+      if constexpr (detail::kRecordsTasks) {
+        std::lock_guard lock(mu);
+        if (shutdown_seq == 0) shutdown_seq = detail::next_shutdown_seq();
+      }
+    }
+    Info describe() const override {
+      Info i;
+      i.name = name;
+      i.token = token.id();
+      i.parent_token = parent.id();
+      i.cancelled = token.cancelled();
+      std::lock_guard lock(mu);
+      i.closed = closed;
+      i.shutdown_seq = shutdown_seq;
+      i.tasks = tasks;
+      i.more_tasks = more_tasks;
+      for (Task& t : i.tasks) {
+        t.live = static_cast<std::uint64_t>(std::count_if(
+            children.begin(), children.end(), [&](const auto& c) { return c.second == t.name; }));
+      }
+      return i;
+    }
+
     void child_done(std::uint64_t id, const std::exception_ptr& e) {
       std::vector<std::shared_ptr<Joiner>> done;
       {
@@ -666,6 +763,10 @@ class TaskGroup final {
     std::unordered_map<std::uint64_t, std::string> children;  // by spawn id: O(1) exit
     std::vector<std::shared_ptr<Joiner>> joiners;
     std::weak_ptr<State> weak_self;
+    std::string name;         // for the live map
+    std::vector<Task> tasks;  // spawns by task name (live counted at describe())
+    std::uint64_t more_tasks = 0;
+    std::uint64_t shutdown_seq = 0;  // 0: shutdown not begun
   };
   struct CancelJoin {
     std::weak_ptr<State> state;
@@ -684,5 +785,9 @@ template <class Executor>
 TaskGroup(const Executor&) -> TaskGroup<Executor>;
 template <class Executor>
 TaskGroup(const Executor&, const CancellationToken&) -> TaskGroup<Executor>;
+template <class Executor>
+TaskGroup(const Executor&, std::string_view) -> TaskGroup<Executor>;
+template <class Executor>
+TaskGroup(const Executor&, std::string_view, const CancellationToken&) -> TaskGroup<Executor>;
 
 }  // namespace stallscope

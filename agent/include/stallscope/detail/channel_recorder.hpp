@@ -22,6 +22,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/service_map.hpp"
 #include "stallscope/detail/slice.hpp"
 #endif
 
@@ -78,6 +79,8 @@ class ChannelSeries final : public Series {
   std::uint32_t queue_time_cell() const noexcept { return kCounters + 2 * layout_.cells(); }
   std::uint32_t cells() const noexcept { return kCounters + 3 * layout_.cells(); }
   const BucketLayout& layout() const noexcept { return layout_; }
+  UserSet send_users;  // data-lane senders (the live map)
+  UserSet receive_users;
 
  private:
   friend class ChannelSite;
@@ -110,14 +113,19 @@ class ChannelSite {
   // --- called by the channel under its own mutex ---
   // The item was handed to a receiver that had waited `idle_ns` on an empty channel.
   void handed_off(Lane lane, std::int64_t idle_ns) noexcept {
-    bump(ChannelSeries::kHandoff + lane_index(lane));
+    if (bump_sampled(ChannelSeries::kHandoff + lane_index(lane))) [[unlikely]]
+      note_sender_cold(lane);
     record(recv_idle_cell_, idle_ns);
   }
   // The item was queued without waiting.
-  void queued(Lane lane) noexcept { bump(ChannelSeries::kQueued + lane_index(lane)); }
+  void queued(Lane lane) noexcept {
+    if (bump_sampled(ChannelSeries::kQueued + lane_index(lane))) [[unlikely]]
+      note_sender_cold(lane);
+  }
   // A receiver took an item that had been queued for `ns`.
   void taken(Lane lane, std::int64_t ns) noexcept {
-    bump(ChannelSeries::kTaken + lane_index(lane));
+    if (bump_sampled(ChannelSeries::kTaken + lane_index(lane))) [[unlikely]]
+      note_receiver_cold();
     record(queue_time_cell_, ns);
   }
   // Any other send (refused, dropped, merged, waiting): counted here, its fate separately.
@@ -149,10 +157,17 @@ class ChannelSite {
   // common case, the same task as last time, is a thread-local load and two compares.
   void data_sender() noexcept {
     if (const SliceContext* sc = tls_slice) {
-      if (sc->series != last_sender_) [[unlikely]]
-        note_sender(sc->series);
+      if (sc->series != last_send_user_) [[unlikely]]
+        note_sender_cold(Lane::kData);
     }
   }
+  // The live map's users besides the sending tasks above (service_map.hpp): a sender or receiver
+  // that waits is always noted; one that does not, on the first and then every 64th fast send
+  // (queued or handed off) or receive of the object, so the fast paths pay one test.
+  void waiting_sender() noexcept { note_sender_cold(Lane::kData); }
+  void waiting_receiver() noexcept { note_receiver_cold(); }
+  // The options the live map shows: the overflow policy and the control lane's capacity.
+  void describe(std::string_view policy, std::size_t control_capacity) noexcept;
   // ChannelOptions::size_of only: bytes given to a data-lane send, and the change of the bytes
   // queued on the data lane (+ queued, - taken, dropped, drained; a merge's size change).
   void bytes_sent(std::size_t n) noexcept { bump(ChannelSeries::kSentBytes, n); }
@@ -164,9 +179,19 @@ class ChannelSite {
  private:
   friend class ChannelSeries;
   void note_sender(const TaskSeries* task) noexcept;
+  // A data-lane sender (control-lane sends are not senders: sampled ones are ignored here).
+  [[gnu::cold]] void note_sender_cold(Lane lane) noexcept;
+  [[gnu::cold]] void note_receiver_cold() noexcept;
   // Adds this site's sender tasks not in `set` yet, keeping it at most kMaxSenderTasks long.
   void add_senders_to(std::vector<const TaskSeries*>& set) const;
   static std::uint32_t lane_index(Lane l) noexcept { return static_cast<std::uint32_t>(l); }
+  // bump(i), true for the object's first and then every 64th count of cell i.
+  bool bump_sampled(std::uint32_t i) noexcept {
+    Cell& c = cells_[i];
+    const std::uint64_t v = c.load(std::memory_order_relaxed);
+    c.store(v + 1, std::memory_order_relaxed);
+    return (v & 63) == 0;
+  }
   void bump(std::uint32_t i, std::uint64_t delta = 1) noexcept {
     Cell& c = cells_[i];
     c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
@@ -202,9 +227,10 @@ class ChannelSite {
   std::atomic<std::size_t> recv_waiters_{0};
   std::atomic<std::int64_t> queued_bytes_{0};
   // Data-lane sender tasks: [0, sender_count_) are set (each before the count that covers it).
-  const TaskSeries* last_sender_ = nullptr;
   std::atomic<std::uint32_t> sender_count_{0};
   std::atomic<const TaskSeries*> senders_[ChannelSeries::kMaxSenderTasks] = {};
+  // The last sending task noted, under the channel's mutex like every call.
+  const TaskSeries* last_send_user_ = nullptr;
   friend class LiveList<ChannelSite>;
   LiveLink<ChannelSite> link_;
 };
@@ -230,6 +256,9 @@ class ChannelSite {
   void send_waiters(std::size_t, std::int64_t) noexcept {}
   void recv_waiters(std::size_t) noexcept {}
   void data_sender() noexcept {}
+  void waiting_sender() noexcept {}
+  void waiting_receiver() noexcept {}
+  void describe(std::string_view, std::size_t) noexcept {}
   void bytes_sent(std::size_t) noexcept {}
   void bytes_queued(std::int64_t) noexcept {}
 };

@@ -27,6 +27,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/service_map.hpp"
 #include "stallscope/detail/slice.hpp"
 #endif
 
@@ -69,6 +70,7 @@ class LockSeries final : public Series {
   void ensure_hold_cells() noexcept;
   // Gives the series its condition-variable idle cells (once); called before the first record.
   void ensure_idle_cells() noexcept;
+  UserSet users;  // task names and threads that take it (the live map)
 
  private:
   friend class LockSite;
@@ -114,8 +116,10 @@ class LockSite {
   // any other (enter_exclusive here, the decrement in releasing): so releasing() needs no check
   // of its own (measured: the check cost 3 of the fast path's instructions, bench/icount.cpp).
   void acquired_fast(LockOp op) noexcept {
-    if (LockSeries* s = series()) [[likely]]
-      add(s->op(op).base + LockOpCells::kFast);
+    if (LockSeries* s = series()) [[likely]] {
+      if (add_first(s->op(op).base + LockOpCells::kFast)) [[unlikely]]
+        note_user_cold();  // this thread's first acquisition of the name: see service_map.hpp
+    }
     if (op == LockOp::kExclusive) enter_exclusive();
     if (time_holds_) hold_begin(op, now_ns());
   }
@@ -196,10 +200,15 @@ class LockSite {
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
     state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
-    if (SliceContext* sc = tls_slice) [[unlikely]]
+    if (SliceContext* sc = tls_slice) [[unlikely]] {
       sc->acquired(this);
+      if (last_user_.load(std::memory_order_relaxed) != sc->series) [[unlikely]]
+        note_user_cold();
+    }
   }
   void held_across_released() noexcept;
+  // Notes the caller as a user of the series (the live map), unless it was the last one noted.
+  [[gnu::cold]] void note_user_cold() noexcept;
   void hold_begin(LockOp op, std::int64_t t) noexcept;
   void hold_end(LockOp op) noexcept;
 
@@ -225,6 +234,7 @@ class LockSite {
   // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
   std::uint64_t seen_state_ = 0;
   std::int64_t seen_at_ns_ = 0;
+  std::atomic<const void*> last_user_{nullptr};  // the live map's last-user cache
   friend class LiveList<LockSite>;
   LiveLink<LockSite> link_;
 };

@@ -29,6 +29,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/service_map.hpp"
 #endif
 
 namespace stallscope::detail {
@@ -59,6 +60,7 @@ class PoolSeries final : public Series {
   std::uint32_t base = kNoCell;
   HistogramCells queue_wait;  // submit -> a pool thread starts it (or it is cancelled)
   HistogramCells run_time;    // start -> end, jobs that ran
+  UserSet users;              // task names and threads that submit to it (the live map)
 
  private:
   friend class PoolSite;
@@ -77,7 +79,12 @@ class PoolSite {
 
   const std::string& name() const noexcept { return series_->name(); }
 
-  void submitted() noexcept { add(series_->base + PoolSeries::kSubmitted); }
+  void submitted() noexcept {
+    add(series_->base + PoolSeries::kSubmitted);
+    note_user(series_->users, last_user_);
+  }
+  // BlockingPool's queue limit (0: unbounded), for the live map.
+  void queue_limit(std::size_t max_queue) noexcept;
   void shed() noexcept { outcome(JobOutcome::kShed); }
   // The queue changed; called under the pool's mutex, so the two values stay paired.
   void queue(std::size_t depth, std::int64_t oldest_since_ns) noexcept {
@@ -117,6 +124,7 @@ class PoolSite {
   std::unique_ptr<Running[]> running_since_;
   std::atomic<std::size_t> queued_{0};
   std::atomic<std::int64_t> oldest_queued_since_{0};  // 0: nothing queued
+  std::atomic<const void*> last_user_{nullptr};
   LiveLink<PoolSite> link_;
 };
 
@@ -128,6 +136,7 @@ class PoolSite {
   PoolSite(std::string_view, std::size_t) noexcept {}
 
   void submitted() noexcept {}
+  void queue_limit(std::size_t) noexcept {}
   void shed() noexcept {}
   void queue(std::size_t, std::int64_t) noexcept {}
   void cancelled(std::int64_t) noexcept {}

@@ -28,6 +28,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/detail/series.hpp"
+#include "stallscope/detail/service_map.hpp"
 #endif
 
 namespace stallscope::detail {
@@ -57,6 +58,7 @@ class SemaphoreSeries final : public Series {
   std::uint32_t base = kNoCell;
   HistogramCells wait;  // waits that queued; exported with the kFast count in bucket 0
   HistogramCells hold;
+  UserSet users;  // task names and threads that acquire it (the live map)
 
  private:
   friend class SemaphoreSite;
@@ -79,12 +81,16 @@ class SemaphoreSite {
   void acquired(std::int64_t now) noexcept {
     add(series_->base + SemaphoreSeries::kFast);
     take(now);
+    user();
   }
   // try_acquire()/try_lock() at `now`.
   void tried(bool ok, std::int64_t now) noexcept {
     add(series_->base + (ok ? SemaphoreSeries::kTryOk : SemaphoreSeries::kTryFail));
     if (ok) take(now);
+    user();
   }
+  // The caller acquires (or tries to): noted as a user for the live map (service_map.hpp).
+  void user() noexcept { note_user(series_->users, last_user_); }
   // A waiter queued since `since` was handed a permit at `now`.
   void granted(std::int64_t since, std::int64_t now) noexcept {
     series_->wait.record(now - since);
@@ -122,6 +128,7 @@ class SemaphoreSite {
   std::atomic<std::int64_t> held_since_{0};  // 0: not held
   std::atomic<std::size_t> waiters_{0};
   std::atomic<std::int64_t> oldest_since_{0};  // 0: nobody waits
+  std::atomic<const void*> last_user_{nullptr};
   friend class LiveList<SemaphoreSite>;
   LiveLink<SemaphoreSite> link_;
 };
@@ -140,6 +147,7 @@ class SemaphoreSite {
   void abandoned(WaitEnd, std::int64_t, std::int64_t) noexcept {}
   void released(std::int64_t, std::int64_t) noexcept {}
   void waiters(std::size_t, std::int64_t) noexcept {}
+  void user() noexcept {}
 };
 
 }  // namespace off

@@ -88,7 +88,9 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   }
 
   ChannelCore(std::string_view name, ChannelOptions<T> options)
-      : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {}
+      : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {
+    rec_.describe(to_string(options_.policy), options_.control_capacity);
+  }
 
   ~ChannelCore() {
     const std::size_t left = data_.size() + control_.size();
@@ -474,6 +476,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     w.since_ns = now;
     senders_.push(w);
     publish_senders();
+    rec_.waiting_sender();  // the live map: every waiting sender is noted
   }
   void unlink_sender(SendWaiter& w) {
     senders_.erase(w);
@@ -487,6 +490,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     w.since_ns = now;
     receivers_.push(w);
     rec_.recv_waiters(receivers_.size);
+    rec_.waiting_receiver();  // the live map: every waiting receiver is noted
   }
   void unlink_receiver(RecvWaiter& w) {
     receivers_.erase(w);

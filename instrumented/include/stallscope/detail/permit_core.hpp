@@ -274,6 +274,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
     w.since_ns = now;
     waiters_.push(w);
     publish_waiters();
+    rec_.user();  // the waiting acquirer, for the live map
   }
   void unlink(WaitNode& w) {
     waiters_.erase(w);

@@ -125,7 +125,9 @@ class PoolJobImpl final : public PoolJob {
 class PoolCore final : public std::enable_shared_from_this<PoolCore> {
  public:
   PoolCore(std::string_view name, std::size_t threads, std::size_t max_queue)
-      : name_(name), threads_(threads), max_queue_(max_queue), rec_(name, threads) {}
+      : name_(name), threads_(threads), max_queue_(max_queue), rec_(name, threads) {
+    rec_.queue_limit(max_queue);
+  }
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
 
