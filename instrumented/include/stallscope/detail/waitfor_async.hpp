@@ -12,6 +12,7 @@
 #include <boost/asio/system_executor.hpp>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/async_support.hpp"
 #include "stallscope/detail/waitfor.hpp"
 
 namespace stallscope::detail {
@@ -44,6 +45,9 @@ inline void in_task(Participant task) noexcept {
 // The caller of a synchronous (thread) operation, and its task series when in a slice.
 inline Participant sync_participant() noexcept { return current_participant(); }
 #else
+// Compiled out: no identities, nothing recorded (an inline namespace of its own, as the
+// recorders' compiled-out classes, so that on and off code can share one program).
+inline namespace off {
 template <class Handler>
 Participant task_of(const Handler&) noexcept {
   return kNoParticipant;
@@ -51,10 +55,12 @@ Participant task_of(const Handler&) noexcept {
 inline void in_task(Participant) noexcept {}
 inline Participant sync_participant() noexcept { return kNoParticipant; }
 inline std::uint32_t current_task_series() noexcept { return 0; }
+}  // namespace off
 #endif
 
 // post_completion (async_support.hpp) for an operation of `task`: the slice the completion runs
-// in knows its task.
+// in knows its task. Defined per mode (the in_task it calls differs).
+#if STALLSCOPE_ENABLED
 template <class Handler, class... Args>
 void post_completion_as(Participant task, Handler&& handler, Args&&... args) {
   auto ex = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
@@ -64,5 +70,13 @@ void post_completion_as(Participant task, Handler&& handler, Args&&... args) {
         std::move(h)(std::move(a)...);
       });
 }
+#else
+inline namespace off {
+template <class Handler, class... Args>
+void post_completion_as(Participant, Handler&& handler, Args&&... args) {
+  post_completion(std::forward<Handler>(handler), std::forward<Args>(args)...);
+}
+}  // namespace off
+#endif
 
 }  // namespace stallscope::detail
