@@ -7,8 +7,6 @@
 //
 // The application pays none of this: the build takes no lock a thread of it takes for longer
 // than the copy of one queue (each AsyncMutex's own mutex, for its waiters).
-#include <benchmark/benchmark.h>
-
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -16,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include <benchmark/benchmark.h>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
