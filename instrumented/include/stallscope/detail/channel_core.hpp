@@ -111,9 +111,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
   SendResult<T> send(T item, Lane lane, bool may_wait,
                      std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();  // before the lock: not part of its hold time
-    const Participant who = sync_participant();
     std::unique_lock lock(mu_);
-    senders_seen_.note(who);
+    senders_seen_.unknown = true;  // a thread: see Peers
     Pending pending;
     std::optional<SendResult<T>> r = start_send(item, lane, may_wait, pending, now);
     if (r) {
@@ -123,7 +122,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     }
     SendWaiter w;
     w.item.emplace(std::move(item));
-    w.who = who;
+    w.who = sync_participant();
     w.task_series = current_task_series();
     enqueue_sender(w, now);
     if (!threads_.wait(lock, w, deadline)) {  // timed out while still queued
@@ -139,9 +138,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
   std::optional<T> receive(bool may_wait,
                            std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();
-    const Participant who = sync_participant();
     std::unique_lock lock(mu_);
-    receivers_seen_.note(who);
+    receivers_seen_.unknown = true;  // a thread: see Peers
     Pending pending;
     if (std::optional<T> v = take(pending, now)) {
       lock.unlock();
@@ -150,7 +148,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     }
     if (closed_ || !may_wait) return std::nullopt;
     RecvWaiter w;
-    w.who = who;
+    w.who = sync_participant();
     w.task_series = current_task_series();
     enqueue_receiver(w, now);
     if (!threads_.wait(lock, w, deadline)) {
@@ -169,7 +167,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     const Participant task = task_of(handler);
     in_task(task);
     std::unique_lock lock(mu_);
-    senders_seen_.note(task);
+    senders_seen_.note(task != kNoParticipant ? task : kUnknownHolder);
     Pending pending;
     std::optional<SendResult<T>> r = start_send(item, Lane::kData, true, pending, now);
     if (r) {
@@ -198,7 +196,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     const Participant task = task_of(handler);
     in_task(task);
     std::unique_lock lock(mu_);
-    receivers_seen_.note(task);
+    receivers_seen_.note(task != kNoParticipant ? task : kUnknownHolder);
     Pending pending;
     std::optional<T> v = take(pending, now);
     if (v || closed_) {
@@ -320,6 +318,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
       for (std::size_t i = 0; i < Peers::kSize; ++i) {
         if (others.who[i] != 0) out.holder(res, others.who[i], 0);
       }
+      if (others.unknown) out.holder(res, kUnknownHolder, 0);
       for (const WaitNode* w = waiting.front(); w != nullptr; w = w->next) {
         out.waiter(res, w->who, w->task_series, w->since_ns, what);
       }
@@ -331,17 +330,32 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
 
  private:
   // The last few distinct participants that sent (received), for the wait-for graph; under mu_.
-  // An operation whose participant is not known counts as an unknown peer, which can always
-  // move: no cycle is found through it.
+  // An operation whose participant is not known is noted as kUnknownHolder, a peer that can
+  // always move: no cycle is found through it.
+  // Once a fifth distinct peer came, or a thread used the side (its identity is not taken on the
+  // thread API's fast path, to keep it at one store), the side also has an unknown peer, which
+  // may still move: no cycle is closed through it.
   struct Peers {
     static constexpr std::size_t kSize = 4;
     Participant who[kSize] = {};
-    std::size_t next = 0;
+    std::size_t last = 0;
+    bool unknown = false;
     void note(Participant p) noexcept {
-      if (p == kNoParticipant) p = kUnknownHolder;
-      if (who[0] == p || who[1] == p || who[2] == p || who[3] == p) return;
+      if (who[last] == p) [[likely]]
+        return;
+      note_new(p);
+    }
+    void note_new(Participant p) noexcept {
+      for (std::size_t i = 0; i < kSize; ++i) {
+        if (who[i] == p) {
+          last = i;
+          return;
+        }
+      }
+      const std::size_t next = (last + 1) % kSize;
+      unknown = unknown || who[next] != 0;
       who[next] = p;
-      next = (next + 1) % kSize;
+      last = next;
     }
   };
 
