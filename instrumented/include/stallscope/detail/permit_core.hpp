@@ -353,7 +353,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
   std::int64_t last_grant_ns_ = 0;  // the holder's grant time when permits_ == 1
   WaitList waiters_;
   ThreadWaits threads_;
-  const ResourceKind kind_;
+  [[maybe_unused]] const ResourceKind kind_;  // read by describe() (recording on)
   std::vector<Holder> holders_;  // capacity fixed at construction: no allocation after
 };
 
