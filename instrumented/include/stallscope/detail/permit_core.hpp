@@ -354,7 +354,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
   WaitList waiters_;
   ThreadWaits threads_;
   [[maybe_unused]] const ResourceKind kind_;  // read by describe() (recording on)
-  std::vector<Holder> holders_;  // capacity fixed at construction: no allocation after
+  std::vector<Holder> holders_;               // capacity fixed at construction: no allocation after
 };
 
 inline void Lease::release() noexcept {
