@@ -1,5 +1,7 @@
 #include "stallscope/detail/cells.hpp"
 
+#include <unistd.h>
+
 #include <mutex>
 #include <new>
 
@@ -98,6 +100,7 @@ ThreadShard* own_shard_slow() noexcept {
   if (tls_state != 0) return tls_shard;  // 1: set; 2: released for good
   ThreadShard* s = claim();
   if (s == nullptr) return nullptr;
+  s->tid.store(static_cast<int>(::gettid()), std::memory_order_relaxed);
   tls_shard = s;
   tls_state = 1;
   // Registers the release at thread exit; constructed on first use only.

@@ -17,6 +17,7 @@
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/detail/suspend_detector.hpp"
 #include "stallscope/detail/task_recorder.hpp"
+#include "stallscope/detail/waitfor.hpp"
 #include "stallscope/log.hpp"
 #include "stallscope/registry.hpp"
 
@@ -77,6 +78,15 @@ void on_suspended_holding(SliceContext& ctx, std::int64_t now) noexcept {
     }
   } catch (...) {
     // Out of memory while recording a detection: drop the event, never the application.
+  }
+  // A lock taken in this slice by a task whose identity is not known stays held while the thread
+  // moves on: this thread no longer holds it in the wait-for graph (waitfor.hpp).
+  const auto thread = reinterpret_cast<std::uintptr_t>(tls_shard);
+  for (std::uint32_t i = 0; i < std::min(ctx.held_n, SliceContext::kMaxHeld); ++i) {
+    auto* site = static_cast<LockSite*>(ctx.held[i]);
+    if (site->owner_.load(std::memory_order_relaxed) == thread) {
+      site->owner_.store(kUnknownHolder, std::memory_order_relaxed);
+    }
   }
   ctx.held_n = 0;
 }

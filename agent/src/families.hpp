@@ -271,4 +271,15 @@ inline constexpr FamilyDesc kUnlimitedFamily{
 
 }  // namespace retry
 
+// The deadlock detector (waitfor.cpp), exported by the registry.
+namespace deadlock {
+
+inline constexpr FamilyDesc kDeadlocks{
+    metric_names::kDeadlocks,
+    "Cycles found in the wait-for graph of stallscope locks, semaphores and channels, each "
+    "counted once however long it lasts (/stallz lists the current ones).",
+    MetricType::kCounter};
+
+}  // namespace deadlock
+
 }  // namespace stallscope::detail::families

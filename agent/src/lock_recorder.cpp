@@ -1,5 +1,6 @@
 #include "stallscope/detail/lock_recorder.hpp"
 
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -222,6 +223,9 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
   if (series == nullptr) return t0;
   if (ThreadShard* s = own_shard()) {
     s->wait.since_ns.store(t0, std::memory_order_relaxed);
+    s->wait.object.store(this, std::memory_order_relaxed);
+    const SliceContext* sc = tls_slice;
+    s->wait.task.store(sc != nullptr ? sc->task : 0, std::memory_order_relaxed);
     s->wait.op.store(static_cast<std::uint32_t>(op), std::memory_order_relaxed);
     s->wait.series.store(series->id(), std::memory_order_release);
   }
@@ -259,7 +263,45 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
     held_since_ns_.store(t1, std::memory_order_relaxed);
     held_since_state_.store(state_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
+  if (op == LockOp::kShared) shared_hold(true);
   if (time_holds_) hold_begin(op, t1);
+}
+
+// Declared in waitfor_async.hpp (instrumented): the slice learns its task at an async operation.
+void adopt_task(SliceContext& slice, std::uintptr_t task) noexcept {
+  if (slice.task == 0) {
+    const auto thread = reinterpret_cast<std::uintptr_t>(tls_shard);
+    for (std::uint32_t i = 0; i < std::min(slice.held_n, SliceContext::kMaxHeld); ++i) {
+      auto* site = static_cast<LockSite*>(slice.held[i]);
+      if (site->owner_.load(std::memory_order_relaxed) == thread) {
+        site->owner_.store(task, std::memory_order_relaxed);
+      }
+    }
+  }
+  slice.task = task;
+}
+
+void LockSite::shared_hold(bool begin) noexcept {
+  if (ThreadShard* shard = tls_shard) {
+    const SliceContext* sc = tls_slice;
+    // Inside a slice whose task is not known the hold may outlive the slice (held across a
+    // suspension): not attributed to this thread, only counted below.
+    const bool attributable = !begin || sc == nullptr || sc->task != 0;
+    const void* const match = begin ? nullptr : this;
+    for (SharedHoldSlot& slot : shard->shared) {
+      if (!attributable || slot.site.load(std::memory_order_relaxed) != match) continue;
+      const std::uintptr_t who =
+          sc != nullptr && sc->task != 0 ? sc->task : reinterpret_cast<std::uintptr_t>(shard);
+      slot.who.store(begin ? who : 0, std::memory_order_relaxed);
+      slot.site.store(begin ? this : nullptr, std::memory_order_relaxed);
+      return;
+    }
+  }
+  if (begin) {
+    untracked_shared_.fetch_add(1, std::memory_order_relaxed);
+  } else if (untracked_shared_.load(std::memory_order_relaxed) != 0) {
+    untracked_shared_.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 std::int64_t LockSite::cv_wait_begin() noexcept {

@@ -8,11 +8,13 @@
 #include <fmt/format.h>
 
 #include "cells_alloc.hpp"
+#include "families.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/enum_names.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/task_recorder.hpp"
+#include "stallscope/detectors.hpp"
 
 namespace stallscope {
 
@@ -214,6 +216,7 @@ std::vector<FamilySnapshot> Registry::collect() const {
     out.add(kResources, l, static_cast<double>(per_kind_[k]));
     out.add(kOverflow, l, static_cast<double>(overflowed_[k]));
   }
+  out.add(detail::families::deadlock::kDeadlocks, {}, static_cast<double>(deadlocks_total()));
   const detail::ShardStats st = detail::shard_stats();
   out.add(kThreads, {}, static_cast<double>(st.owned));
   out.add(kMemory, {},

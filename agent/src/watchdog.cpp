@@ -8,6 +8,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/task_recorder.hpp"
+#include "stallscope/detail/waitfor.hpp"
 
 namespace stallscope {
 
@@ -57,6 +58,10 @@ void Watchdog::run() {
   std::unordered_map<const detail::ThreadShard*, std::int64_t> reported;
   std::int64_t window_start = 0;
   int in_window = 0;
+  // The deadlock detector's wait-for graph, every 200 ms (or every poll when polls are rarer): a
+  // cycle seen by two builds in a row is reported, so within about half a second of forming.
+  constexpr std::int64_t kDeadlockScanNs = 200'000'000;
+  std::int64_t last_scan = 0;
   std::unique_lock lock(mu_);
   while (!cv_.wait_for(lock, options_.poll_interval, [&] { return stop_; })) {
     lock.unlock();
@@ -64,6 +69,10 @@ void Watchdog::run() {
     if (now - window_start >= 1'000'000'000) {
       window_start = now;
       in_window = 0;
+    }
+    if (now - last_scan >= kDeadlockScanNs) {
+      last_scan = now;
+      detail::scan_deadlocks();
     }
     std::uint64_t made = 0;
     std::uint64_t skipped = 0;

@@ -111,7 +111,14 @@ async function main() {
     console.log(`WRONG TOP expected async_lock/cache, got ${top ? `${top.kind}/${top.resource}` : 'nothing'}`);
     failed++;
   }
-  console.log(`prometheus_e2e: ${panels.size + 1} checks (every panel and variable, the ranking), ${failed} failing`);
+  // The deadlock detector has watched both demos for the whole run (a build every 200 ms): the
+  // fixed one has no cycle of waits, so it never reports one.
+  const deadlocks = await query(base, `stallscope_deadlocks_total{job="demo",instance="${fixed}"}`);
+  if (deadlocks.length !== 1 || Number(deadlocks[0].value[1]) !== 0) {
+    console.log(`DEADLOCKS the fixed demo reported ${JSON.stringify(deadlocks.map((d) => d.value[1]))}, expected [0]`);
+    failed++;
+  }
+  console.log(`prometheus_e2e: ${panels.size + 2} checks (every panel and variable, the ranking, no deadlock in the fixed demo), ${failed} failing`);
   return failed;
 }
 

@@ -127,6 +127,18 @@ stallscope::StallzReport fixed_report() {
   slow.age_seconds = 4;
   slow.duration_seconds = 0.125;
   r.detector_events.push_back(slow);
+  stallscope::DeadlockReport cycle;
+  cycle.seq = 3;
+  cycle.age_seconds = 1.5;
+  cycle.participants.push_back(
+      {"thread 4242", "", {"lock/ledger"}, "channel/orders (its receivers)", "send", 1.75});
+  cycle.participants.push_back({"task cruncher#00a1",
+                                "cruncher",
+                                {"receives from channel/orders"},
+                                "lock/ledger",
+                                "lock",
+                                1.625});
+  r.deadlocks.push_back(cycle);
   return r;
 }
 

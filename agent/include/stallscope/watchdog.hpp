@@ -5,6 +5,9 @@
 /// for each slice that has run longer than `threshold`, reports once: a DetectorEvent of type
 /// kLongSlice and a warning through the log sink (see set_log_sink), naming the task and how
 /// long it has run so far. Reports are rate-limited to `max_reports_per_second`.
+/// Every 200 ms it also builds the wait-for graph of stallscope locks, semaphores and channels
+/// and reports deadlocks (current_deadlocks() in detectors.hpp, stallscope_deadlocks_total, an
+/// error through the log sink).
 /// The Agent starts one by default; create your own when you run without an Agent.
 
 #include <chrono>

@@ -116,6 +116,13 @@ constexpr std::string_view kEmptyCauses =
 constexpr std::string_view kEmptyHolding = "Nothing is held or running.";
 constexpr std::string_view kEmptyLingering = "No lingering tasks.";
 constexpr std::string_view kEmptyEvents = "No detector events.";
+constexpr std::string_view kEmptyDeadlocks = "No cycle of waits.";
+
+// One row of the deadlocks table: a participant of cycle `seq`.
+struct DeadlockRow {
+  std::uint64_t seq;
+  const DeadlockParticipant* p;
+};
 
 // The headline: the cause, when the top of the ranking is an executor's or a task's delay.
 std::string cause_headline(const StallzReport& r) {
@@ -336,6 +343,27 @@ std::string stallz_html(const StallzReport& r) {
         h.td(e.task, "name");
         h.td(event_duration(e), "n");
       });
+
+  h.section("Deadlocks",
+            "Cycles of waits over stallscope locks, semaphores and channels, each participant "
+            "with what it holds and what it waits for (<code>stallscope_deadlocks_total</code>).");
+  std::vector<DeadlockRow> deadlock_rows;
+  for (const DeadlockReport& d : r.deadlocks) {
+    for (const DeadlockParticipant& p : d.participants) deadlock_rows.push_back({d.seq, &p});
+  }
+  h.table({"deadlocks",
+           {{"cycle", true}, {"participant"}, {"holds"}, {"waits for"}, {"op"}, {"waited", true}},
+           kEmptyDeadlocks},
+          deadlock_rows, [&](const DeadlockRow& row, std::size_t) {
+            h.td(fmt::format("#{}", row.seq), "n");
+            h.td(row.p->name, "name");
+            std::string held;
+            for (const std::string& x : row.p->holds) held += (held.empty() ? "" : ", ") + x;
+            h.td(held, "name");
+            h.td(row.p->waits_for, "name");
+            h.td(row.p->op);
+            h.td(fmt_seconds(row.p->waited_seconds), "n");
+          });
 
   h.raw("</main><footer>stallscope " STALLSCOPE_VERSION_STRING " \u00b7 ");
   fmt::format_to(std::back_inserter(out),

@@ -143,6 +143,16 @@ std::string stallz_json(const StallzReport& r) {
                  x.put("seq", e.seq, "type", to_string(e.type), "lock", e.lock, "task", e.task,
                        "age_seconds", e.age_seconds, "duration_seconds", e.duration_seconds);
                });
+    json_array(o.key("deadlocks"), r.deadlocks, [](JsonObject& x, const DeadlockReport& d) {
+      x.put("seq", d.seq, "age_seconds", d.age_seconds);
+      json_array(x.key("participants"), d.participants,
+                 [](JsonObject& y, const DeadlockParticipant& p) {
+                   y.put("name", p.name, "task", p.task);
+                   json_array(y.key("holds"), p.holds,
+                              [](JsonObject& z, const std::string& h) { z.put("resource", h); });
+                   y.put("waits_for", p.waits_for, "op", p.op, "waited_seconds", p.waited_seconds);
+                 });
+    });
   }
   out += '\n';
   return out;

@@ -377,6 +377,7 @@ StallzReport make_stallz_report(const Registry& registry, const StallWindow& win
                      return a.oldest_cancelled_seconds_ago > b.oldest_cancelled_seconds_ago;
                    });
   r.detector_events = recent_detector_events();
+  r.deadlocks = current_deadlocks();
   return r;
 }
 

@@ -35,6 +35,17 @@ struct WaitSlot {
   std::atomic<std::uint32_t> series{0};  // 0: not waiting
   std::atomic<std::uint32_t> op{0};
   std::atomic<std::int64_t> since_ns{0};
+  // For the wait-for graph (detail/waitfor.hpp): the LockSite waited on and the waiting task's
+  // participant id (0: the thread), both written before `series`.
+  std::atomic<const void*> object{nullptr};
+  std::atomic<std::uintptr_t> task{0};
+};
+
+// Shared holds of stallscope locks by this thread, for the wait-for graph: the LockSite and the
+// holder (the task when known, else the thread). Written only by the owning thread.
+struct SharedHoldSlot {
+  std::atomic<const void*> site{nullptr};
+  std::atomic<std::uintptr_t> who{0};
 };
 
 // The task slice this thread runs right now, read by the watchdog and by scrapes. Written only by
@@ -51,6 +62,8 @@ struct ThreadShard {
   ThreadShard* next = nullptr;
   WaitSlot wait;
   SliceSlot slice;
+  SharedHoldSlot shared[4];
+  std::atomic<int> tid{0};  // the owning thread's id, for naming it in the wait-for graph
 };
 
 extern constinit thread_local ThreadShard* tls_shard;

@@ -120,14 +120,22 @@ class LockSite {
       if (add_first(s->op(op).base + LockOpCells::kFast)) [[unlikely]]
         note_user_cold();  // this thread's first acquisition of the name: see service_map.hpp
     }
-    if (op == LockOp::kExclusive) enter_exclusive();
+    if (op == LockOp::kExclusive) {
+      enter_exclusive();
+    } else {
+      shared_hold(true);
+    }
     if (time_holds_) hold_begin(op, now_ns());
   }
   void tried(LockOp op, bool ok) noexcept {
     if (LockSeries* s = series()) [[likely]]
       add(s->op(op).base + (ok ? LockOpCells::kTryOk : LockOpCells::kTryFail));
     if (!ok) return;
-    if (op == LockOp::kExclusive) enter_exclusive();
+    if (op == LockOp::kExclusive) {
+      enter_exclusive();
+    } else {
+      shared_hold(true);
+    }
     if (time_holds_) hold_begin(op, now_ns());
   }
   // Call before releasing the inner lock. This thread acquired the lock through one of the calls
@@ -142,8 +150,9 @@ class LockSite {
         held_across_released();
       }
       if (time_holds_ && (s & kDepthMask) == 0) hold_end(op);
-    } else if (time_holds_) {
-      hold_end(op);
+    } else {
+      shared_hold(false);
+      if (time_holds_) hold_end(op);
     }
   }
 
@@ -173,9 +182,26 @@ class LockSite {
     return s != nullptr ? std::string_view(s->name()) : std::string_view();
   }
 
+  // For the wait-for graph (waitfor.cpp), which reads a site only while a thread waits on it,
+  // under Registry::live_mutex(): the exclusive holder (0: not held exclusively; may lag a
+  // hand-over by a moment, which the detector's confirmation over two builds absorbs), the
+  // shared holds no thread slot recorded, and the registered series.
+  std::uintptr_t exclusive_holder() const noexcept {
+    if ((state_.load(std::memory_order_relaxed) & kDepthMask) == 0) return 0;
+    return owner_.load(std::memory_order_relaxed);
+  }
+  std::uint32_t untracked_shared() const noexcept {
+    return untracked_shared_.load(std::memory_order_relaxed);
+  }
+  const LockSeries* registered() const noexcept {
+    const LockSeries* s = series_.load(std::memory_order_acquire);
+    return ready(s) ? s : nullptr;
+  }
+
  private:
   friend class LockSeries;
   friend void on_suspended_holding(SliceContext&, std::int64_t) noexcept;
+  friend void adopt_task(SliceContext&, std::uintptr_t) noexcept;
   static constexpr std::uint64_t kDepthMask = 0xffff;
   static constexpr std::uint64_t kSeqOne = std::uint64_t{1} << 16;
   // series_ before registration completes: kUnregistered (nullptr), kBusy while one thread
@@ -200,12 +226,17 @@ class LockSite {
   void enter_exclusive() noexcept {
     // Only the thread that holds the lock writes state_, so load + store is enough.
     state_.store(state_.load(std::memory_order_relaxed) + kSeqOne + 1, std::memory_order_relaxed);
+    // The holder for the wait-for graph: this thread (its shard), or the task of the slice.
+    owner_.store(reinterpret_cast<std::uintptr_t>(tls_shard), std::memory_order_relaxed);
     if (SliceContext* sc = tls_slice) [[unlikely]] {
       sc->acquired(this);
+      if (sc->task != 0) owner_.store(sc->task, std::memory_order_relaxed);
       if (last_user_.load(std::memory_order_relaxed) != sc->series) [[unlikely]]
         note_user_cold();
     }
   }
+  // A shared hold begins (true) or ends: kept in the thread's shard for the wait-for graph.
+  void shared_hold(bool begin) noexcept;
   void held_across_released() noexcept;
   // Notes the caller as a user of the series (the live map), unless it was the last one noted.
   [[gnu::cold]] void note_user_cold() noexcept;
@@ -231,6 +262,10 @@ class LockSite {
   std::atomic<std::uint64_t> held_since_state_{0};
   // Set when a task suspended holding this lock: the detector event to complete on release.
   std::atomic<std::uint64_t> held_across_seq_{0};
+  // The exclusive holder (detail/waitfor.hpp's Participant), valid while the depth is not 0.
+  std::atomic<std::uintptr_t> owner_{0};
+  // Shared holds that did not fit the holding thread's slots (or whose task is not known).
+  std::atomic<std::uint32_t> untracked_shared_{0};
   // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
   std::uint64_t seen_state_ = 0;
   std::int64_t seen_at_ns_ = 0;

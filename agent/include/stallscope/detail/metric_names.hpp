@@ -25,5 +25,7 @@ inline constexpr const char* kTaskRunningSlice = "stallscope_task_running_slice_
 // Executors (executor_recorder.cpp).
 inline constexpr const char* kExecutorThreadSeconds = "stallscope_executor_thread_seconds_total";
 inline constexpr const char* kExecutorThreads = "stallscope_executor_threads";
+// The deadlock detector (waitfor.cpp, exported by registry.cpp).
+inline constexpr const char* kDeadlocks = "stallscope_deadlocks_total";
 
 }  // namespace stallscope::detail::metric_names

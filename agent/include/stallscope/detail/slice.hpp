@@ -26,6 +26,9 @@ struct SliceContext {
   // the detector (detectors.cpp) reads them back.
   void* held[kMaxHeld];  // [0, min(held_n, kMaxHeld)) are set; not zeroed: a slice is hot
   std::uint32_t held_n = 0;
+  // The task running this slice as a wait-for graph participant (detail/waitfor.hpp), when a
+  // stallscope async operation's completion resumed it; 0: not known.
+  std::uintptr_t task = 0;
 
   void acquired(void* s) noexcept {
     if (held_n < kMaxHeld) held[held_n] = s;

@@ -115,6 +115,7 @@ struct StallzReport {
   std::vector<StallzHolding> holding;  // oldest first
   std::vector<StallzLingering> lingering;
   std::vector<DetectorEvent> detector_events;  // newest first
+  std::vector<DeadlockReport> deadlocks;       // current cycles, oldest first
 };
 
 /// A ring of (time, per-resource wait totals) samples: the history that stall scores are rated
@@ -183,7 +184,10 @@ StallzReport make_stallz_report(const Registry& registry, const StallWindow& win
 ///    "waiting": [{"kind", "resource", "op", "waiters", "oldest_wait_age_seconds"}],
 ///    "holding": [{"kind", "resource", "what", "count", "age_seconds"}],
 ///    "lingering_tasks": [{"task", "count", "oldest_cancelled_seconds_ago"}],
-///    "detector_events": [{"seq", "type", "lock", "task", "age_seconds", "duration_seconds"}]}
+///    "detector_events": [{"seq", "type", "lock", "task", "age_seconds", "duration_seconds"}],
+///    "deadlocks": [{"seq", "age_seconds", "participants": [{"name", "task", "holds":
+///    [{"resource"}],
+///                   "waits_for", "op", "waited_seconds"}]}]}
 ///
 /// Every string is escaped, `<`, `>`, `&` and `'` included; non-finite numbers are written as null.
 std::string stallz_json(const StallzReport& report);

@@ -94,6 +94,9 @@ struct WaitNode {
   bool done = false;  // left the queue with its answer (granted, handed an item, aborted)
   std::int64_t since_ns = 0;
   std::condition_variable* cv = nullptr;
+  // The waiter in the wait-for graph (detail/waitfor.hpp): a thread or a task; 0 when unknown.
+  std::uintptr_t who = 0;
+  std::uint32_t task_series = 0;
 };
 
 // Threads blocked inside a primitive, so that its destructor can wake them and wait until the

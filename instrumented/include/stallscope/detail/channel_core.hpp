@@ -25,6 +25,7 @@
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
 #include "stallscope/detail/channel_recorder.hpp"
+#include "stallscope/detail/waitfor_async.hpp"
 #include "stallscope/log.hpp"
 
 namespace stallscope {
@@ -32,7 +33,8 @@ namespace stallscope {
 namespace detail {
 
 template <class T>
-class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
+class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
+                          public WaitforSource {
  public:
   struct Waiter : WaitNode {
     // Async waiter: kept alive by `self` while linked; cancellation holds a weak_ptr.
@@ -56,7 +58,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   struct AsyncSend final : SendWaiter {
     explicit AsyncSend(Handler h) : work(make_work_guard_for(h)), handler(std::move(h)) {}
     void complete_async() override {
-      post_completion(std::move(handler), std::move(this->result));
+      post_completion_as(this->who, std::move(handler), std::move(this->result));
       work.reset();
     }
     WorkGuard<Handler> work;
@@ -66,7 +68,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   struct AsyncRecv final : RecvWaiter {
     explicit AsyncRecv(Handler h) : work(make_work_guard_for(h)), handler(std::move(h)) {}
     void complete_async() override {
-      complete_receive<kOptional>(std::move(handler), this->ec, std::move(this->item));
+      complete_receive<kOptional>(std::move(handler), this->ec, std::move(this->item), this->who);
       work.reset();
     }
     WorkGuard<Handler> work;
@@ -78,21 +80,23 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   // void(error_code, T), with ChannelErrc::kClosed and a default T at the end.
   template <bool kOptional, class Handler>
   static void complete_receive(Handler&& handler, boost::system::error_code ec,
-                               std::optional<T> item) {
+                               std::optional<T> item, Participant task) {
     if constexpr (kOptional) {
       if (ec == make_error_code(ChannelErrc::kClosed)) ec = {};
-      post_completion(std::forward<Handler>(handler), ec, std::move(item));
+      post_completion_as(task, std::forward<Handler>(handler), ec, std::move(item));
     } else {
-      post_completion(std::forward<Handler>(handler), ec, item ? std::move(*item) : T{});
+      post_completion_as(task, std::forward<Handler>(handler), ec, item ? std::move(*item) : T{});
     }
   }
 
   ChannelCore(std::string_view name, ChannelOptions<T> options)
       : options_(validate(std::move(options), name)), rec_(name, options_.capacity) {
     rec_.describe(to_string(options_.policy), options_.control_capacity);
+    track();
   }
 
   ~ChannelCore() {
+    untrack();
     const std::size_t left = data_.size() + control_.size();
     if (left == 0) return;
     rec_.fate(Lane::kData, ItemFate::kDropped, data_.size());
@@ -109,6 +113,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
                      std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();  // before the lock: not part of its hold time
     std::unique_lock lock(mu_);
+    senders_seen_.unknown = true;  // a thread: see Peers
     Pending pending;
     std::optional<SendResult<T>> r = start_send(item, lane, may_wait, pending, now);
     if (r) {
@@ -118,6 +123,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     }
     SendWaiter w;
     w.item.emplace(std::move(item));
+    w.who = sync_participant();
+    w.task_series = current_task_series();
     enqueue_sender(w, now);
     if (!threads_.wait(lock, w, deadline)) {  // timed out while still queued
       unlink_sender(w);
@@ -133,6 +140,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
                            std::optional<std::chrono::steady_clock::time_point> deadline) {
     const std::int64_t now = async_now();
     std::unique_lock lock(mu_);
+    receivers_seen_.unknown = true;  // a thread: see Peers
     Pending pending;
     if (std::optional<T> v = take(pending, now)) {
       lock.unlock();
@@ -141,6 +149,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     }
     if (closed_ || !may_wait) return std::nullopt;
     RecvWaiter w;
+    w.who = sync_participant();
+    w.task_series = current_task_series();
     enqueue_receiver(w, now);
     if (!threads_.wait(lock, w, deadline)) {
       unlink_receiver(w);
@@ -155,19 +165,24 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   void async_send(Handler handler, T item) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
+    const Participant task = task_of(handler);
+    in_task(task);
     std::unique_lock lock(mu_);
+    senders_seen_.note(task != kNoParticipant ? task : kUnknownHolder);
     Pending pending;
     std::optional<SendResult<T>> r = start_send(item, Lane::kData, true, pending, now);
     if (r) {
       lock.unlock();
       pending.run();
-      post_completion(std::move(handler), std::move(*r));
+      post_completion_as(task, std::move(handler), std::move(*r));
       return;
     }
     auto w = std::allocate_shared<AsyncSend<Handler>>(
         boost::asio::recycling_allocator<AsyncSend<Handler>>(), std::move(handler));
     w->item.emplace(std::move(item));
     w->self = w;
+    w->who = task;
+    w->task_series = current_task_series();
     enqueue_sender(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, SendWaiter>>(this->weak_from_this(),
@@ -179,7 +194,10 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   void async_receive(Handler handler) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
+    const Participant task = task_of(handler);
+    in_task(task);
     std::unique_lock lock(mu_);
+    receivers_seen_.note(task != kNoParticipant ? task : kUnknownHolder);
     Pending pending;
     std::optional<T> v = take(pending, now);
     if (v || closed_) {
@@ -189,12 +207,14 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
       complete_receive<kOptional>(
           std::move(handler),
           closed ? make_error_code(ChannelErrc::kClosed) : boost::system::error_code{},
-          std::move(v));
+          std::move(v), task);
       return;
     }
     auto w = std::allocate_shared<AsyncRecv<Handler, kOptional>>(
         boost::asio::recycling_allocator<AsyncRecv<Handler, kOptional>>(), std::move(handler));
     w->self = w;
+    w->who = task;
+    w->task_series = current_task_series();
     enqueue_receiver(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, RecvWaiter>>(this->weak_from_this(),
@@ -288,7 +308,58 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   const ChannelOptions<T>& options() const noexcept { return options_; }
   std::string_view name() const noexcept { return rec_.name(); }
 
+#if STALLSCOPE_ENABLED
+  // The wait-for graph: a blocked sender waits for the channel's receivers (any one of them), a
+  // blocked receiver for its senders.
+  void describe(WaitforBuilder& out) override {
+    std::lock_guard lock(mu_);
+    auto side = [&](const WaitList& waiting, const Peers& others, std::string_view what) {
+      if (waiting.size == 0) return;
+      const std::uint32_t res = out.resource(ResourceKind::kChannel, rec_.name(), what, true);
+      for (std::size_t i = 0; i < Peers::kSize; ++i) {
+        if (others.who[i] != 0) out.holder(res, others.who[i], 0);
+      }
+      if (others.unknown) out.holder(res, kUnknownHolder, 0);
+      for (const WaitNode* w = waiting.front(); w != nullptr; w = w->next) {
+        out.waiter(res, w->who, w->task_series, w->since_ns, what);
+      }
+    };
+    side(senders_, receivers_seen_, "send");
+    side(receivers_, senders_seen_, "receive");
+  }
+#endif
+
  private:
+  // The last few distinct participants that sent (received), for the wait-for graph; under mu_.
+  // An operation whose participant is not known is noted as kUnknownHolder, a peer that can
+  // always move: no cycle is found through it.
+  // Once a fifth distinct peer came, or a thread used the side (its identity is not taken on the
+  // thread API's fast path, to keep it at one store), the side also has an unknown peer, which
+  // may still move: no cycle is closed through it.
+  struct Peers {
+    static constexpr std::size_t kSize = 4;
+    Participant who[kSize] = {};
+    std::size_t last = 0;
+    bool unknown = false;
+    void note(Participant p) noexcept {
+      if (who[last] == p) [[likely]]
+        return;
+      note_new(p);
+    }
+    void note_new(Participant p) noexcept {
+      for (std::size_t i = 0; i < kSize; ++i) {
+        if (who[i] == p) {
+          last = i;
+          return;
+        }
+      }
+      const std::size_t next = (last + 1) % kSize;
+      unknown = unknown || who[next] != 0;
+      who[next] = p;
+      last = next;
+    }
+  };
+
   struct Slot {
     T value;
     std::int64_t enqueued_ns;
@@ -524,6 +595,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
   WaitList receivers_;
   bool closed_ = false;
   ThreadWaits threads_;
+  Peers senders_seen_;
+  Peers receivers_seen_;
 };
 
 }  // namespace detail

@@ -29,6 +29,7 @@
 #include "stallscope/config.hpp"
 #include "stallscope/detail/async_support.hpp"
 #include "stallscope/detail/semaphore_recorder.hpp"
+#include "stallscope/detail/waitfor_async.hpp"
 #include "stallscope/registry.hpp"
 
 namespace stallscope {
@@ -88,19 +89,24 @@ struct Acquired {
 //
 // Invariant (under mu_): waiters_ is non-empty only while available_ == 0. A release hands its
 // permit straight to the oldest waiter, so nobody overtakes a queued waiter (FIFO, no barging).
-class PermitCore final : public std::enable_shared_from_this<PermitCore> {
+class PermitCore final : public std::enable_shared_from_this<PermitCore>, public WaitforSource {
  public:
   PermitCore(ResourceKind kind, std::string_view name, std::size_t permits)
-      : rec_(kind, name, permits), permits_(permits), available_(permits) {}
+      : rec_(kind, name, permits), permits_(permits), available_(permits), kind_(kind) {
+    holders_.reserve(std::min<std::size_t>(permits, kMaxHolders));
+    track();
+  }
+  ~PermitCore() { untrack(); }
 
   // A free permit's grant time, or nullopt. Never overtakes a queued waiter.
   std::optional<std::int64_t> try_acquire() {
     const std::int64_t now = async_now();
+    const Participant who = sync_participant();
     std::lock_guard lock(mu_);
     const bool ok = available_ > 0;
     rec_.tried(ok, now);
     if (!ok) return std::nullopt;
-    take(now);
+    take(now, who);
     return now;
   }
 
@@ -109,13 +115,16 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
   // shut_down() may already have destroyed the owner, so the caller must not touch it again.
   Acquired acquire(std::optional<std::chrono::steady_clock::time_point> deadline, bool lease) {
     const std::int64_t now = async_now();
+    const Participant who = sync_participant();
     std::unique_lock lock(mu_);
     if (available_ > 0) {
       rec_.acquired(now);
-      take(now);
+      take(now, who);
       return {AcquireOutcome::kGranted, lease ? Lease(shared_from_this(), now) : Lease()};
     }
     Waiter w;
+    w.who = who;
+    w.task_series = current_task_series();
     enqueue(w, now);
     Acquired out;
     if (!threads_.wait(lock, w, deadline)) {
@@ -135,18 +144,22 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
   void async_acquire(Handler handler) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
+    const Participant task = task_of(handler);
+    in_task(task);
     std::unique_lock lock(mu_);
     if (available_ > 0) {
       rec_.acquired(now);
-      take(now);
+      take(now, task);
       lock.unlock();
       post_result<Result>(
           boost::asio::get_associated_executor(handler, boost::asio::system_executor()),
-          std::move(handler), {}, Lease(shared_from_this(), now));
+          std::move(handler), {}, Lease(shared_from_this(), now), task);
       return;
     }
     auto w = std::make_shared<HandlerWaiter<Handler, Result>>(std::move(handler));
     w->self = w;
+    w->who = task;
+    w->task_series = current_task_series();
     enqueue(*w, now);
     // Under the lock: the operation cannot complete (and its coroutine start another operation
     // on the same slot) before the cancellation handler is in place.
@@ -167,6 +180,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
       if (available_ == permits_) return;  // unlock() without holding: nothing to release
       if (permits_ == 1) since = last_grant_ns_;
       rec_.released(since, std::max(now, since));
+      drop_holder(since);
       WaitNode* w = waiters_.front();
       if (w == nullptr) {
         ++available_;
@@ -176,6 +190,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
       granted_ns = std::max(now, w->since_ns);
       rec_.granted(w->since_ns, granted_ns);
       last_grant_ns_ = granted_ns;
+      note_holder(w->who, w->task_series, granted_ns);
       auto& waiter = static_cast<Waiter&>(*w);
       waiter.granted = true;
       waiter.granted_ns = granted_ns;
@@ -232,7 +247,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
    public:
     explicit HandlerWaiter(Handler h) : work_(make_work_guard_for(h)), handler_(std::move(h)) {}
     void complete(boost::system::error_code ec, Lease lease) override {
-      post_result<Result>(work_.get_executor(), std::move(handler_), ec, std::move(lease));
+      post_result<Result>(work_.get_executor(), std::move(handler_), ec, std::move(lease),
+                          this->who);
       work_.reset();
     }
 
@@ -259,17 +275,63 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
 
   template <class Result, class Executor, class Handler>
   static void post_result(const Executor& ex, Handler&& handler, boost::system::error_code ec,
-                          Lease lease) {
-    boost::asio::post(ex, [h = std::forward<Handler>(handler), ec, l = std::move(lease)]() mutable {
-      std::move(h)(ec, LeaseAccess::make<Result>(std::move(l)));
-    });
+                          Lease lease, Participant task) {
+    boost::asio::post(
+        ex, [h = std::forward<Handler>(handler), ec, l = std::move(lease), task]() mutable {
+          in_task(task);  // the task resumes knowing who it is (wait-for graph)
+          std::move(h)(ec, LeaseAccess::make<Result>(std::move(l)));
+        });
   }
 
   // Caller holds mu_ and available_ > 0.
-  void take(std::int64_t now) noexcept {
+  void take(std::int64_t now, Participant who) noexcept {
     --available_;
     last_grant_ns_ = now;
+    note_holder(who, 0, now);
   }
+
+  // Holders for the wait-for graph, under mu_: up to kMaxHolders, each with its grant time (what
+  // a Lease gives back on release); beyond that, or when the holder is not known, describe()
+  // adds an unknown holder, which no cycle goes through.
+  static constexpr std::size_t kMaxHolders = 16;
+  struct Holder {
+    Participant who;
+    std::uint32_t task_series;
+    std::int64_t since_ns;
+  };
+  void note_holder(Participant who, std::uint32_t task_series, std::int64_t since) noexcept {
+    if (holders_.size() < holders_.capacity()) holders_.push_back({who, task_series, since});
+  }
+  void drop_holder(std::int64_t since) noexcept {
+    if (permits_ == 1) {
+      holders_.clear();
+      return;
+    }
+    for (auto it = holders_.begin(); it != holders_.end(); ++it) {
+      if (it->since_ns == since) {
+        *it = holders_.back();
+        holders_.pop_back();
+        return;
+      }
+    }
+  }
+
+#if STALLSCOPE_ENABLED
+ public:
+  // The wait-for graph: only a core someone waits on matters.
+  void describe(WaitforBuilder& out) override {
+    std::lock_guard lock(mu_);
+    if (waiters_.size == 0) return;
+    const std::uint32_t res = out.resource(kind_, rec_.name(), "", permits_ > 1);
+    for (const Holder& h : holders_) out.holder(res, h.who, h.task_series);
+    if (holders_.size() != permits_ - available_) out.holder(res, kUnknownHolder, 0);
+    for (const WaitNode* w = waiters_.front(); w != nullptr; w = w->next) {
+      out.waiter(res, w->who, w->task_series, w->since_ns, permits_ == 1 ? "lock" : "acquire");
+    }
+  }
+
+ private:
+#endif
   void enqueue(WaitNode& w, std::int64_t now) {
     w.since_ns = now;
     waiters_.push(w);
@@ -292,6 +354,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
   std::int64_t last_grant_ns_ = 0;  // the holder's grant time when permits_ == 1
   WaitList waiters_;
   ThreadWaits threads_;
+  [[maybe_unused]] const ResourceKind kind_;  // read by describe() (recording on)
+  std::vector<Holder> holders_;               // capacity fixed at construction: no allocation after
 };
 
 inline void Lease::release() noexcept {
