@@ -5,7 +5,12 @@
 // nanoseconds. The count is the sum of the buckets, so _count and the +Inf bucket always agree.
 // Recording is two cell adds and a bucket lookup: O(1) via a table indexed by the value's bit
 // width, then at most a few compares within that power of two.
+//
+// Wait histograms also keep exemplars (exemplars.cpp): the newest contended wait of each bucket,
+// with the task that waited and the application's trace id, in slots allocated by the first
+// wait that has one to keep. Only record_wait() touches them; record() is the same either way.
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 
@@ -36,15 +41,31 @@ class BucketLayout {
   std::array<std::uint8_t, 65> first_{};
 };
 
+struct ExemplarSlot;  // exemplars.cpp
+
 struct HistogramCells {
   const BucketLayout* layout = nullptr;
   std::uint32_t base = kNoCell;
+  // One slot per bucket (bucket_count()), or null until record_wait() has an exemplar to keep.
+  mutable std::atomic<ExemplarSlot*> exemplars{nullptr};
+
+  ~HistogramCells();
 
   [[gnu::always_inline]] void record(std::int64_t ns) const noexcept {
     if (ns < 0) ns = 0;
     add(base + layout->index(ns));
     add(base + layout->bucket_count(), static_cast<std::uint64_t>(ns));
   }
+  // A contended wait of `ns` that ended at `end_ns` (a now_ns() value): recorded as record()
+  // does, and kept as its bucket's exemplar when there is a task name (the thread runs a task
+  // slice) or a trace id (set_trace_id_provider) to keep with it. For the waits' slow path
+  // only: it reads a thread-local, calls the trace id provider, writes the slot under its
+  // sequence counter and, once per histogram, allocates the slots.
+  void record_wait(std::int64_t ns, std::int64_t end_ns) const noexcept {
+    record(ns);
+    keep_exemplar(ns, end_ns);
+  }
+  void keep_exemplar(std::int64_t ns, std::int64_t end_ns) const noexcept;
   // A zero-duration observation without reading the value: the first bucket.
   void record_zero() const noexcept { add(base); }
   // Records `ns` here and in `other` (one bucket lookup when both share a layout, as series made
@@ -68,8 +89,26 @@ struct HistogramCells {
 
 // A histogram of `layout` from its cells already summed over threads (layout.cells() of them).
 HistogramSnapshot to_snapshot(const BucketLayout& layout, const std::uint64_t* cells);
-// A histogram's cells summed over threads; base kNoCell reads as empty.
+// A histogram's cells summed over threads; base kNoCell reads as empty. With its exemplars, if
+// it has any (HistogramSnapshot::exemplars, timestamps in Unix time).
 HistogramSnapshot read(const HistogramCells& h);
+// Fills `out.exemplars` from `h`'s slots (exemplars.cpp); leaves it empty when h has none.
+void read_exemplars(const HistogramCells& h, HistogramSnapshot& out);
+
+// While one lives, read() on this thread copies exemplars too: Registry::collect() called in its
+// scope gives them (the OpenMetrics output). Without one, no scrape pays for their strings.
+class ExemplarsWanted {
+ public:
+  ExemplarsWanted() noexcept : previous_(wanted_) { wanted_ = true; }
+  ~ExemplarsWanted() { wanted_ = previous_; }
+  ExemplarsWanted(const ExemplarsWanted&) = delete;
+  ExemplarsWanted& operator=(const ExemplarsWanted&) = delete;
+  static bool now() noexcept { return wanted_; }
+
+ private:
+  static thread_local bool wanted_;
+  bool previous_;
+};
 
 // The one layout for these bounds, shared by every series that uses them (series are created
 // with the registry's configured buckets, so there are a handful at most). Lives as long as the
