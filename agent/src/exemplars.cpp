@@ -76,7 +76,7 @@ std::size_t current_trace_id(char (&out)[kMaxTraceIdLength]) noexcept {
   return n;
 }
 
-ExemplarSlot* slots_of(const HistogramCells& h) noexcept {
+ExemplarSlot* slots_of(const WaitHistogramCells& h) noexcept {
   if (ExemplarSlot* s = h.exemplars.load(std::memory_order_acquire)) return s;
   auto* fresh = new (std::nothrow) ExemplarSlot[h.layout->bucket_count()];
   if (fresh == nullptr) return nullptr;
@@ -102,9 +102,9 @@ std::int64_t unix_offset_ns() noexcept {
 
 constinit thread_local bool ExemplarsWanted::wanted_ = false;
 
-HistogramCells::~HistogramCells() { delete[] exemplars.load(std::memory_order_acquire); }
+WaitHistogramCells::~WaitHistogramCells() { delete[] exemplars.load(std::memory_order_acquire); }
 
-void HistogramCells::keep_exemplar(std::int64_t ns, std::int64_t end_ns) const noexcept {
+void WaitHistogramCells::keep_exemplar(std::int64_t ns, std::int64_t end_ns) const noexcept {
   if (base == kNoCell) return;  // out of cells: this histogram records nothing
   const std::string* task = nullptr;
   if (const SliceContext* sc = tls_slice; sc != nullptr && sc->series != nullptr) {
@@ -139,9 +139,10 @@ void HistogramCells::keep_exemplar(std::int64_t ns, std::int64_t end_ns) const n
   slot.seq.store(seq + 2, std::memory_order_release);
 }
 
-void read_exemplars(const HistogramCells& h, HistogramSnapshot& out) {
+HistogramSnapshot read(const WaitHistogramCells& h) {
+  HistogramSnapshot out = read(static_cast<const HistogramCells&>(h));
   const ExemplarSlot* slots = h.exemplars.load(std::memory_order_acquire);
-  if (slots == nullptr) return;
+  if (slots == nullptr || !ExemplarsWanted::now()) return out;
   const std::int64_t offset = unix_offset_ns();
   out.exemplars.resize(h.layout->bucket_count());
   for (std::uint32_t b = 0; b < h.layout->bucket_count(); ++b) {
@@ -177,6 +178,7 @@ void read_exemplars(const HistogramCells& h, HistogramSnapshot& out) {
       break;
     }
   }
+  return out;
 }
 
 }  // namespace detail

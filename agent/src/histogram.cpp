@@ -99,9 +99,7 @@ HistogramSnapshot to_snapshot(const BucketLayout& layout, const std::uint64_t* c
 HistogramSnapshot read(const HistogramCells& h) {
   std::vector<std::uint64_t> raw(h.layout->cells());
   sum_cells(h.base, h.layout->cells(), raw.data());
-  HistogramSnapshot out = to_snapshot(*h.layout, raw.data());
-  if (ExemplarsWanted::now()) read_exemplars(h, out);
-  return out;
+  return to_snapshot(*h.layout, raw.data());
 }
 
 }  // namespace detail

@@ -6,9 +6,9 @@
 // Recording is two cell adds and a bucket lookup: O(1) via a table indexed by the value's bit
 // width, then at most a few compares within that power of two.
 //
-// Wait histograms also keep exemplars (exemplars.cpp): the newest contended wait of each bucket,
-// with the task that waited and the application's trace id, in slots allocated by the first
-// wait that has one to keep. Only record_wait() touches them; record() is the same either way.
+// A wait histogram (WaitHistogramCells) also keeps exemplars (exemplars.cpp): the newest
+// contended wait of each bucket, with the task that waited and the application's trace id, in
+// slots allocated by the first wait that has one to keep.
 #include <array>
 #include <atomic>
 #include <bit>
@@ -41,31 +41,15 @@ class BucketLayout {
   std::array<std::uint8_t, 65> first_{};
 };
 
-struct ExemplarSlot;  // exemplars.cpp
-
 struct HistogramCells {
   const BucketLayout* layout = nullptr;
   std::uint32_t base = kNoCell;
-  // One slot per bucket (bucket_count()), or null until record_wait() has an exemplar to keep.
-  mutable std::atomic<ExemplarSlot*> exemplars{nullptr};
-
-  ~HistogramCells();
 
   [[gnu::always_inline]] void record(std::int64_t ns) const noexcept {
     if (ns < 0) ns = 0;
     add(base + layout->index(ns));
     add(base + layout->bucket_count(), static_cast<std::uint64_t>(ns));
   }
-  // A contended wait of `ns` that ended at `end_ns` (a now_ns() value): recorded as record()
-  // does, and kept as its bucket's exemplar when there is a task name (the thread runs a task
-  // slice) or a trace id (set_trace_id_provider) to keep with it. For the waits' slow path
-  // only: it reads a thread-local, calls the trace id provider, writes the slot under its
-  // sequence counter and, once per histogram, allocates the slots.
-  void record_wait(std::int64_t ns, std::int64_t end_ns) const noexcept {
-    record(ns);
-    keep_exemplar(ns, end_ns);
-  }
-  void keep_exemplar(std::int64_t ns, std::int64_t end_ns) const noexcept;
   // A zero-duration observation without reading the value: the first bucket.
   void record_zero() const noexcept { add(base); }
   // Records `ns` here and in `other` (one bucket lookup when both share a layout, as series made
@@ -87,16 +71,42 @@ struct HistogramCells {
   }
 };
 
+struct ExemplarSlot;  // exemplars.cpp
+
+// The histogram of a kind's contended waits: HistogramCells plus the newest exemplar of each
+// bucket. A type of its own so that every other histogram (and record()) stays as it is.
+struct WaitHistogramCells : HistogramCells {
+  // One slot per bucket (bucket_count()), or null until record_wait() has an exemplar to keep.
+  mutable std::atomic<ExemplarSlot*> exemplars{nullptr};
+
+  WaitHistogramCells() = default;
+  ~WaitHistogramCells();
+  WaitHistogramCells(const WaitHistogramCells&) = delete;
+  WaitHistogramCells& operator=(const WaitHistogramCells&) = delete;
+
+  // A contended wait of `ns` that ended at `end_ns` (a now_ns() value): recorded as record()
+  // does, and kept as its bucket's exemplar when there is a task name (the thread runs a task
+  // slice) or a trace id (set_trace_id_provider) to keep with it. For the waits' slow path
+  // only: it reads a thread-local, calls the trace id provider, writes the slot under its
+  // sequence counter and, once per histogram, allocates the slots.
+  void record_wait(std::int64_t ns, std::int64_t end_ns) const noexcept {
+    record(ns);
+    keep_exemplar(ns, end_ns);
+  }
+  void keep_exemplar(std::int64_t ns, std::int64_t end_ns) const noexcept;
+};
+
 // A histogram of `layout` from its cells already summed over threads (layout.cells() of them).
 HistogramSnapshot to_snapshot(const BucketLayout& layout, const std::uint64_t* cells);
-// A histogram's cells summed over threads; base kNoCell reads as empty. With its exemplars, if
-// it has any (HistogramSnapshot::exemplars, timestamps in Unix time).
+// A histogram's cells summed over threads; base kNoCell reads as empty.
 HistogramSnapshot read(const HistogramCells& h);
-// Fills `out.exemplars` from `h`'s slots (exemplars.cpp); leaves it empty when h has none.
-void read_exemplars(const HistogramCells& h, HistogramSnapshot& out);
+// The same with the exemplars (HistogramSnapshot::exemplars, Unix timestamps) when an
+// ExemplarsWanted lives on this thread (exemplars.cpp).
+HistogramSnapshot read(const WaitHistogramCells& h);
 
-// While one lives, read() on this thread copies exemplars too: Registry::collect() called in its
-// scope gives them (the OpenMetrics output). Without one, no scrape pays for their strings.
+// While one lives, reading a wait histogram on this thread copies its exemplars too:
+// Registry::collect() called in its scope gives them (the OpenMetrics output). Without one, no
+// scrape (the text format, the /stallz sampler) pays for their strings.
 class ExemplarsWanted {
  public:
   ExemplarsWanted() noexcept : previous_(wanted_) { wanted_ = true; }
