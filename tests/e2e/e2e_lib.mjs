@@ -1,7 +1,9 @@
 // What the end-to-end scripts share: their arguments, the processes they start (all stopped on
 // exit, whatever happens), bounded polling and free loopback ports.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 
 // `--key value` pairs as an object; exits 2 naming the first of `required` that is missing, and
 // 1 when the Prometheus server at args.prometheus is not installed.
@@ -72,4 +74,15 @@ export function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+// Starts `bin` with `argv` (and `env` added to this process's), stopped on exit like every
+// child, its stdout and stderr in `${work}/${name}.log`.
+export function startLogged(work, name, bin, argv, env = {}) {
+  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  const log = fs.createWriteStream(path.join(work, `${name}.log`));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  return child;
 }

@@ -8,13 +8,10 @@
 //
 // Writes the bound port to PORT_FILE, then serves until SIGTERM or SIGINT; exits 1 (the Agent's
 // error on stderr) when the Agent does not listen.
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <span>
 #include <string>
@@ -27,6 +24,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 #include <stallscope/stallscope.hpp>
+
+#include "fixture_support.hpp"
 
 namespace asio = boost::asio;
 
@@ -67,11 +66,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s PORT_FILE\n", argv[0]);
     return 2;
   }
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: sigwait gets them
+  const sigset_t stop = stallscope::e2e::block_stop_signals();  // before any thread starts
 
   stallscope::set_trace_id_provider(current_trace);
   const stallscope::Agent agent;
@@ -85,15 +80,7 @@ int main(int argc, char** argv) {
   stallscope::spawn(io.get_executor(), "refund", serve(inventory, 2), asio::detached);
   std::thread a([&] { stallscope::run(io); });
   std::thread b([&] { stallscope::run(io); });
-  {
-    std::ofstream out(std::string(argv[1]) + ".tmp");
-    out << agent.port() << "\n";
-  }
-  std::rename((std::string(argv[1]) + ".tmp").c_str(), argv[1]);  // whole, or not there
-  std::printf("serving %s\n", agent.url().c_str());
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&stop, &sig);
+  stallscope::e2e::serve_until_stopped(agent, argv[1], stop);
   g_stop = true;
   a.join();
   b.join();

@@ -10,22 +10,14 @@
 // exemplars exist only in that format), and /api/v1/query_exemplars returns exemplars of
 // stallscope_wait_seconds_bucket{resource="inventory"} that carry a task name of the fixture and
 // a 32-hex-digit trace id. Everything it starts is stopped before it exits, whatever happens.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+import { freePort, parseArgs, runMain, startLogged, until } from './e2e_lib.mjs';
 
 const args = parseArgs('exemplars_e2e', ['fixture', 'prometheus', 'work']);
 
-function start(name, bin, argv, env = {}) {
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  children.push(child);
-  const log = fs.createWriteStream(path.join(args.work, `${name}.log`));
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  return child;
-}
+const start = (name, bin, argv, env) => startLogged(args.work, name, bin, argv, env);
 
 async function api(base, what) {
   const r = await fetch(`${base}/api/v1/${what}`);

@@ -9,22 +9,15 @@
 // on that target: "tls" with the CA and the password, "nopass" with the CA and no password.
 // Exits 0 when "tls" is up with stallscope's series, and "nopass" is down with a 401. Everything
 // it starts is stopped before it exits, whatever happens.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+import { freePort, parseArgs, runMain, startLogged, until } from './e2e_lib.mjs';
 
 const args = parseArgs('tls_e2e', ['fixture', 'prometheus', 'work']);
 
-function start(name, bin, argv, env = {}) {
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  children.push(child);
-  const log = fs.createWriteStream(path.join(args.work, `${name}.log`));
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  return child;
-}
+const start = (name, bin, argv, env) => startLogged(args.work, name, bin, argv, env);
 
 async function main() {
   fs.rmSync(args.work, { recursive: true, force: true });
