@@ -86,3 +86,12 @@ export function startLogged(work, name, bin, argv, env = {}) {
   child.stderr.pipe(log);
   return child;
 }
+
+// "127.0.0.1:PORT" once the fixture `child` (a stallscope e2e fixture) has written its port to
+// `portFile`; throws if it exits first (its log is fixture.log).
+export function fixtureTarget(child, portFile) {
+  return until('the fixture to serve', 30, async () => {
+    if (child.exitCode !== null) throw new Error(`the fixture exited (${child.exitCode}); see fixture.log`);
+    return fs.existsSync(portFile) ? `127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}` : undefined;
+  });
+}

@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { freePort, parseArgs, runMain, startLogged, until } from './e2e_lib.mjs';
+import { fixtureTarget, freePort, parseArgs, runMain, startLogged, until } from './e2e_lib.mjs';
 
 const args = parseArgs('exemplars_e2e', ['fixture', 'prometheus', 'work']);
 
@@ -31,10 +31,7 @@ async function main() {
   fs.mkdirSync(args.work, { recursive: true });
   const portFile = path.join(args.work, 'port');
   const fixture = start('fixture', args.fixture, [portFile], { STALLSCOPE_LISTEN: '127.0.0.1:0' });
-  const target = await until('the fixture to serve', 30, async () => {
-    if (fixture.exitCode !== null) throw new Error(`the fixture exited (${fixture.exitCode}); see fixture.log`);
-    return fs.existsSync(portFile) ? `127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}` : undefined;
-  });
+  const target = await fixtureTarget(fixture, portFile);
 
   const promPort = await freePort();
   const base = `http://127.0.0.1:${promPort}`;
