@@ -247,7 +247,7 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
   }
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
   const LockOpCells& c = series->op(op);
-  c.wait.record(t1 - started_ns);
+  c.wait.record_wait(t1 - started_ns, t1);  // and its bucket's exemplar
   note_user_cold();
   if (SliceContext* sc = tls_slice) {
     add(c.base + LockOpCells::kExecutorBlockedNs, static_cast<std::uint64_t>(t1 - started_ns));

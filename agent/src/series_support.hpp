@@ -72,6 +72,8 @@ std::array<std::uint64_t, N> summed_counters(std::uint32_t base) noexcept {
 
 // A histogram's cells summed over threads, as the collector takes them.
 inline HistogramSnapshot snapshot(const HistogramCells& h) { return read(h); }
+// A wait histogram's, with its exemplars when the scrape wants them (ExemplarsWanted).
+inline HistogramSnapshot snapshot(const WaitHistogramCells& h) { return read(h); }
 
 // `h` with `n` more observations of 0 in its first bucket: a wait histogram records only the
 // waits that queued, and its fast acquisitions (counted in one cell) are zero waits.

@@ -1,7 +1,9 @@
 // What the end-to-end scripts share: their arguments, the processes they start (all stopped on
 // exit, whatever happens), bounded polling and free loopback ports.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 
 // `--key value` pairs as an object; exits 2 naming the first of `required` that is missing, and
 // 1 when the Prometheus server at args.prometheus is not installed.
@@ -136,4 +138,24 @@ export async function panelsWithData(base, panels, seconds, keys = [...panels.ke
     return missing.size === 0 ? true : undefined;
   }).catch(() => {}); // the panels still missing are returned
   return { answered, missing, errors };
+}
+
+// Starts `bin` with `argv` (and `env` added to this process's), stopped on exit like every
+// child, its stdout and stderr in `${work}/${name}.log`.
+export function startLogged(work, name, bin, argv, env = {}) {
+  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  const log = fs.createWriteStream(path.join(work, `${name}.log`));
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  return child;
+}
+
+// "127.0.0.1:PORT" once the fixture `child` (a stallscope e2e fixture) has written its port to
+// `portFile`; throws if it exits first (its log is fixture.log).
+export function fixtureTarget(child, portFile) {
+  return until('the fixture to serve', 30, async () => {
+    if (child.exitCode !== null) throw new Error(`the fixture exited (${child.exitCode}); see fixture.log`);
+    return fs.existsSync(portFile) ? `127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}` : undefined;
+  });
 }

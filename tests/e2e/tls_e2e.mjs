@@ -9,22 +9,15 @@
 // on that target: "tls" with the CA and the password, "nopass" with the CA and no password.
 // Exits 0 when "tls" is up with stallscope's series, and "nopass" is down with a 401. Everything
 // it starts is stopped before it exits, whatever happens.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { children, freePort, parseArgs, runMain, until } from './e2e_lib.mjs';
+import { fixtureTarget, freePort, parseArgs, runMain, startLogged, until } from './e2e_lib.mjs';
 
 const args = parseArgs('tls_e2e', ['fixture', 'prometheus', 'work']);
 
-function start(name, bin, argv, env = {}) {
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  children.push(child);
-  const log = fs.createWriteStream(path.join(args.work, `${name}.log`));
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  return child;
-}
+const start = (name, bin, argv, env) => startLogged(args.work, name, bin, argv, env);
 
 async function main() {
   fs.rmSync(args.work, { recursive: true, force: true });
@@ -54,10 +47,7 @@ async function main() {
   const fixture = start('fixture', args.fixture, [portFile], {
     STALLSCOPE_WEB_CONFIG: webConfig, STALLSCOPE_LISTEN: '127.0.0.1:0',
   });
-  const target = await until('the fixture to serve', 30, async () => {
-    if (fixture.exitCode !== null) throw new Error(`the fixture exited (${fixture.exitCode}); see fixture.log`);
-    return fs.existsSync(portFile) ? `127.0.0.1:${fs.readFileSync(portFile, 'utf8').trim()}` : undefined;
-  });
+  const target = await fixtureTarget(fixture, portFile);
 
   const promPort = await freePort();
   const base = `http://127.0.0.1:${promPort}`;

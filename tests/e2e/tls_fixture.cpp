@@ -8,25 +8,19 @@
 // Writes the bound port to PORT_FILE, then serves until SIGTERM or SIGINT; exits 1 (the Agent's
 // error on stderr) when the Agent does not listen. A lock named "e2e-tls", taken twice, gives the
 // scrape something exact to show.
-#include <signal.h>
-
 #include <cstdio>
-#include <fstream>
 #include <mutex>
-#include <string>
 
 #include <stallscope/stallscope.hpp>
+
+#include "fixture_support.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s PORT_FILE\n", argv[0]);
     return 2;
   }
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: sigwait gets them
+  const sigset_t stop = stallscope::e2e::block_stop_signals();  // before any thread starts
 
   const stallscope::Agent agent;
   if (!agent.listening()) {
@@ -35,14 +29,6 @@ int main(int argc, char** argv) {
   }
   stallscope::Mutex lock("e2e-tls");
   for (int i = 0; i < 2; ++i) std::lock_guard l(lock);
-  {
-    std::ofstream out(std::string(argv[1]) + ".tmp");
-    out << agent.port() << "\n";
-  }
-  std::rename((std::string(argv[1]) + ".tmp").c_str(), argv[1]);  // whole, or not there
-  std::printf("serving %s\n", agent.url().c_str());
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&stop, &sig);
+  stallscope::e2e::serve_until_stopped(agent, argv[1], stop);
   return 0;
 }

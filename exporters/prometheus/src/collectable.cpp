@@ -7,6 +7,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/prometheus.hpp"
+#include "text_format.hpp"
 
 namespace stallscope {
 
@@ -70,29 +71,41 @@ std::vector<prometheus::MetricFamily> to_prometheus(const std::vector<FamilySnap
   return out;
 }
 
-std::vector<prometheus::MetricFamily> Collectable::Collect() const {
-  const std::int64_t t0 = now_ns();
-  std::vector<prometheus::MetricFamily> out = to_prometheus(registry_.collect());
+namespace detail {
 
-  prometheus::MetricFamily info;
+std::vector<FamilySnapshot> collect_families(const Registry& registry) {
+  const std::int64_t t0 = now_ns();
+  std::vector<FamilySnapshot> out = registry.collect();
+
+  FamilySnapshot info;
   info.name = "stallscope_build_info";
   info.help = "stallscope build: version and whether recording was compiled in. Always 1.";
-  info.type = prometheus::MetricType::Gauge;
-  prometheus::ClientMetric im;
-  im.label = {{"enabled", STALLSCOPE_ENABLED ? "true" : "false"},
-              {"version", STALLSCOPE_VERSION_STRING}};
-  im.gauge.value = 1;
-  info.metric.push_back(std::move(im));
+  info.type = MetricType::kGauge;
+  SampleSnapshot is;
+  is.labels = {{"enabled", STALLSCOPE_ENABLED ? "true" : "false"},
+               {"version", STALLSCOPE_VERSION_STRING}};
+  is.value = 1;
+  info.samples.push_back(std::move(is));
   out.push_back(std::move(info));
 
-  prometheus::MetricFamily took;
+  FamilySnapshot took;
   took.name = "stallscope_collect_duration_seconds";
   took.help = "Time this scrape spent collecting stallscope's metrics (before serialization).";
-  took.type = prometheus::MetricType::Gauge;
-  prometheus::ClientMetric tm;
-  tm.gauge.value = static_cast<double>(now_ns() - t0) * 1e-9;
-  took.metric.push_back(std::move(tm));
+  took.type = MetricType::kGauge;
+  SampleSnapshot ts;
+  ts.value = static_cast<double>(now_ns() - t0) * 1e-9;
+  took.samples.push_back(std::move(ts));
   out.push_back(std::move(took));
+  return out;
+}
+
+}  // namespace detail
+
+std::vector<prometheus::MetricFamily> Collectable::Collect() const {
+  const std::int64_t t0 = now_ns();
+  std::vector<prometheus::MetricFamily> out = to_prometheus(detail::collect_families(registry_));
+  // The collection as this model's users know it: the conversion included.
+  out.back().metric.front().gauge.value = static_cast<double>(now_ns() - t0) * 1e-9;
   return out;
 }
 

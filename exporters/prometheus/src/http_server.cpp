@@ -344,13 +344,14 @@ class Connection final : public HttpConnectionBase,
     }
     ++server_.pending_jobs_;
     const bool gzip = accepts_gzip(request_[http::field::accept_encoding]);
+    std::string accept(request_[http::field::accept]);
     request_ = {};  // its memory is not needed while the response renders
     server_.run_job(
         server_.workers_,
-        [&server = server_, path = std::string(*it), gzip] {
+        [&server = server_, path = std::string(*it), accept = std::move(accept), gzip] {
           HttpReply r;
           try {
-            r = server.handler_(path);
+            r = server.handler_(path, accept);
           } catch (const std::exception& e) {
             r = HttpReply{};
             r.status = 500;
@@ -368,7 +369,13 @@ class Connection final : public HttpConnectionBase,
               // Out of memory for the compressed copy: send the text as it is.
             }
           }
-          r.headers.emplace_back("Vary", "Accept-Encoding");
+          const auto vary = std::find_if(r.headers.begin(), r.headers.end(),
+                                         [](const auto& h) { return h.first == "Vary"; });
+          if (vary != r.headers.end()) {
+            vary->second += ", Accept-Encoding";
+          } else {
+            r.headers.emplace_back("Vary", "Accept-Encoding");
+          }
           return r;
         },
         [self = this->shared_from_this()](HttpReply r) {

@@ -31,8 +31,9 @@ class StallzEndpoint final {
 
   // The paths served: /metrics, /stallz, /stallz.json.
   static std::vector<std::string> paths();
-  // Renders the response for one of paths(). Thread-safe; takes no lock that user code can hold.
-  HttpReply render(std::string_view path) const;
+  // Renders the response for one of paths(); /metrics in the format that `accept` (an Accept
+  // header) negotiates (metrics_format.hpp). Thread-safe; takes no lock that user code can hold.
+  HttpReply render(std::string_view path, std::string_view accept = {}) const;
   // A handler for HttpServer that calls render(); it shares the data it renders, so it may
   // outlive this object.
   HttpHandler handler() const;

@@ -46,7 +46,7 @@ struct LockOpCells {
   static constexpr std::uint32_t kExecutorBlockedNs = 4;  // contended waits inside a task slice
   static constexpr std::uint32_t kCounters = 5;
   std::uint32_t base = kNoCell;
-  HistogramCells wait;  // contended waits only; exported with the fast count in bucket 0
+  WaitHistogramCells wait;  // contended waits only; exported with the fast count in bucket 0
   // Allocated by the first object of the series that times its holds (LockSeries::
   // ensure_hold_cells); kNoCell until then, so locks without hold timing (the default) carry
   // no hold cells in any thread's shard.

@@ -10,4 +10,5 @@
 
 #include "stallscope/agent.hpp"       // IWYU pragma: export
 #include "stallscope/prometheus.hpp"  // IWYU pragma: export
+#include "stallscope/trace.hpp"       // IWYU pragma: export
 #include "stallscope/wrappers.hpp"    // IWYU pragma: export
