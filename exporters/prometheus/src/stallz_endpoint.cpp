@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "pprof_endpoint.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/prometheus.hpp"
 #include "stallscope/stallz.hpp"
@@ -75,6 +76,7 @@ HttpReply render_path(const StallzSource& source, std::string_view path) {
   if (path == "/metrics") return render_metrics(source);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
+  if (is_pprof_path(path)) return render_pprof(path);
   HttpReply r;
   r.status = 404;
   r.body = "stallscope: not found\n";
@@ -88,7 +90,11 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
-std::vector<std::string> StallzEndpoint::paths() { return {"/metrics", "/stallz", "/stallz.json"}; }
+std::vector<std::string> StallzEndpoint::paths() {
+  std::vector<std::string> p{"/metrics", "/stallz", "/stallz.json"};
+  for (std::string& x : pprof_paths()) p.push_back(std::move(x));
+  return p;
+}
 
 HttpReply StallzEndpoint::render(std::string_view path) const {
   return render_path(*source_, path);

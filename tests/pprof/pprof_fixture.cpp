@@ -1,0 +1,106 @@
+// A program with known contention for pprof_test.mjs: a scripted two-thread schedule (one slow
+// holder, one waiter), busy contention on one lock from four threads, then a deadlock of two
+// threads. It serves the Agent on a free loopback port, prints {"port": N} and keeps the deadlock
+// until its standard input closes. The sampling rate comes from STALLSCOPE_PROFILE_RATE.
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "stallscope/agent.hpp"
+#include "stallscope/mutex.hpp"
+#include "stallscope/profile.hpp"
+
+namespace {
+
+stallscope::Mutex blame_mu{"pprof-blame"};
+stallscope::Mutex busy_mu{"pprof-busy"};
+stallscope::Mutex dl1{"pprof-dl-1"};
+stallscope::Mutex dl2{"pprof-dl-2"};
+
+// Whether a wait on `resource` is in progress now (the profile's own view of it).
+bool waiting_on(std::string_view resource, std::size_t n) {
+  std::size_t found = 0;
+  for (const auto& s : stallscope::profile_samples(stallscope::ProfileType::kBlock)) {
+    if (s.in_progress && s.resource == resource) ++found;
+  }
+  return found >= n;
+}
+
+void poll_until(std::string_view resource, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!waiting_on(resource, n)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "fixture: no wait on %.*s showed\n", static_cast<int>(resource.size()),
+                   resource.data());
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+}  // namespace
+
+// Outside any namespace and not inlined: the test looks for these names at the top of stacks.
+[[gnu::noinline]] void pprof_blocked_waiter() { std::lock_guard lock(blame_mu); }
+
+[[gnu::noinline]] void pprof_slow_holder() {
+  std::thread waiter;
+  {
+    std::lock_guard lock(blame_mu);
+    waiter = std::thread(pprof_blocked_waiter);
+    poll_until("pprof-blame", 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }  // the release that kept the waiter waiting: blamed on this function
+  waiter.join();
+}
+
+[[gnu::noinline]] void pprof_busy_worker(int iterations) {
+  for (int i = 0; i < iterations; ++i) {
+    std::lock_guard lock(busy_mu);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  }
+}
+
+[[gnu::noinline]] void pprof_deadlock_a(std::barrier<>& both) {
+  std::lock_guard first(dl1);
+  both.arrive_and_wait();
+  std::lock_guard second(dl2);
+}
+
+[[gnu::noinline]] void pprof_deadlock_b(std::barrier<>& both) {
+  std::lock_guard first(dl2);
+  both.arrive_and_wait();
+  std::lock_guard second(dl1);
+}
+
+int main() {
+  pprof_slow_holder();
+  std::vector<std::thread> busy;
+  for (int t = 0; t < 4; ++t) busy.emplace_back(pprof_busy_worker, 300);
+  for (auto& t : busy) t.join();
+
+  static std::barrier<> both(2);
+  std::thread(pprof_deadlock_a, std::ref(both)).detach();
+  std::thread(pprof_deadlock_b, std::ref(both)).detach();
+  poll_until("pprof-dl-1", 1);
+  poll_until("pprof-dl-2", 1);
+
+  stallscope::AgentOptions options;
+  options.listen = "127.0.0.1:0";
+  options.throw_on_error = true;
+  stallscope::Agent agent(options);
+  std::printf("{\"port\": %d}\n", agent.port());
+  std::fflush(stdout);
+  while (std::getchar() != EOF) {
+  }
+  std::fflush(nullptr);
+  std::_Exit(0);  // the deadlocked threads never return
+}
