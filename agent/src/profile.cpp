@@ -41,7 +41,9 @@ namespace stallscope {
 
 namespace {
 
-constexpr std::string_view kOpNames[2] = {"exclusive", "shared"};
+// By op index: the lock ops (LockOp), then a semaphore's acquisition.
+constexpr std::string_view kOpNames[3] = {"exclusive", "shared", "acquire"};
+constexpr std::uint32_t kAcquire = 2;
 constexpr int kMaxFrames = 48;
 // Distinct (stack, resource, op, task) rows kept per profile; further ones are dropped (counted).
 constexpr std::size_t kMaxRows = 20'000;
@@ -333,7 +335,7 @@ ProfileSample to_sample(const detail::Series* series, const detail::Series* task
   ProfileSample s;
   s.kind = std::string(to_string(series->kind()));
   s.resource = series->name();
-  s.op = std::string(kOpNames[op & 1]);
+  s.op = std::string(kOpNames[op < std::size(kOpNames) ? op : 0]);
   if (task != nullptr) s.task = task->name();
   return s;
 }
@@ -472,6 +474,11 @@ void profile_released(LockBlame& blame, const Series* series, std::uint32_t op) 
     blame.area_ns = 0;
   }
   sample(ProfileType::kMutex, series, op, charged);
+}
+
+void profile_granted(const Series* series, std::int64_t waited_ns) noexcept {
+  const bool lock = series->kind() == ResourceKind::kAsyncLock;
+  sample(ProfileType::kMutex, series, lock ? 0 : kAcquire, waited_ns);
 }
 
 }  // namespace detail

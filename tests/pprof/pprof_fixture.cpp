@@ -15,6 +15,8 @@
 #include "stallscope/agent.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/profile.hpp"
+#include "stallscope/registry.hpp"
+#include "stallscope/semaphore.hpp"
 
 namespace {
 
@@ -22,6 +24,20 @@ stallscope::Mutex blame_mu{"pprof-blame"};
 stallscope::Mutex busy_mu{"pprof-busy"};
 stallscope::Mutex dl1{"pprof-dl-1"};
 stallscope::Mutex dl2{"pprof-dl-2"};
+stallscope::AsyncMutex async_mu{"pprof-async"};
+
+// Whether `n` threads or tasks queue on the permit primitive `resource` (its waiters gauge).
+bool queued_on(std::string_view resource, double n) {
+  for (const auto& f : stallscope::Registry::global().collect()) {
+    if (f.name != "stallscope_waiters") continue;
+    for (const auto& s : f.samples) {
+      for (const auto& [k, v] : s.labels) {
+        if (k == "resource" && v == resource && s.value >= n) return true;
+      }
+    }
+  }
+  return false;
+}
 
 // Whether a wait on `resource` is in progress now (the profile's own view of it).
 bool waiting_on(std::string_view resource, std::size_t n) {
@@ -60,6 +76,26 @@ void poll_until(std::string_view resource, std::size_t n) {
   waiter.join();
 }
 
+[[gnu::noinline]] void pprof_async_waiter() {
+  async_mu.lock();
+  async_mu.unlock();
+}
+
+// An AsyncMutex locked from a thread: its release hands the permit to the queued waiter, and the
+// profile blames this function with that wait.
+[[gnu::noinline]] void pprof_async_holder() {
+  async_mu.lock();
+  std::thread waiter(pprof_async_waiter);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!queued_on("pprof-async", 1)) {
+    if (std::chrono::steady_clock::now() > deadline) std::exit(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  async_mu.unlock();
+  waiter.join();
+}
+
 [[gnu::noinline]] void pprof_busy_worker(int iterations) {
   for (int i = 0; i < iterations; ++i) {
     std::lock_guard lock(busy_mu);
@@ -83,6 +119,7 @@ void poll_until(std::string_view resource, std::size_t n) {
 
 int main() {
   pprof_slow_holder();
+  pprof_async_holder();
   std::vector<std::thread> busy;
   for (int t = 0; t < 4; ++t) busy.emplace_back(pprof_busy_worker, 300);
   for (auto& t : busy) t.join();

@@ -113,6 +113,15 @@ try {
     // The holder is charged no more than the waiter waited (the wake-up is nobody's).
     assert.ok(held[0].delay <= waited[0].delay);
 
+    // An AsyncMutex: the release that handed the permit over is blamed with the waiter's wait.
+    const handed = ended(mutex, 'pprof-async');
+    assert.equal(handed.length, 1, JSON.stringify(handed));
+    assert.equal(handed[0].labels.kind, 'async_lock');
+    assert.equal(handed[0].labels.op, 'exclusive');
+    assert.equal(handed[0].count, 1);
+    assert.match(top(handed[0]), /^pprof_async_holder\b/);
+    assert.ok(handed[0].delay >= 20e6);
+
     // Every event sampled: the block profile's totals are /metrics' own.
     const busy = ended(block, 'pprof-busy');
     const sumOf = (xs, k) => xs.reduce((a, s) => a + s[k], 0);

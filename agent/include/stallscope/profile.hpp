@@ -45,9 +45,11 @@ struct ProfileRate {
 void set_profile_rate(ProfileRate rate) noexcept;
 ProfileRate profile_rate() noexcept;
 
-/// Which profile: waits (every sampled wait, by the waiter's stack, plus the waits still in
-/// progress) or holders (the holder's stack at each release that kept others waiting, charged
-/// with the waiting it caused: the sum of its waiters' time while it held).
+/// Which profile: waits (kBlock: the sampled waits on Mutex, SharedMutex and the other lock
+/// wrappers, by the waiter's stack, plus the waits still in progress) or holders (kMutex: the
+/// holder's stack at each release that kept others waiting, charged with the waiting it caused:
+/// for a lock the sum of its waiters' time while it held; for an AsyncMutex or Semaphore the
+/// wait of the waiter its release hands the permit to).
 enum class ProfileType : std::uint8_t { kMutex, kBlock };
 
 /// One aggregated stack of a profile. Thread-safe snapshot; the stacks are raw return addresses,
@@ -56,7 +58,7 @@ struct ProfileSample {
   std::vector<std::uintptr_t> pcs;
   std::string kind;          ///< to_string(ResourceKind)
   std::string resource;      ///< the resource name
-  std::string op;            ///< "exclusive", "shared"
+  std::string op;            ///< "exclusive", "shared"; "acquire" (a Semaphore)
   std::string task;          ///< the task name when the event happened inside a task slice; else ""
   double count = 0;          ///< contentions, scaled by the sampling rate
   double delay_ns = 0;       ///< delay, scaled by the sampling rate

@@ -34,4 +34,8 @@ void profile_wait_end(LockBlame* blame, const Series* series, std::uint32_t op, 
 // waiting that built up while it held.
 void profile_released(LockBlame& blame, const Series* series, std::uint32_t op) noexcept;
 
+// A Semaphore or AsyncMutex permit handed by this thread's release to a waiter that waited
+// `waited_ns`: charges this thread's stack (the holder's) with that wait.
+void profile_granted(const Series* series, std::int64_t waited_ns) noexcept;
+
 }  // namespace stallscope::detail
