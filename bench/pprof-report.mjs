@@ -39,7 +39,7 @@ ranked.slice(0, 4).forEach(([fn, d], i) =>
 const metrics = readFileSync(`${dir}/metrics.txt`, 'utf8');
 const waitSum = Number(metrics.match(/^stallscope_wait_seconds_sum\{[^}]*resource="planted"[^}]*\} (\S+)$/m)[1]);
 const blockSum = block.reduce((a, s) => a + s.delay, 0) * 1e-9;
-console.log(`planted_first ${ranked[0][0].startsWith('planted_slow_site') ? 'yes' : 'no'}`);
+console.log(`planted_first ${ranked[0][0].includes('planted_slow_site') ? 'yes' : 'no'}`);
 console.log(`planted_share_percent ${((100 * ranked[0][1]) / total).toFixed(1)}`);
 console.log(`block_delay_s ${blockSum.toFixed(3)} wait_seconds_sum ${waitSum.toFixed(3)} ratio ${(blockSum / waitSum).toFixed(3)}`);
 console.log(`block_samples ${block.length} stacks, mutex_samples ${mutex.length} stacks`);

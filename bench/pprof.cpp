@@ -6,7 +6,7 @@
 // 1. Sample cost: the recorder's wait-end call with every event sampled (stack captured and
 //    aggregated) against the same call with sampling off, side by side, from the same stack.
 // 2. A planted slow site: four threads take the lock "planted" from eleven call sites in turn;
-//    ten hold it about 10 us, one (planted_slow_site) about 2 ms. At the default rate for SECONDS
+//    ten hold it about 2 us, one (planted_slow_site) about 2 ms. At the default rate for SECONDS
 //    (default 3). Writes OUT_DIR/mutex.pb.gz, block.pb.gz (pprof_profile) and metrics.txt.
 #include "stallscope/pprof.hpp"
 
@@ -43,7 +43,7 @@ void busy_for(std::chrono::nanoseconds d) {
 template <int Site>
 [[gnu::noinline]] void fast_site() {
   std::lock_guard lock(planted);
-  busy_for(std::chrono::microseconds(10));
+  busy_for(std::chrono::microseconds(2));
 }
 
 [[gnu::noinline]] void planted_slow_site() {
