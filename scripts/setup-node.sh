@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# Installs the npm packages of the dashboard checks (tests/dashboards), idempotently: `npm ci`
-# from tests/dashboards/package-lock.json, skipped when node_modules was installed from the
-# same lock file. Runs without a terminal. Needs Node.js 20+ and npm (on the project's machines;
-# elsewhere install them first) and the npm registry, once.
+# Installs the npm packages of the dashboard checks (tests/dashboards) and of the pprof profile
+# tests (tests/pprof: pprof-format, an independent decoder), idempotently: `npm ci` from each
+# folder's package-lock.json, skipped when node_modules was installed from the same lock file.
+# Runs without a terminal. Needs Node.js 20+ and npm (on the project's machines; elsewhere
+# install them first) and the npm registry, once.
 #
 #   bash scripts/setup-node.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-dir=tests/dashboards
-stamp=$dir/node_modules/.stallscope-package-lock.json
 
 for tool in node npm; do
   if ! command -v "$tool" >/dev/null; then
@@ -23,13 +21,15 @@ if ((major < 20)); then
   exit 1
 fi
 
-if [[ -f $stamp ]] && cmp -s "$dir/package-lock.json" "$stamp"; then
-  echo "setup-node: $dir/node_modules already matches package-lock.json"
-  exit 0
-fi
-
-echo "setup-node: npm ci in $dir"
-# No install scripts are needed by these packages; none run. No audit or funding requests.
-(cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-cp "$dir/package-lock.json" "$stamp"
+for dir in tests/dashboards tests/pprof; do
+  stamp=$dir/node_modules/.stallscope-package-lock.json
+  if [[ -f $stamp ]] && cmp -s "$dir/package-lock.json" "$stamp"; then
+    echo "setup-node: $dir/node_modules already matches package-lock.json"
+    continue
+  fi
+  echo "setup-node: npm ci in $dir"
+  # No install scripts are needed by these packages; none run. No audit or funding requests.
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$stamp"
+done
 echo "setup-node: done"

@@ -229,6 +229,7 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
     s->wait.op.store(static_cast<std::uint32_t>(op), std::memory_order_relaxed);
     s->wait.series.store(series->id(), std::memory_order_release);
   }
+  profile_wait_begin(&blame_, series, static_cast<std::uint32_t>(op), t0);
   return t0;
 }
 
@@ -246,6 +247,7 @@ void LockSite::wait_end(LockOp op, std::int64_t started_ns, bool acquired) noexc
     return;
   }
   if (ThreadShard* s = tls_shard) s->wait.series.store(0, std::memory_order_relaxed);
+  profile_wait_end(&blame_, series, static_cast<std::uint32_t>(op), started_ns, t1);
   const LockOpCells& c = series->op(op);
   c.wait.record_wait(t1 - started_ns, t1);  // and its bucket's exemplar
   note_user_cold();

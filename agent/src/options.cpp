@@ -18,6 +18,9 @@ Config Config::from_env() {
                    detail::kDurationValues, "10ms");
   detail::read_env("STALLSCOPE_CANCEL_GRACE", c.cancel_grace, detail::parse_duration,
                    detail::kDurationValues, "1s");
+  detail::read_env("STALLSCOPE_PROFILE_RATE", c.profile_rate, ProfileRate::parse,
+                   "off, a whole number N (one event in N) or a duration (e.g. 1ms)",
+                   c.profile_rate.to_string());
   return c;
 }
 

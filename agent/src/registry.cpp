@@ -115,6 +115,7 @@ Registry::Registry() {
   detail::calibrate_clock();
   config_ = Config::from_env();  // logs a bad variable and keeps its default
   detail::apply_task_config(config_);
+  set_profile_rate(config_.profile_rate);
 }
 
 Registry::~Registry() = default;
@@ -135,6 +136,7 @@ void Registry::configure(const Config& config) {
   config_ = config;
   // The task thresholds apply to every name at once, those that exist included.
   detail::apply_task_config(config_);
+  set_profile_rate(config_.profile_rate);
 }
 
 Config Registry::config() const {

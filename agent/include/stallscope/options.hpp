@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "stallscope/buckets.hpp"
+#include "stallscope/profile.hpp"
 
 namespace stallscope {
 
@@ -24,10 +25,13 @@ struct Config {
   std::chrono::nanoseconds slow_slice = std::chrono::milliseconds(10);
   /// A task still alive this long after its cancellation counts as lingering.
   std::chrono::nanoseconds cancel_grace = std::chrono::seconds(1);
+  /// Sampling of the contention profiles (profile.hpp); applies at once, to every lock.
+  ProfileRate profile_rate;
 
   /// Defaults overridden from the environment:
   ///   STALLSCOPE_HOLD_TIME=0|1, STALLSCOPE_MAX_RESOURCES=<1..1000000>,
-  ///   STALLSCOPE_SLOW_SLICE=<duration>, STALLSCOPE_CANCEL_GRACE=<duration>
+  ///   STALLSCOPE_SLOW_SLICE=<duration>, STALLSCOPE_CANCEL_GRACE=<duration>,
+  ///   STALLSCOPE_PROFILE_RATE=off|<N>|<duration> (ProfileRate::parse)
   /// (a duration: a whole number with a unit, ns us ms s, e.g. 50ms; at most one hour).
   /// Each variable is read on its own: a bad value is logged (see set_log_sink) naming the
   /// variable and the value, and that field keeps its default. Never throws.

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "metrics_format.hpp"
+#include "pprof_endpoint.hpp"
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/histogram.hpp"
 #include "stallscope/prometheus.hpp"
@@ -103,6 +104,7 @@ HttpReply render_path(const StallzSource& source, std::string_view path, std::st
   if (path == "/stallz.json") return render_stallz(source, true);
   if (path == "/stallz/map") return render_map(false);
   if (path == "/stallz/map.json") return render_map(true);
+  if (is_pprof_path(path)) return render_pprof(path);
   HttpReply r;
   r.status = 404;
   r.body = "stallscope: not found\n";
@@ -117,7 +119,10 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
 std::vector<std::string> StallzEndpoint::paths() {
-  return {"/metrics", "/stallz", "/stallz.json", "/stallz/map", "/stallz/map.json"};
+  std::vector<std::string> p{"/metrics", "/stallz", "/stallz.json", "/stallz/map",
+                             "/stallz/map.json"};
+  for (std::string& x : pprof_paths()) p.push_back(std::move(x));
+  return p;
 }
 
 HttpReply StallzEndpoint::render(std::string_view path, std::string_view accept) const {

@@ -29,7 +29,7 @@ class StallzEndpoint final {
   StallzEndpoint(const StallzEndpoint&) = delete;
   StallzEndpoint& operator=(const StallzEndpoint&) = delete;
 
-  // The paths served: /metrics, /stallz, /stallz.json.
+  // The paths served: /metrics, /stallz, /stallz.json, /debug/pprof/{mutex,block}.
   static std::vector<std::string> paths();
   // Renders the response for one of paths(); /metrics in the format that `accept` (an Accept
   // header) negotiates (metrics_format.hpp). Thread-safe; takes no lock that user code can hold.

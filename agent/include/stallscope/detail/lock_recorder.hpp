@@ -26,6 +26,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/service_map.hpp"
 #include "stallscope/detail/slice.hpp"
@@ -141,6 +142,9 @@ class LockSite {
   // Call before releasing the inner lock. This thread acquired the lock through one of the calls
   // above (or wait_end), which resolved the series first: time_holds_ is published to it.
   void releasing(LockOp op) noexcept {
+    if (blame_.pending()) [[unlikely]] {  // others wait: the holder's stack for the profile
+      profile_released(blame_, series_.load(std::memory_order_relaxed), static_cast<unsigned>(op));
+    }
     if (op == LockOp::kExclusive) {
       const std::uint64_t s = state_.load(std::memory_order_relaxed) - 1;
       state_.store(s, std::memory_order_relaxed);
@@ -266,6 +270,8 @@ class LockSite {
   std::atomic<std::uintptr_t> owner_{0};
   // Shared holds that did not fit the holding thread's slots (or whose task is not known).
   std::atomic<std::uint32_t> untracked_shared_{0};
+  // Waiters now and the waiting they built up, for the mutex profile's holder blame.
+  LockBlame blame_;
   // Scrape-owned (under Registry::live_mutex()): a hold first seen by a scrape.
   std::uint64_t seen_state_ = 0;
   std::int64_t seen_at_ns_ = 0;

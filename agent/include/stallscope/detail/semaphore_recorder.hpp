@@ -27,6 +27,7 @@
 
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/service_map.hpp"
 #endif
@@ -95,6 +96,7 @@ class SemaphoreSite {
   void granted(std::int64_t since, std::int64_t now) noexcept {
     series_->wait.record(now - since);
     take(now);
+    profile_granted(series_, now - since);  // the releasing holder's stack, for the profile
   }
   // A waiter queued since `since` left at `now` without a permit.
   void abandoned(WaitEnd why, std::int64_t since, std::int64_t now) noexcept {

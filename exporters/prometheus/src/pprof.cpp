@@ -1,0 +1,362 @@
+// The contention profiles in pprof's format: profile.proto (github.com/google/pprof, proto/
+// profile.proto) encoded by hand -- the few messages a profile needs take less code than a
+// protobuf dependency -- and gzip-compressed as pprof expects.
+//
+// Symbolizing: libbacktrace, the DWARF reader GCC ships in libgcc-12-dev (libbacktrace.a, part
+// of build-essential: no package to add). It gives function, file and line for each return
+// address, inlined frames included, reading the debug information of the running binary and its
+// shared libraries. Boost.Stacktrace's backtrace backend wraps the same library (and needs an
+// extra package); libdw would too (libdw-dev). Without libbacktrace (another toolchain) the
+// names come from dladdr's dynamic symbols, without files and lines.
+#include "stallscope/pprof.hpp"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "http_server.hpp"
+#if STALLSCOPE_HAVE_LIBBACKTRACE
+#include <backtrace.h>
+#endif
+
+namespace stallscope {
+
+namespace {
+
+// --- protobuf wire format ----------------------------------------------------------------------
+
+class Proto {
+ public:
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      out_.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out_.push_back(static_cast<char>(v));
+  }
+  void tag(std::uint32_t field, std::uint32_t wire) { varint((std::uint64_t{field} << 3) | wire); }
+  // A varint field, left out when 0 (proto3).
+  void uint(std::uint32_t field, std::uint64_t v) {
+    if (v == 0) return;
+    tag(field, 0);
+    varint(v);
+  }
+  void sint(std::uint32_t field, std::int64_t v) { uint(field, static_cast<std::uint64_t>(v)); }
+  void boolean(std::uint32_t field, bool v) { uint(field, v ? 1 : 0); }
+  void bytes(std::uint32_t field, std::string_view b) {
+    tag(field, 2);
+    varint(b.size());
+    out_.append(b);
+  }
+  void message(std::uint32_t field, const Proto& m) { bytes(field, m.out_); }
+  // A packed repeated varint field.
+  template <class T>
+  void packed(std::uint32_t field, const std::vector<T>& vs) {
+    if (vs.empty()) return;
+    Proto p;
+    for (T v : vs) p.varint(static_cast<std::uint64_t>(v));
+    bytes(field, p.out_);
+  }
+  const std::string& str() const noexcept { return out_; }
+
+ private:
+  std::string out_;
+};
+
+// --- symbolization ---------------------------------------------------------------------------
+
+struct Frame {
+  std::string function;
+  std::string file;
+  std::int64_t line = 0;
+};
+
+std::string demangle(const char* name) {
+  if (name == nullptr) return {};
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> d(
+      abi::__cxa_demangle(name, nullptr, nullptr, &status), &std::free);
+  return status == 0 && d ? std::string(d.get()) : std::string(name);
+}
+
+class Symbolizer {
+ public:
+  // The frames at return address `pc`, innermost (inlined) first. Cached per address.
+  const std::vector<Frame>& frames(std::uintptr_t pc) {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(pc);
+    if (it != cache_.end()) return it->second;
+    return cache_.emplace(pc, lookup(pc)).first->second;
+  }
+
+ private:
+  std::vector<Frame> lookup(std::uintptr_t pc) {
+    std::vector<Frame> out;
+    const std::uintptr_t call = pc - 1;  // a return address: the call is the byte before
+#if STALLSCOPE_HAVE_LIBBACKTRACE
+    if (state_ == nullptr) state_ = backtrace_create_state(nullptr, 1, &ignore_error, nullptr);
+    if (state_ != nullptr) {
+      backtrace_pcinfo(state_, call, &on_pcinfo, &ignore_error, &out);
+      // The symbol table names the outermost function in full (namespace, class, parameters);
+      // DWARF's name of a function without a linkage name is the bare identifier.
+      std::string name;
+      backtrace_syminfo(state_, call, &on_syminfo, &ignore_error, &name);
+      if (!name.empty()) {
+        if (out.empty()) out.push_back(Frame{});
+        out.back().function = std::move(name);
+      }
+    }
+#endif
+    if (out.empty() || out.front().function.empty()) {
+      Dl_info info{};
+      if (dladdr(reinterpret_cast<void*>(call), &info) != 0 && info.dli_sname != nullptr) {
+        out.assign(1, Frame{demangle(info.dli_sname), info.dli_fname ? info.dli_fname : "", 0});
+      }
+    }
+    if (out.empty()) out.push_back(Frame{fmt_address(pc), {}, 0});
+    return out;
+  }
+
+  static std::string fmt_address(std::uintptr_t pc) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%zx", static_cast<std::size_t>(pc));
+    return buf;
+  }
+
+#if STALLSCOPE_HAVE_LIBBACKTRACE
+  static void ignore_error(void*, const char*, int) {}
+  static int on_pcinfo(void* data, std::uintptr_t, const char* file, int line, const char* fn) {
+    auto* out = static_cast<std::vector<Frame>*>(data);
+    if (fn == nullptr && file == nullptr) return 0;
+    out->push_back(Frame{demangle(fn), file != nullptr ? file : "", line});
+    return 0;
+  }
+  static void on_syminfo(void* data, std::uintptr_t, const char* name, std::uintptr_t,
+                         std::uintptr_t) {
+    *static_cast<std::string*>(data) = demangle(name);
+  }
+  backtrace_state* state_ = nullptr;  // libbacktrace's; lives as long as the process
+#endif
+  std::mutex mu_;
+  std::unordered_map<std::uintptr_t, std::vector<Frame>> cache_;
+};
+
+Symbolizer& symbolizer() {
+  static auto* const s = new Symbolizer;  // leaked: libbacktrace's state cannot be freed anyway
+  return *s;
+}
+
+// stallscope's own frames (and the std lock helpers around them), trimmed from the top of each
+// stack as Go trims its runtime's.
+bool is_own(std::string_view fn) {
+  // A template's demangled name starts with its return type: "void stallscope::...".
+  const std::size_t paren = fn.find('(');
+  const std::string_view name = fn.substr(0, paren);
+  return name.starts_with("stallscope::") || name.find(" stallscope::") != std::string_view::npos ||
+         (name.starts_with("std::") && name.find("<stallscope::") != std::string_view::npos);
+}
+// Frames that may sit between stallscope's own ones (the C library under a lock, a signal
+// frame, the standard library's inline lock functions).
+bool is_system(const Frame& f) {
+  const std::string_view fn = f.function, file = f.file;
+  return fn.empty() || fn.starts_with("std::") || fn.starts_with("_") || fn.starts_with("0x") ||
+         fn.starts_with("pthread_") || file.starts_with("./") || file.starts_with("../") ||
+         file.starts_with("/usr/include/");
+}
+
+// --- the profile -----------------------------------------------------------------------------
+
+class Builder {
+ public:
+  Builder() { intern(""); }
+
+  std::uint64_t intern(const std::string& s) {
+    auto [it, added] = strings_.emplace(s, strings_.size());
+    if (added) order_.push_back(s);
+    return it->second;
+  }
+
+  void add(const ProfileSample& s) {
+    std::vector<std::uint64_t> locations;
+    // Every frame of the stack, with the return address each came from.
+    std::vector<std::pair<std::uintptr_t, const Frame*>> frames;
+    for (std::uintptr_t pc : s.pcs) {
+      for (const Frame& f : symbolizer().frames(pc)) frames.emplace_back(pc, &f);
+    }
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      const Frame& f = *frames[i].second;
+      if (is_own(f.function)) {
+        start = i + 1;
+      } else if (!is_system(f)) {
+        break;
+      }
+    }
+    if (start >= frames.size()) start = 0;  // nothing but stallscope and the C library: keep it
+    // One location per address, holding its frames from `start` on.
+    for (std::size_t i = start; i < frames.size();) {
+      const std::uintptr_t pc = frames[i].first;
+      std::size_t j = i;
+      while (j < frames.size() && frames[j].first == pc) ++j;
+      locations.push_back(location(pc, i, j, frames));
+      i = j;
+    }
+    if (locations.empty()) {
+      const std::string what = "stallscope: waiting on " + s.kind + " \"" + s.resource + "\"" +
+                               (s.in_progress ? " (stack not read)" : "");
+      locations.push_back(synthetic(what));
+    }
+    Proto sample;
+    sample.packed(1, locations);
+    sample.packed(2, std::vector<std::int64_t>{static_cast<std::int64_t>(s.count + 0.5),
+                                               static_cast<std::int64_t>(s.delay_ns + 0.5)});
+    label(sample, "kind", s.kind);
+    label(sample, "resource", s.resource);
+    label(sample, "op", s.op);
+    if (!s.task.empty()) label(sample, "task", s.task);
+    if (s.in_progress) label(sample, "wait", "in_progress");
+    samples_.push_back(std::move(sample));
+  }
+
+  std::string finish(std::chrono::nanoseconds duration) {
+    Proto p;
+    const std::uint64_t contentions = intern("contentions"), count = intern("count");
+    const std::uint64_t delay = intern("delay"), nanoseconds = intern("nanoseconds");
+    p.message(1, value_type(contentions, count));
+    p.message(1, value_type(delay, nanoseconds));
+    for (const Proto& s : samples_) p.message(2, s);
+    Proto mapping;  // one mapping that says every location is symbolized already
+    mapping.uint(1, 1);
+    mapping.uint(3, ~std::uint64_t{0});
+    mapping.uint(5, intern("[stallscope]"));
+    for (std::uint32_t f = 7; f <= 10; ++f) mapping.boolean(f, true);
+    p.message(3, mapping);
+    for (const Proto& l : locations_) p.message(4, l);
+    for (const Proto& f : functions_) p.message(5, f);
+    // Last: interning is done.
+    for (const std::string& s : order_) p.bytes(6, s);
+    p.sint(9, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count());
+    p.sint(10, duration.count());
+    p.message(11, value_type(contentions, count));
+    p.sint(12, 1);
+    return p.str();
+  }
+
+ private:
+  static Proto value_type(std::uint64_t type, std::uint64_t unit) {
+    Proto v;
+    v.uint(1, type);
+    v.uint(2, unit);
+    return v;
+  }
+  void label(Proto& sample, const std::string& key, const std::string& value) {
+    Proto l;
+    l.uint(1, intern(key));
+    l.uint(2, intern(value));
+    sample.message(3, l);
+  }
+  std::uint64_t function(const Frame& f) {
+    const auto key = std::make_pair(f.function, f.file);
+    auto it = functions_by_.find(key);
+    if (it != functions_by_.end()) return it->second;
+    const std::uint64_t id = functions_.size() + 1;
+    Proto fn;
+    fn.uint(1, id);
+    fn.uint(2, intern(f.function));
+    fn.uint(3, intern(f.function));
+    fn.uint(4, intern(f.file));
+    functions_.push_back(std::move(fn));
+    functions_by_.emplace(key, id);
+    return id;
+  }
+  std::uint64_t location(std::uintptr_t pc, std::size_t from, std::size_t to,
+                         const std::vector<std::pair<std::uintptr_t, const Frame*>>& frames) {
+    // The address's frames may be cut by the trimming: key by how many are kept.
+    const auto key = std::make_pair(pc, to - from);
+    auto it = locations_by_.find(key);
+    if (it != locations_by_.end()) return it->second;
+    const std::uint64_t id = locations_.size() + 1;
+    Proto loc;
+    loc.uint(1, id);
+    loc.uint(2, 1);
+    loc.uint(3, pc);
+    for (std::size_t i = from; i < to; ++i) {  // innermost first, as profile.proto wants
+      Proto line;
+      line.uint(1, function(*frames[i].second));
+      line.sint(2, frames[i].second->line);
+      loc.message(4, line);
+    }
+    locations_.push_back(std::move(loc));
+    locations_by_.emplace(key, id);
+    return id;
+  }
+  std::uint64_t synthetic(const std::string& name) {
+    const Frame f{name, {}, 0};
+    Proto loc;
+    const std::uint64_t id = locations_.size() + 1;
+    loc.uint(1, id);
+    loc.uint(2, 1);
+    Proto line;
+    line.uint(1, function(f));
+    loc.message(4, line);
+    locations_.push_back(std::move(loc));
+    return id;
+  }
+
+  std::map<std::string, std::uint64_t> strings_;
+  std::vector<std::string> order_;
+  std::vector<Proto> samples_;
+  std::vector<Proto> locations_;
+  std::vector<Proto> functions_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> functions_by_;
+  std::map<std::pair<std::uintptr_t, std::size_t>, std::uint64_t> locations_by_;
+};
+
+using SampleKey =
+    std::tuple<std::vector<std::uintptr_t>, std::string, std::string, std::string, std::string>;
+SampleKey key_of(const ProfileSample& s) { return {s.pcs, s.kind, s.resource, s.op, s.task}; }
+
+}  // namespace
+
+std::string pprof_profile(ProfileType type, std::chrono::seconds delta) {
+  std::vector<ProfileSample> samples;
+  if (delta.count() > 0) {
+    std::map<SampleKey, std::pair<double, double>> before;
+    for (const ProfileSample& s : profile_samples(type)) {
+      if (!s.in_progress) before[key_of(s)] = {s.count, s.delay_ns};
+    }
+    std::this_thread::sleep_for(delta);
+    for (ProfileSample& s : profile_samples(type)) {
+      if (!s.in_progress) {
+        auto it = before.find(key_of(s));
+        if (it != before.end()) {
+          s.count -= it->second.first;
+          s.delay_ns -= it->second.second;
+        }
+        if (s.count < 0.5) continue;  // nothing new on this stack
+      }
+      samples.push_back(std::move(s));
+    }
+  } else {
+    samples = profile_samples(type);
+  }
+  Builder b;
+  for (const ProfileSample& s : samples) b.add(s);
+  return detail::gzip_compress(b.finish(delta));
+}
+
+}  // namespace stallscope
