@@ -331,8 +331,8 @@ class Connection final : public HttpConnectionBase,
       r.headers.emplace_back("Allow", "GET, HEAD");
       return send(std::move(r), false);
     }
-    std::string_view target = request_.target();
-    target = target.substr(0, target.find('?'));
+    const std::string_view full_target = request_.target();
+    const std::string_view target = full_target.substr(0, full_target.find('?'));
     const auto& paths = server_.paths_;
     const auto it = std::find(paths.begin(), paths.end(), target);
     if (it == paths.end()) {
@@ -347,7 +347,8 @@ class Connection final : public HttpConnectionBase,
     request_ = {};  // its memory is not needed while the response renders
     server_.run_job(
         server_.workers_,
-        [&server = server_, path = std::string(*it), gzip] {
+        [&server = server_, path = std::string(*it) + std::string(full_target.substr(target.size())),
+         gzip] {
           HttpReply r;
           try {
             r = server.handler_(path);

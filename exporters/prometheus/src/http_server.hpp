@@ -40,8 +40,9 @@ struct HttpReply {
   std::size_t rendered_bytes = 0;  // set by the server: the body's size before gzip
 };
 
-// Renders the response to a GET of `path` (one of the server's paths). Runs on a pool thread,
-// possibly on several at once; may throw (the client gets a 500 naming the error).
+// Renders the response to a GET of `path` (one of the server's paths, followed by the request's
+// query string when it has one: "/stallz/tasks?state=waiting"). Runs on a pool thread, possibly
+// on several at once; may throw (the client gets a 500 naming the error).
 using HttpHandler = std::function<HttpReply(std::string_view path)>;
 
 struct HttpServerOptions {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/prometheus.hpp"
 #include "stallscope/stallz.hpp"
+#include "stallscope/stallz_tasks.hpp"
 #include "text_format.hpp"
 
 namespace stallscope::detail {
@@ -71,7 +73,39 @@ HttpReply render_metrics(const StallzSource& source) {
   return r;
 }
 
-HttpReply render_path(const StallzSource& source, std::string_view path) {
+// /stallz/tasks and /stallz/tasks.json: the task dump filtered by the query (400 naming a bad
+// parameter or value).
+HttpReply render_tasks(std::string_view query, bool json) {
+  HttpReply r;
+  const char* path = json ? "/stallz/tasks.json" : "/stallz/tasks";
+  TaskFilter filter;
+  try {
+    filter = parse_task_filter(query);
+  } catch (const std::invalid_argument& e) {
+    r.status = 400;
+    r.body = fmt::format("{}\n", e.what());
+    return r;
+  }
+  try {
+    const TaskDump dump = dump_tasks(filter);
+    r.body = json ? stallz_tasks_json(dump, filter) : stallz_tasks_html(dump, filter);
+  } catch (const std::exception& e) {
+    return failure(path, e);
+  }
+  if (json) {
+    r.content_type = "application/json";
+  } else {
+    r.content_type = "text/html; charset=utf-8";
+    r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
+  }
+  return r;
+}
+
+HttpReply render_path(const StallzSource& source, std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view query = target.substr(path.size());
+  if (path == "/stallz/tasks") return render_tasks(query, false);
+  if (path == "/stallz/tasks.json") return render_tasks(query, true);
   if (path == "/metrics") return render_metrics(source);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
@@ -88,7 +122,9 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
-std::vector<std::string> StallzEndpoint::paths() { return {"/metrics", "/stallz", "/stallz.json"}; }
+std::vector<std::string> StallzEndpoint::paths() {
+  return {"/metrics", "/stallz", "/stallz.json", "/stallz/tasks", "/stallz/tasks.json"};
+}
 
 HttpReply StallzEndpoint::render(std::string_view path) const {
   return render_path(*source_, path);

@@ -29,9 +29,10 @@ class StallzEndpoint final {
   StallzEndpoint(const StallzEndpoint&) = delete;
   StallzEndpoint& operator=(const StallzEndpoint&) = delete;
 
-  // The paths served: /metrics, /stallz, /stallz.json.
+  // The paths served: /metrics, /stallz, /stallz.json, /stallz/tasks, /stallz/tasks.json.
   static std::vector<std::string> paths();
-  // Renders the response for one of paths(). Thread-safe; takes no lock that user code can hold.
+  // Renders the response for one of paths() (with its query string, if any). Thread-safe; takes
+  // no lock that user code can hold.
   HttpReply render(std::string_view path) const;
   // A handler for HttpServer that calls render(); it shares the data it renders, so it may
   // outlive this object.

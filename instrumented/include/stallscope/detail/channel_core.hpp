@@ -166,6 +166,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
         boost::asio::recycling_allocator<AsyncSend<Handler>>(), std::move(handler));
     w->item.emplace(std::move(item));
     w->self = w;
+    task_waits(TaskWaitOp::kSend, rec_, now);
     enqueue_sender(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, SendWaiter>>(this->weak_from_this(),
@@ -193,6 +194,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>> {
     auto w = std::allocate_shared<AsyncRecv<Handler, kOptional>>(
         boost::asio::recycling_allocator<AsyncRecv<Handler, kOptional>>(), std::move(handler));
     w->self = w;
+    task_waits(TaskWaitOp::kReceive, rec_, now);
     enqueue_receiver(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, RecvWaiter>>(this->weak_from_this(),

@@ -147,6 +147,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore> {
     }
     auto w = std::make_shared<HandlerWaiter<Handler, Result>>(std::move(handler));
     w->self = w;
+    task_waits(TaskWaitOp::kAcquire, rec_, now);
     enqueue(*w, now);
     // Under the lock: the operation cannot complete (and its coroutine start another operation
     // on the same slot) before the cancellation handler is in place.
