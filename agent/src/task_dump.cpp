@@ -112,9 +112,9 @@ TaskRunState parse_task_run_state(std::string_view text) {
   for (std::size_t i = 0; i < kTaskRunStates; ++i) {
     if (kStateNames[i] == text) return static_cast<TaskRunState>(i);
   }
-  throw std::invalid_argument(fmt::format(
-      "stallscope: task state \"{}\" is not one of running, queued, waiting, suspended",
-      text.substr(0, 64)));
+  throw std::invalid_argument(
+      fmt::format("stallscope: task state \"{}\" is not one of running, queued, waiting, suspended",
+                  text.substr(0, 64)));
 }
 
 TaskDump dump_tasks(const TaskFilter& filter) {
@@ -135,7 +135,8 @@ TaskDump dump_tasks(const TaskFilter& filter) {
     t.cancel_requested = r.cancel_ns != 0;
     if (t.cancel_requested) {
       ++out.cancel_requested;
-      t.cancelled_seconds_ago = r.cancel_ns < now ? static_cast<double>(now - r.cancel_ns) * 1e-9 : 0;
+      t.cancelled_seconds_ago =
+          r.cancel_ns < now ? static_cast<double>(now - r.cancel_ns) * 1e-9 : 0;
     }
     const std::string& name = r.series->name();
     if (!filter.name.empty() && name != filter.name) continue;

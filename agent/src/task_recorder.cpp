@@ -45,7 +45,8 @@ std::uint32_t new_task_slot() noexcept {
     auto* fresh = new (std::nothrow) TaskSlot[std::size_t{1} << kTaskSlotBits];
     if (fresh == nullptr) return 0;  // the task runs without a slot: the dump says "unknown"
     TaskSlot* expected = nullptr;
-    if (!g_task_slot_chunks[c].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+    if (!g_task_slot_chunks[c].compare_exchange_strong(expected, fresh,
+                                                       std::memory_order_acq_rel)) {
       delete[] fresh;  // another thread installed the chunk first
     }
   }
@@ -54,8 +55,8 @@ std::uint32_t new_task_slot() noexcept {
 
 TaskSlot& slot_at(std::uint32_t index1) noexcept {
   const std::uint32_t i = index1 - 1;
-  return g_task_slot_chunks[i >> kTaskSlotBits].load(std::memory_order_acquire)
-      [i & ((1u << kTaskSlotBits) - 1)];
+  return g_task_slot_chunks[i >> kTaskSlotBits].load(
+      std::memory_order_acquire)[i & ((1u << kTaskSlotBits) - 1)];
 }
 
 }  // namespace
@@ -70,7 +71,7 @@ struct TaskRegistry {
 
   struct alignas(64) Shard {
     std::mutex mu;
-    TaskListNode head;  // circular: head.next is the newest task, head.prev the oldest
+    TaskListNode head;            // circular: head.next is the newest task, head.prev the oldest
     std::uint32_t free_slot = 0;  // index + 1
     std::uint64_t next_id = 0;
     Shard() { head.prev = head.next = &head; }

@@ -11,7 +11,6 @@
 
 namespace stallscope::test {
 
-
 struct Json {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
   Type type = Type::kNull;

@@ -27,6 +27,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include "json_reader.hpp"
 #include "stallscope/agent.hpp"
 #include "stallscope/cancellation.hpp"
 #include "stallscope/config.hpp"
@@ -34,7 +35,6 @@
 #include "stallscope/mutex.hpp"
 #include "stallscope/registry.hpp"
 #include "stallscope/stallz.hpp"
-#include "json_reader.hpp"
 #include "stallscope/task.hpp"
 #include "support.hpp"
 #include "support/metrics.hpp"

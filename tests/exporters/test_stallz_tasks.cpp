@@ -45,7 +45,7 @@ Json json_until(int port, const std::string& path, std::string_view name, std::s
     REQUIRE(r.status == 200);
     Json d = parse_json(r.body);
     std::size_t seen = 0;
-    for (const Json& t : tasks_named(d, name)) seen += t["state"].string == state ? 1 : 0;
+    for (const Json& t : tasks_named(d, name)) seen += t["state"].string == state ? 1u : 0u;
     if (seen == n || std::chrono::steady_clock::now() >= end) return d;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval, not a sync
   }
@@ -109,11 +109,13 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
     CHECK(n["tasks"][0]["name"].string == "tasks-page-sleeper");
     CHECK(n["filter"]["name"].string == "tasks-page-sleeper");
     const Json w = parse_json(
-        http_get("127.0.0.1", port, "/stallz/tasks.json?state=waiting&name=tasks-page-waiter").body);
+        http_get("127.0.0.1", port, "/stallz/tasks.json?state=waiting&name=tasks-page-waiter")
+            .body);
     CHECK(w["tasks"].items.size() == 3);
     CHECK(w["filter"]["state"].string == "waiting");
     const Json none = parse_json(
-        http_get("127.0.0.1", port, "/stallz/tasks.json?state=running&name=tasks-page-waiter").body);
+        http_get("127.0.0.1", port, "/stallz/tasks.json?state=running&name=tasks-page-waiter")
+            .body);
     CHECK(none["tasks"].items.empty());
 
     root.cancel();  // they ignore nothing here: the waits end with operation_aborted
@@ -146,9 +148,10 @@ TEST_CASE("a bad task filter is answered with 400 naming the bad value", "[stall
     const char* query;
     const char* named;
   };
-  for (const Case& c : {Case{"state=sleeping", "\"sleeping\""}, Case{"cancelled=maybe", "\"maybe\""},
-                        Case{"colour=red", "\"colour\""}, Case{"name=a%20b", "\"a b\""},
-                        Case{"name=", "name = \"\""}, Case{"state=%zz", "%zz"}}) {
+  for (const Case& c :
+       {Case{"state=sleeping", "\"sleeping\""}, Case{"cancelled=maybe", "\"maybe\""},
+        Case{"colour=red", "\"colour\""}, Case{"name=a%20b", "\"a b\""},
+        Case{"name=", "name = \"\""}, Case{"state=%zz", "%zz"}}) {
     for (const char* path : {"/stallz/tasks?", "/stallz/tasks.json?"}) {
       const std::string url = std::string(path) + c.query;
       INFO(url);

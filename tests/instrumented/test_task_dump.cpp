@@ -238,7 +238,8 @@ TEST_CASE("a dump of 10,000 tasks in mixed states counts every one in its state 
     CHECK(target(t) == "async_lock/dump-async-lock/exclusive");
     CHECK_FALSE(t.blocks_thread);
   }
-  for (const TaskInfo& t : o["dump-semaphore"]) CHECK(target(t) == "semaphore/dump-semaphore/acquire");
+  for (const TaskInfo& t : o["dump-semaphore"])
+    CHECK(target(t) == "semaphore/dump-semaphore/acquire");
   for (const TaskInfo& t : o["dump-receive"]) CHECK(target(t) == "channel/dump-empty/receive");
   for (const TaskInfo& t : o["dump-send"]) CHECK(target(t) == "channel/dump-full/send");
   for (const TaskInfo& t : o["dump-lock-blocked"]) {
@@ -298,12 +299,10 @@ TEST_CASE("children of a cancelled TaskGroup that ignore it show what each still
   {
     stallscope::TaskGroup group(io.io.get_executor(), "workers", server);
     for (int i = 0; i < 3; ++i) {
-      REQUIRE(group.spawn("dump-group-locker", [&]() -> asio::awaitable<void> {
-        co_await mutex.async_lock(deaf());
-      }));
-      REQUIRE(group.spawn("dump-group-reader", [&]() -> asio::awaitable<void> {
-        co_await jobs.async_receive(deaf());
-      }));
+      REQUIRE(group.spawn("dump-group-locker",
+                          [&]() -> asio::awaitable<void> { co_await mutex.async_lock(deaf()); }));
+      REQUIRE(group.spawn("dump-group-reader",
+                          [&]() -> asio::awaitable<void> { co_await jobs.async_receive(deaf()); }));
     }
     REQUIRE(group.spawn("dump-group-polite", [&]() -> asio::awaitable<void> {
       co_await jobs.async_receive(asio::use_awaitable);  // leaves on cancellation
@@ -314,7 +313,8 @@ TEST_CASE("children of a cancelled TaskGroup that ignore it show what each still
              count(o["dump-group-reader"], TaskRunState::kWaiting) == 3 &&
              count(o["dump-group-polite"], TaskRunState::kWaiting) == 1;
     });
-    const stallscope::ShutdownReport report = group.shutdown_and_wait(std::chrono::milliseconds(50));
+    const stallscope::ShutdownReport report =
+        group.shutdown_and_wait(std::chrono::milliseconds(50));
     CHECK_FALSE(report.clean);
     CHECK(report.lingering.size() == 6);
 

@@ -63,7 +63,7 @@ struct TaskFilter {
 /// One dump.
 struct TaskDump {
   double unix_time = 0;
-  std::size_t live = 0;  ///< every live task seen, before the filter
+  std::size_t live = 0;                                ///< every live task seen, before the filter
   std::array<std::size_t, kTaskRunStates> by_state{};  ///< live tasks per TaskRunState
   std::size_t cancel_requested = 0;                    ///< live tasks whose cancel was requested
   double dump_seconds = 0;                             ///< how long dump_tasks() took

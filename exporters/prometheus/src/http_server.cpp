@@ -344,11 +344,11 @@ class Connection final : public HttpConnectionBase,
     }
     ++server_.pending_jobs_;
     const bool gzip = accepts_gzip(request_[http::field::accept_encoding]);
+    std::string path = *it + std::string(full_target.substr(target.size()));  // with the query
     request_ = {};  // its memory is not needed while the response renders
     server_.run_job(
         server_.workers_,
-        [&server = server_, path = std::string(*it) + std::string(full_target.substr(target.size())),
-         gzip] {
+        [&server = server_, path = std::move(path), gzip] {
           HttpReply r;
           try {
             r = server.handler_(path);

@@ -337,9 +337,11 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
                  "<p class=\"note filters\" id=\"filters\">",
                  d.live, fmt_seconds(d.dump_seconds));
   auto filter_link = [&](const TaskFilter& to, std::string_view label, std::size_t n) {
-    const bool current = to.name == f.name && to.state == f.state &&
-                         to.cancel_requested == f.cancel_requested;
-    h.raw("<a href=\"tasks").text(task_query(to)).raw(current ? "\" aria-current=\"true\">" : "\">");
+    const bool current =
+        to.name == f.name && to.state == f.state && to.cancel_requested == f.cancel_requested;
+    h.raw("<a href=\"tasks")
+        .text(task_query(to))
+        .raw(current ? "\" aria-current=\"true\">" : "\">");
     h.text(fmt::format("{} {}", label, n)).raw("</a>");
   };
   filter_link({}, "all", d.live);
@@ -360,9 +362,9 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
   }
 
   const std::array<Column, 9> columns = {
-      Column{"task"},     Column{"id", true},     Column{"state"},
-      Column{"for", true}, Column{"waiting on"},   Column{"group"},
-      Column{"token"},    Column{"age", true},    Column{"cancel requested", true}};
+      Column{"task"},      Column{"id", true},   Column{"state"},
+      Column{"for", true}, Column{"waiting on"}, Column{"group"},
+      Column{"token"},     Column{"age", true},  Column{"cancel requested", true}};
   out += "<table><thead><tr>";
   for (const Column& c : columns) {
     h.raw(c.number ? "<th class=\"n\">" : "<th>").text(c.heading).raw("</th>");

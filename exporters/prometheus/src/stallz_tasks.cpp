@@ -1,12 +1,13 @@
 // /stallz/tasks: the query string of the task dump's page (the page and the JSON are rendered
 // next to /stallz's, in stallz_html.cpp and stallz_json.cpp).
+#include "stallscope/stallz_tasks.hpp"
+
 #include <stdexcept>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "stallscope/registry.hpp"
-#include "stallscope/stallz_tasks.hpp"
 
 namespace stallscope {
 
@@ -29,8 +30,8 @@ std::string url_decode(std::string_view s) {
       const int hi = i + 2 < s.size() ? hex(s[i + 1]) : -1;
       const int lo = hi >= 0 ? hex(s[i + 2]) : -1;
       if (lo < 0) {
-        throw std::invalid_argument(fmt::format(
-            "stallscope: tasks filter: bad percent-encoding \"{}\"", s.substr(i, 3)));
+        throw std::invalid_argument(
+            fmt::format("stallscope: tasks filter: bad percent-encoding \"{}\"", s.substr(i, 3)));
       }
       out += static_cast<char>(hi * 16 + lo);
       i += 2;
@@ -85,9 +86,9 @@ TaskFilter parse_task_filter(std::string_view query) {
       if (value != "true" && value != "false") throw bad("not true or false");
       f.cancel_requested = value == "true";
     } else {
-      throw std::invalid_argument(fmt::format(
-          "stallscope: tasks filter: unknown parameter {} (use name, state, cancelled)",
-          quoted(key)));
+      throw std::invalid_argument(
+          fmt::format("stallscope: tasks filter: unknown parameter {} (use name, state, cancelled)",
+                      quoted(key)));
     }
   }
   return f;

@@ -73,7 +73,8 @@ class CancellationToken final {
   /// A new root scope named `name` (a resource name: std::invalid_argument naming it otherwise).
   explicit CancellationToken(std::string_view name) : CancellationToken() {
     validate_resource_name(name);
-    state_->scope = std::make_shared<const detail::ScopeName>(detail::ScopeName{std::string(name), {}});
+    state_->scope =
+        std::make_shared<const detail::ScopeName>(detail::ScopeName{std::string(name), {}});
   }
 
   /// No scope at all: never cancelled, cancel() and on_cancel() do nothing, child() is a new

@@ -163,10 +163,9 @@ class TaskExecutor {
       }
       const std::int64_t now = now_ns();
       detail::task_queued(task, now);
-      inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
-                                                           io_context(), now,
-                                                           detail::SliceScope::Ready::kPosted,
-                                                           task});
+      inner_.execute(
+          detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context, io_context(),
+                                                now, detail::SliceScope::Ready::kPosted, task});
       return;
     }
     const auto ready = dispatched_by_reactor() ? detail::SliceScope::Ready::kReactor
@@ -432,8 +431,7 @@ concept SpawnableTask = requires {
 
 template <class Executor, class Task, class Token>
 auto spawn_impl(const Executor& executor, TaskSeries* series, const CancellationToken* cancel,
-                Task&& task, Token&& token,
-                std::shared_ptr<const TaskGroupInfo> group = nullptr) {
+                Task&& task, Token&& token, std::shared_ptr<const TaskGroupInfo> group = nullptr) {
   using Inner = decltype(unwrap(executor));
   using T = typename TaskTraits<std::decay_t<Task>>::value_type;
   return boost::asio::async_initiate<Token,

@@ -265,9 +265,9 @@ struct SliceScope {
   void end_task(std::int64_t now) noexcept {
     tls_task = 0;
     std::uint64_t expected = running_word_;
-    task_slot_->status.compare_exchange_strong(expected,
-                                               phase_word(TaskPhase::kSuspended, now),
-                                               std::memory_order_release, std::memory_order_relaxed);
+    task_slot_->status.compare_exchange_strong(expected, phase_word(TaskPhase::kSuspended, now),
+                                               std::memory_order_release,
+                                               std::memory_order_relaxed);
   }
 
   TaskSlot* task_slot_ = nullptr;

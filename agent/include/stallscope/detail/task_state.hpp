@@ -67,8 +67,8 @@ enum class TaskWaitOp : std::uint8_t {
 enum class TaskPhase : std::uint8_t { kQueued = 0, kRunning = 1, kWaiting = 2, kSuspended = 3 };
 
 struct alignas(64) TaskSlot {
-  std::atomic<std::uint32_t> gen{0};       // odd while a task owns the slot
-  std::atomic<std::uint64_t> status{0};    // (since_ns << 2) | TaskPhase
+  std::atomic<std::uint32_t> gen{0};            // odd while a task owns the slot
+  std::atomic<std::uint64_t> status{0};         // (since_ns << 2) | TaskPhase
   std::atomic<const char*> wait_name{nullptr};  // a series name: lives as long as the process
   std::atomic<std::uint32_t> wait_len{0};
   std::atomic<TaskWaitOp> wait_op{TaskWaitOp::kNone};
