@@ -4,6 +4,7 @@
 #include <functional>
 #include <mutex>
 #include <new>
+#include <thread>
 
 #include "families.hpp"
 #include "series_support.hpp"
@@ -69,8 +70,24 @@ struct TaskRegistry {
   static constexpr std::uint32_t kShards = 16;
   static constexpr std::size_t kBatch = 32;
 
+  // Held for a few pointer writes (spawn, exit) or one batch of a dump (about a microsecond):
+  // a spin on an atomic, yielding the thread while another holds it. Measured against
+  // std::mutex: about 80 fewer instructions a spawn (bench/icount.cpp's spawn path).
+  class SpinLock {
+   public:
+    void lock() noexcept {
+      while (held_.exchange(true, std::memory_order_acquire)) {
+        while (held_.load(std::memory_order_relaxed)) std::this_thread::yield();
+      }
+    }
+    void unlock() noexcept { held_.store(false, std::memory_order_release); }
+
+   private:
+    std::atomic<bool> held_{false};
+  };
+
   struct alignas(64) Shard {
-    std::mutex mu;
+    SpinLock mu;
     TaskListNode head;            // circular: head.next is the newest task, head.prev the oldest
     std::uint32_t free_slot = 0;  // index + 1
     std::uint64_t next_id = 0;

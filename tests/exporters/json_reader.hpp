@@ -167,6 +167,11 @@ class JsonParser {
   std::size_t i_ = 0;
 };
 
+// Whether JSON output is safe to embed in HTML and <script>: none of < > & ' written raw.
+inline bool html_safe(std::string_view json) {
+  return json.find_first_of("<>&'") == std::string_view::npos;
+}
+
 inline Json parse_json(std::string_view text) { return JsonParser(text).parse(); }
 
 }  // namespace stallscope::test

@@ -40,16 +40,10 @@ HttpReply failure(std::string_view path, const std::exception& e) {
   return r;
 }
 
-HttpReply render_stallz(const StallzSource& source, bool json) {
+// A rendered page, or its JSON, with the headers each needs.
+HttpReply rendered(std::string body, bool json) {
   HttpReply r;
-  try {
-    const StallzReport report =
-        make_stallz_report(source.registry, source.window,
-                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
-    r.body = json ? stallz_json(report) : stallz_html(report);
-  } catch (const std::exception& e) {
-    return failure(json ? "/stallz.json" : "/stallz", e);
-  }
+  r.body = std::move(body);
   if (json) {
     r.content_type = "application/json";
   } else {
@@ -57,6 +51,19 @@ HttpReply render_stallz(const StallzSource& source, bool json) {
     r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
   }
   return r;
+}
+
+HttpReply render_stallz(const StallzSource& source, bool json) {
+  std::string body;
+  try {
+    const StallzReport report =
+        make_stallz_report(source.registry, source.window,
+                           std::chrono::duration<double>(StallzEndpoint::kSampleInterval).count());
+    body = json ? stallz_json(report) : stallz_html(report);
+  } catch (const std::exception& e) {
+    return failure(json ? "/stallz.json" : "/stallz", e);
+  }
+  return rendered(std::move(body), json);
 }
 
 // /metrics in the text format, written by detail::write_text rather than prometheus-cpp's
@@ -76,29 +83,23 @@ HttpReply render_metrics(const StallzSource& source) {
 // /stallz/tasks and /stallz/tasks.json: the task dump filtered by the query (400 naming a bad
 // parameter or value).
 HttpReply render_tasks(std::string_view query, bool json) {
-  HttpReply r;
-  const char* path = json ? "/stallz/tasks.json" : "/stallz/tasks";
   TaskFilter filter;
   try {
     filter = parse_task_filter(query);
   } catch (const std::invalid_argument& e) {
+    HttpReply r;
     r.status = 400;
     r.body = fmt::format("{}\n", e.what());
     return r;
   }
+  std::string body;
   try {
     const TaskDump dump = dump_tasks(filter);
-    r.body = json ? stallz_tasks_json(dump, filter) : stallz_tasks_html(dump, filter);
+    body = json ? stallz_tasks_json(dump, filter) : stallz_tasks_html(dump, filter);
   } catch (const std::exception& e) {
-    return failure(path, e);
+    return failure(json ? "/stallz/tasks.json" : "/stallz/tasks", e);
   }
-  if (json) {
-    r.content_type = "application/json";
-  } else {
-    r.content_type = "text/html; charset=utf-8";
-    r.headers.emplace_back("Content-Security-Policy", kHtmlPolicy);
-  }
-  return r;
+  return rendered(std::move(body), json);
 }
 
 HttpReply render_path(const StallzSource& source, std::string_view target) {

@@ -150,17 +150,17 @@ class TaskExecutor {
     // running the io_context is a completion its reactor delivered (a timer, a socket): it was
     // ready before this call, by an amount only the executor's lag probe can estimate.
     auto* context = executor_context();
+    if (detail::tls_slice != nullptr && runs_inline_in_slice()) {
+      // Runs right here, inside this thread's slice: nothing to wrap.
+      inner_.execute(std::forward<F>(f));
+      return;
+    }
     std::uint64_t task = task_;
     if (detail::tls_cancel_delivery) [[unlikely]] {
       detail::tls_cancel_delivery = false;
       task = 0;  // delivers a cancellation signal: the task's state stays
     }
     if (detail::tls_slice != nullptr) {
-      if (runs_inline_in_slice()) {
-        // Runs right here, inside this thread's slice: nothing to wrap.
-        inner_.execute(std::forward<F>(f));
-        return;
-      }
       const std::int64_t now = now_ns();
       detail::task_queued(task, now);
       inner_.execute(
