@@ -36,6 +36,13 @@ std::vector<Json> tasks_named(const Json& d, std::string_view name) {
   return out;
 }
 
+// The body of a GET that must answer 200.
+std::string get_ok_body(int port, const std::string& path) {
+  const HttpResponse r = http_get("127.0.0.1", port, path);
+  REQUIRE(r.status == 200);
+  return r.body;
+}
+
 // GETs `path` until the JSON has `n` tasks named `name` in `state`, for at most 30 s.
 Json json_until(int port, const std::string& path, std::string_view name, std::string_view state,
                 std::size_t n) {
@@ -119,8 +126,12 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
     CHECK(none["tasks"].items.empty());
 
     root.cancel();  // they ignore nothing here: the waits end with operation_aborted
-    const Json after = json_until(port, "/stallz/tasks.json?name=tasks-page-waiter",
-                                  "tasks-page-waiter", "waiting", 0);
+    // Polled until they have exited (0 waiting is not enough: on their way out they run).
+    Json after = parse_json(get_ok_body(port, "/stallz/tasks.json?name=tasks-page-waiter"));
+    for (int i = 0; i < 3000 && !tasks_named(after, "tasks-page-waiter").empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval, not a sync
+      after = parse_json(get_ok_body(port, "/stallz/tasks.json?name=tasks-page-waiter"));
+    }
     CHECK(tasks_named(after, "tasks-page-waiter").empty());
 
     // The page: the same data rendered on the server, with links to the filtered pages.
