@@ -331,8 +331,8 @@ class Connection final : public HttpConnectionBase,
       r.headers.emplace_back("Allow", "GET, HEAD");
       return send(std::move(r), false);
     }
-    std::string_view target = request_.target();
-    target = target.substr(0, target.find('?'));
+    const std::string_view full_target = request_.target();
+    const std::string_view target = full_target.substr(0, full_target.find('?'));
     const auto& paths = server_.paths_;
     const auto it = std::find(paths.begin(), paths.end(), target);
     if (it == paths.end()) {
@@ -345,10 +345,11 @@ class Connection final : public HttpConnectionBase,
     ++server_.pending_jobs_;
     const bool gzip = accepts_gzip(request_[http::field::accept_encoding]);
     std::string accept(request_[http::field::accept]);
+    std::string path = *it + std::string(full_target.substr(target.size()));  // with the query
     request_ = {};  // its memory is not needed while the response renders
     server_.run_job(
         server_.workers_,
-        [&server = server_, path = std::string(*it), accept = std::move(accept), gzip] {
+        [&server = server_, path = std::move(path), accept = std::move(accept), gzip] {
           HttpReply r;
           try {
             r = server.handler_(path, accept);

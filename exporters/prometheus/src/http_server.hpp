@@ -40,10 +40,11 @@ struct HttpReply {
   std::size_t rendered_bytes = 0;  // set by the server: the body's size before gzip
 };
 
-// Renders the response to a GET of `path` (one of the server's paths) for a request whose Accept
-// header is `accept` ("" when it has none). Runs on a pool thread, possibly on several at once;
-// may throw (the client gets a 500 naming the error). A reply that depends on `accept` says so
-// with a `Vary: Accept` header (the server adds Accept-Encoding to it).
+// Renders the response to a GET of `path` (one of the server's paths, followed by the request's
+// query string when it has one: "/stallz/tasks?state=waiting") for a request whose Accept header
+// is `accept` ("" when it has none). Runs on a pool thread, possibly on several at once; may
+// throw (the client gets a 500 naming the error). A reply that depends on `accept` says so with a
+// `Vary: Accept` header (the server adds Accept-Encoding to it).
 using HttpHandler = std::function<HttpReply(std::string_view path, std::string_view accept)>;
 
 struct HttpServerOptions {

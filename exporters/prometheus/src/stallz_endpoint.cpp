@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "stallscope/prometheus.hpp"
 #include "stallscope/service_map.hpp"
 #include "stallscope/stallz.hpp"
+#include "stallscope/stallz_tasks.hpp"
 #include "text_format.hpp"
 
 namespace stallscope::detail {
@@ -98,7 +100,30 @@ HttpReply render_map(bool json) {
               [json] { return json ? service_map_json() : service_map_html(); });
 }
 
-HttpReply render_path(const StallzSource& source, std::string_view path, std::string_view accept) {
+// /stallz/tasks and /stallz/tasks.json: the task dump filtered by the query (400 naming a bad
+// parameter or value).
+HttpReply render_tasks(std::string_view query, bool json) {
+  TaskFilter filter;
+  try {
+    filter = parse_task_filter(query);
+  } catch (const std::invalid_argument& e) {
+    HttpReply r;
+    r.status = 400;
+    r.body = fmt::format("{}\n", e.what());
+    return r;
+  }
+  return page(json ? "/stallz/tasks.json" : "/stallz/tasks", json, [&] {
+    const TaskDump dump = dump_tasks(filter);
+    return json ? stallz_tasks_json(dump, filter) : stallz_tasks_html(dump, filter);
+  });
+}
+
+HttpReply render_path(const StallzSource& source, std::string_view target,
+                      std::string_view accept) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view query = target.substr(path.size());
+  if (path == "/stallz/tasks") return render_tasks(query, false);
+  if (path == "/stallz/tasks.json") return render_tasks(query, true);
   if (path == "/metrics") return render_metrics(source, accept);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
@@ -119,8 +144,9 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
 std::vector<std::string> StallzEndpoint::paths() {
-  std::vector<std::string> p{"/metrics", "/stallz", "/stallz.json", "/stallz/map",
-                             "/stallz/map.json"};
+  std::vector<std::string> p{"/metrics",     "/stallz",          "/stallz.json",
+                             "/stallz/map", "/stallz/map.json", "/stallz/tasks",
+                             "/stallz/tasks.json"};
   for (std::string& x : pprof_paths()) p.push_back(std::move(x));
   return p;
 }

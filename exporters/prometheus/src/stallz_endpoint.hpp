@@ -29,10 +29,12 @@ class StallzEndpoint final {
   StallzEndpoint(const StallzEndpoint&) = delete;
   StallzEndpoint& operator=(const StallzEndpoint&) = delete;
 
-  // The paths served: /metrics, /stallz, /stallz.json, /debug/pprof/{mutex,block}.
+  // The paths served: /metrics, /stallz, /stallz.json, /stallz/map, /stallz/map.json,
+  // /stallz/tasks, /stallz/tasks.json, /debug/pprof/{mutex,block}.
   static std::vector<std::string> paths();
-  // Renders the response for one of paths(); /metrics in the format that `accept` (an Accept
-  // header) negotiates (metrics_format.hpp). Thread-safe; takes no lock that user code can hold.
+  // Renders the response for one of paths() (with its query string, if any); /metrics in the
+  // format that `accept` (an Accept header) negotiates (metrics_format.hpp). Thread-safe; takes no
+  // lock that user code can hold.
   HttpReply render(std::string_view path, std::string_view accept = {}) const;
   // A handler for HttpServer that calls render(); it shares the data it renders, so it may
   // outlive this object.

@@ -7,6 +7,7 @@
 // in stallz/, compiled in as kStallzStyle and kStallzScript by cmake/embed_file.cmake.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <ctime>
 #include <iterator>
@@ -18,8 +19,10 @@
 #include "stallscope/detail/markup_escape.hpp"
 #include "stallscope/detail/metric_names.hpp"
 #include "stallscope/stallz.hpp"
+#include "stallscope/stallz_tasks.hpp"
 #include "stallz_script.hpp"
 #include "stallz_style.hpp"
+#include "stallz_tasks_style.hpp"
 
 namespace stallscope {
 
@@ -277,7 +280,145 @@ void resource_table(Html& h, std::string_view title, std::string_view id,
   });
 }
 
+static_assert(detail::kStallzTasksStyle.find("</") == std::string_view::npos);
+
+// A query string for the tasks page: each value percent-encoded, fields joined by `&`.
+std::string task_query(const TaskFilter& f) {
+  std::string q;
+  auto add = [&q](std::string_view k, std::string_view v) {
+    q += q.empty() ? "?" : "&";
+    q += k;
+    q += '=';
+    for (const char c : v) {
+      const auto u = static_cast<unsigned char>(c);
+      if (std::isalnum(u) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+        q += c;
+      } else {
+        fmt::format_to(std::back_inserter(q), "%{:02X}", u);
+      }
+    }
+  };
+  if (!f.name.empty()) add("name", f.name);
+  if (f.state) add("state", to_string(*f.state));
+  if (f.cancel_requested) add("cancelled", *f.cancel_requested ? "true" : "false");
+  return q;
+}
+
+std::string wait_target(const TaskInfo& t) {
+  switch (t.state) {
+    case TaskRunState::kWaiting:
+      return fmt::format("{}/{}/{}{}", t.wait_kind, t.wait_resource, t.wait_op,
+                         t.blocks_thread ? " (blocks its executor thread)" : "");
+    case TaskRunState::kSuspended:
+      return "not instrumented (a timer, a socket, ...)";
+    case TaskRunState::kQueued:
+      return "an executor thread";
+    case TaskRunState::kRunning:
+      break;
+  }
+  return std::string(kDash);
+}
+
 }  // namespace
+
+std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
+  Html h;
+  std::string& out = h.out();
+  out.reserve(8192 + std::min(d.tasks.size(), kStallzTaskRows) * 500);
+  h.raw(
+      "<!doctype html>\n<html lang=\"en\" data-refreshes=\"0\"><head><meta charset=\"utf-8\">"
+      "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+      "<title>/stallz/tasks \u00b7 stallscope</title><style>\n");
+  h.raw(kStallzStyle).raw(detail::kStallzTasksStyle);
+  h.raw(
+      "</style></head><body><header><h1>stallscope <small>/stallz/tasks: what every task is "
+      "doing now</small></h1><p class=\"meta\" id=\"status\" data-state=\"static\"><span "
+      "class=\"dot\"></span><span id=\"status-text\">rendered at ");
+  h.text(utc_clock(d.unix_time));
+  h.raw("</span> \u00b7 <a href=\"tasks.json").text(task_query(f));
+  h.raw("\">tasks.json</a> \u00b7 <a href=\"../stallz\">/stallz</a></p></header><main>");
+
+  h.section("Tasks");
+  fmt::format_to(std::back_inserter(out),
+                 "<p class=\"note\">{} live tasks, dumped in {}. Longest in its state first.</p>"
+                 "<p class=\"note filters\" id=\"filters\">",
+                 d.live, fmt_seconds(d.dump_seconds));
+  auto filter_link = [&](const TaskFilter& to, std::string_view label, std::size_t n) {
+    const bool current =
+        to.name == f.name && to.state == f.state && to.cancel_requested == f.cancel_requested;
+    h.raw("<a href=\"tasks")
+        .text(task_query(to))
+        .raw(current ? "\" aria-current=\"true\">" : "\">");
+    h.text(fmt::format("{} {}", label, n)).raw("</a>");
+  };
+  filter_link({}, "all", d.live);
+  for (std::size_t i = 0; i < kTaskRunStates; ++i) {
+    const auto s = static_cast<TaskRunState>(i);
+    filter_link({{}, s, {}}, to_string(s), d.by_state[i]);
+  }
+  filter_link({{}, {}, true}, "cancel requested", d.cancel_requested);
+  h.raw("</p>");
+  if (!f.name.empty() || f.state || f.cancel_requested) {
+    h.raw("<p class=\"note\">Filtered:");
+    if (!f.name.empty()) h.raw(" name <code>").text(f.name).raw("</code>");
+    if (f.state) h.raw(" state <code>").text(to_string(*f.state)).raw("</code>");
+    if (f.cancel_requested) {
+      h.raw(" cancel requested <code>").text(*f.cancel_requested ? "true" : "false").raw("</code>");
+    }
+    fmt::format_to(std::back_inserter(out), ": {} tasks.</p>", d.tasks.size());
+  }
+
+  const std::array<Column, 9> columns = {
+      Column{"task"},      Column{"id", true},   Column{"state"},
+      Column{"for", true}, Column{"waiting on"}, Column{"group"},
+      Column{"token"},     Column{"age", true},  Column{"cancel requested", true}};
+  out += "<table><thead><tr>";
+  for (const Column& c : columns) {
+    h.raw(c.number ? "<th class=\"n\">" : "<th>").text(c.heading).raw("</th>");
+  }
+  out += "</tr></thead><tbody id=\"tasks\">";
+  const std::size_t n = std::min(d.tasks.size(), kStallzTaskRows);
+  for (std::size_t i = 0; i < n; ++i) {
+    const TaskInfo& t = d.tasks[i];
+    TaskFilter by_name;
+    by_name.name = t.name;
+    h.raw("<tr><td class=\"name\"><a href=\"tasks").text(task_query(by_name)).raw("\">");
+    h.text(t.name).raw("</a></td>");
+    h.td(std::to_string(t.id), "n");
+    const std::string_view state = to_string(t.state);
+    h.raw("<td class=\"state\"><span data-state=\"").text(state).raw("\">").text(state);
+    h.raw("</span></td>");
+    h.td(fmt_seconds(t.state_seconds), "n");
+    h.td(wait_target(t), t.state == TaskRunState::kWaiting ? "name" : nullptr);
+    h.td(t.group_id == 0   ? std::string(kDash)
+         : t.group.empty() ? fmt::format("#{}", t.group_id)
+                           : fmt::format("{} (#{})", t.group, t.group_id),
+         "name");
+    h.td(t.token_path.empty() ? std::string(kDash) : t.token_path, "name");
+    h.td(fmt_seconds(t.age_seconds), "n");
+    h.td(t.cancel_requested ? fmt_seconds(t.cancelled_seconds_ago) + " ago" : "no",
+         t.cancel_requested ? "n cancel" : "n");
+    out += "</tr>";
+  }
+  if (n == 0) {
+    fmt::format_to(std::back_inserter(out), "<tr class=\"empty\"><td colspan=\"{}\">",
+                   columns.size());
+    h.text(d.live == 0 ? "No live tasks: spawn one with stallscope::spawn."
+                       : "No task matches the filter.");
+    out += "</td></tr>";
+  }
+  out += "</tbody></table><p class=\"more\" id=\"tasks-more\">";
+  if (d.tasks.size() > n) {
+    fmt::format_to(std::back_inserter(out), "and {} more in tasks.json", d.tasks.size() - n);
+  }
+  out += "</p></section></main><footer>stallscope " STALLSCOPE_VERSION_STRING " \u00b7 ";
+  fmt::format_to(std::back_inserter(out),
+                 "<span id=\"samples\">{}</span> live tasks \u00b7 the page refreshes itself "
+                 "every 2 s",
+                 d.live);
+  h.raw("</footer><script>").raw(kStallzScript).raw("</script></body></html>\n");
+  return std::move(out);
+}
 
 std::string stallz_html(const StallzReport& r) {
   Html h;
@@ -295,6 +436,7 @@ std::string stallz_html(const StallzReport& r) {
   h.text(utc_clock(r.unix_time));
   h.raw(
       "</span> \u00b7 <a href=\"stallz.json\">stallz.json</a> \u00b7 "
+      "<a href=\"stallz/tasks\">tasks</a> \u00b7 "
       "<a href=\"metrics\">/metrics</a></p></header><main>");
 
   ranking(h, r);

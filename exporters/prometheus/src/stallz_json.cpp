@@ -11,6 +11,7 @@
 #include "json_string.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/stallz.hpp"
+#include "stallscope/stallz_tasks.hpp"
 
 namespace stallscope {
 
@@ -98,6 +99,62 @@ void json_array(std::string& out, const Items& items, Fn&& fields) {
 }
 
 }  // namespace
+
+std::string stallz_tasks_json(const TaskDump& d, const TaskFilter& f) {
+  std::string out;
+  out.reserve(512 + d.tasks.size() * 360);
+  auto null_or = [](std::string& o, bool has, auto&& write) {
+    if (has) {
+      write(o);
+    } else {
+      o += "null";
+    }
+  };
+  auto boolean = [](std::string& o, bool b) { o += b ? "true" : "false"; };
+  {
+    JsonObject o(out);
+    o.put("version", STALLSCOPE_VERSION_STRING);
+    fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", d.unix_time);
+    o.put("dump_seconds", d.dump_seconds, "live", d.live);
+    {
+      JsonObject s(o.key("by_state"));
+      for (std::size_t i = 0; i < kTaskRunStates; ++i) {
+        s.put(to_string(static_cast<TaskRunState>(i)), d.by_state[i]);
+      }
+    }
+    o.put("cancel_requested", d.cancel_requested);
+    {
+      JsonObject x(o.key("filter"));
+      null_or(x.key("name"), !f.name.empty(), [&](std::string& v) { json_string(v, f.name); });
+      null_or(x.key("state"), f.state.has_value(),
+              [&](std::string& v) { json_string(v, to_string(*f.state)); });
+      null_or(x.key("cancelled"), f.cancel_requested.has_value(),
+              [&](std::string& v) { boolean(v, *f.cancel_requested); });
+    }
+    json_array(o.key("tasks"), d.tasks, [&](JsonObject& x, const TaskInfo& t) {
+      x.put("id", t.id, "name", t.name);
+      null_or(x.key("group"), t.group_id != 0, [&](std::string& v) {
+        JsonObject g(v);
+        g.put("id", t.group_id);
+        null_or(g.key("name"), !t.group.empty(), [&](std::string& n) { json_string(n, t.group); });
+      });
+      null_or(x.key("token_path"), !t.token_path.empty(),
+              [&](std::string& v) { json_string(v, t.token_path); });
+      x.put("age_seconds", t.age_seconds, "state", to_string(t.state), "state_seconds",
+            t.state_seconds);
+      null_or(x.key("waiting_on"), t.state == TaskRunState::kWaiting, [&](std::string& v) {
+        JsonObject w(v);
+        w.put("kind", t.wait_kind, "resource", t.wait_resource, "op", t.wait_op);
+        boolean(w.key("blocks_thread"), t.blocks_thread);
+      });
+      boolean(x.key("cancel_requested"), t.cancel_requested);
+      null_or(x.key("cancelled_seconds_ago"), t.cancel_requested,
+              [&](std::string& v) { json_value(v, t.cancelled_seconds_ago); });
+    });
+  }
+  out += '\n';
+  return out;
+}
 
 std::string stallz_json(const StallzReport& r) {
   std::string out;

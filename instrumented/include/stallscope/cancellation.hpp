@@ -15,6 +15,9 @@
 /// cannot be cancelled by anyone, so it is dropped); spawn() and TaskGroup hold the token they
 /// are given for as long as the task or group lives, so `spawn(ex, "n", root.child(), ...)`
 /// is cancelled by `root.cancel()`.
+/// A scope may be named (`CancellationToken root("server")`, `root.child("conn")`): path() is
+/// the names from the root down ("server/conn", "~" for an unnamed scope), which the task dump
+/// (task_dump.hpp) shows for every task bound to it.
 /// (Not built on std::stop_callback: libstdc++ 12's can hang in that wait, GCC PR 104928.)
 
 #include <condition_variable>
@@ -23,9 +26,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "stallscope/detail/task_state.hpp"
+#include "stallscope/registry.hpp"
 
 namespace stallscope {
 
@@ -62,6 +70,12 @@ class CancellationToken final {
 
   /// A new root scope.
   CancellationToken() : state_(std::make_shared<State>()) {}
+  /// A new root scope named `name` (a resource name: std::invalid_argument naming it otherwise).
+  explicit CancellationToken(std::string_view name) : CancellationToken() {
+    validate_resource_name(name);
+    state_->scope =
+        std::make_shared<const detail::ScopeName>(detail::ScopeName{std::string(name), {}});
+  }
 
   /// No scope at all: never cancelled, cancel() and on_cancel() do nothing, child() is a new
   /// root. Allocates nothing (what spawn() uses for a task bound to no token).
@@ -70,25 +84,16 @@ class CancellationToken final {
   bool bindable() const noexcept { return state_ != nullptr; }
 
   /// A child scope: cancelled when this one is (at once if it already is), or by itself.
-  CancellationToken child() const {
-    CancellationToken c;
-    if (!state_) return c;
-    bool born_cancelled = false;
-    {
-      std::lock_guard lock(state_->mu);
-      if (state_->cancelled) {
-        born_cancelled = true;
-      } else {
-        if (state_->children.size() >= state_->prune_at) {
-          std::erase_if(state_->children, [](const auto& w) { return w.expired(); });
-          state_->prune_at = 2 * state_->children.size() + 8;
-        }
-        state_->children.push_back(c.state_);
-      }
-    }
-    if (born_cancelled) c.cancel();
-    return c;
+  CancellationToken child() const { return child_scope(std::string()); }
+  /// The same, named `name` (validated as a resource name: std::invalid_argument naming it).
+  CancellationToken child(std::string_view name) const {
+    validate_resource_name(name);
+    return child_scope(std::string(name));
   }
+
+  /// The names from the root down to this scope, "/"-separated, "~" for an unnamed one (unnamed
+  /// scopes above the first named one are left out); "" for none().
+  std::string path() const { return state_ ? scope_name()->path() : std::string(); }
 
   /// Cancels this scope and all its descendants. Thread-safe, idempotent.
   void cancel() const {
@@ -122,7 +127,39 @@ class CancellationToken final {
     return a.state_ == b.state_;
   }
 
+  /// The scope's name node, for the task dump (null for none()). Not API.
+  std::shared_ptr<const detail::ScopeName> scope_name() const {
+    if (!state_) return nullptr;
+    if (state_->scope) return state_->scope;
+    static const auto kUnnamed = std::make_shared<const detail::ScopeName>();
+    return kUnnamed;
+  }
+
  private:
+  CancellationToken child_scope(std::string name) const {
+    CancellationToken c;
+    if (!state_) return c;
+    if (!name.empty() || state_->scope) {
+      c.state_->scope = std::make_shared<const detail::ScopeName>(
+          detail::ScopeName{std::move(name), state_->scope});
+    }
+    bool born_cancelled = false;
+    {
+      std::lock_guard lock(state_->mu);
+      if (state_->cancelled) {
+        born_cancelled = true;
+      } else {
+        if (state_->children.size() >= state_->prune_at) {
+          std::erase_if(state_->children, [](const auto& w) { return w.expired(); });
+          state_->prune_at = 2 * state_->children.size() + 8;
+        }
+        state_->children.push_back(c.state_);
+      }
+    }
+    if (born_cancelled) c.cancel();
+    return c;
+  }
+
   struct State {
     std::mutex mu;
     std::condition_variable done;
@@ -133,6 +170,9 @@ class CancellationToken final {
     std::map<std::uint64_t, std::function<void()>> callbacks;
     std::vector<std::weak_ptr<State>> children;
     std::size_t prune_at = 8;
+    // Its name and its ancestors' (null: unnamed, under no named scope): set once, before the
+    // token is shared, then read-only.
+    std::shared_ptr<const detail::ScopeName> scope;
 
     void cancel() {
       std::unique_lock lock(mu);

@@ -107,6 +107,7 @@ struct SliceHandler {
   boost::asio::io_context* io;              // the same, when the executor says it is one
   std::int64_t submitted_ns;
   SliceScope::Ready ready;
+  std::uint64_t task;  // the task's slot handle (task_state.hpp); 0: none
 
   void operator()() {
     SliceScope scope;
@@ -115,7 +116,7 @@ struct SliceHandler {
       if (ready == SliceScope::Ready::kReactor && site != nullptr && !site->probing()) {
         start_probe(*io);  // io is set whenever kReactor is
       }
-      scope.begin(series, site, ready, submitted_ns);
+      scope.begin(series, site, ready, submitted_ns, task);
     }
     struct End {
       SliceScope& s;
@@ -136,7 +137,9 @@ struct SliceHandler {
 /// thread-local lookup of the executor (see executor.hpp). A resumption posted is timed from the
 /// post; one the io_context's reactor delivered (a timer, a socket) adds the executor's lag
 /// estimate. Nested executions (a handler run inline from inside a slice, e.g. the two
-/// executions a `co_await post` makes) belong to the outermost slice.
+/// executions a `co_await post` makes) belong to the outermost slice. An executor made by spawn()
+/// also carries its task's handle, so the task dump sees the task queued (at each execute) and
+/// running (in each slice): one store each, and a compare-exchange at the slice's end.
 template <class Inner>
 class TaskExecutor {
  public:
@@ -144,8 +147,8 @@ class TaskExecutor {
 
   // By value, moved in: require/prefer hand over a fresh inner executor, and copying an
   // outstanding_work.tracked one costs an atomic increment and decrement per resumption.
-  TaskExecutor(Inner inner, detail::TaskSeries* series) noexcept
-      : inner_(std::move(inner)), series_(series) {}
+  TaskExecutor(Inner inner, detail::TaskSeries* series, std::uint64_t task = 0) noexcept
+      : inner_(std::move(inner)), series_(series), task_(task) {}
 
   const Inner& get_inner_executor() const noexcept { return inner_; }
   detail::TaskSeries* task_series() const noexcept { return series_; }
@@ -161,14 +164,14 @@ class TaskExecutor {
   requires boost::asio::can_require<const Inner&, Property>::value auto require(const Property& p)
       const noexcept(boost::asio::is_nothrow_require<const Inner&, Property>::value) {
     using R = std::decay_t<typename boost::asio::require_result<const Inner&, Property>::type>;
-    return TaskExecutor<R>(boost::asio::require(inner_, p), series_);
+    return TaskExecutor<R>(boost::asio::require(inner_, p), series_, task_);
   }
 
   template <class Property>
   requires boost::asio::can_prefer<const Inner&, Property>::value auto prefer(const Property& p)
       const noexcept(boost::asio::is_nothrow_prefer<const Inner&, Property>::value) {
     using R = std::decay_t<typename boost::asio::prefer_result<const Inner&, Property>::type>;
-    return TaskExecutor<R>(boost::asio::prefer(inner_, p), series_);
+    return TaskExecutor<R>(boost::asio::prefer(inner_, p), series_, task_);
   }
 
   template <class F>
@@ -182,30 +185,39 @@ class TaskExecutor {
     // running the io_context is a completion its reactor delivered (a timer, a socket): it was
     // ready before this call, by an amount only the executor's lag probe can estimate.
     auto* context = executor_context();
-    if (detail::tls_slice != nullptr) {
-      if (runs_inline_in_slice()) {
-        // Runs right here, inside this thread's slice: nothing to wrap, unless another task's
-        // slice is running (then the handler runs as this task's code: AttributeTo).
-        if (detail::tls_slice->series == series_) [[likely]] {
-          inner_.execute(std::forward<F>(f));
-        } else {
-          inner_.execute(detail::InlineHandler<std::decay_t<F>>{std::forward<F>(f), series_});
-        }
-        return;
+    if (detail::tls_slice != nullptr && runs_inline_in_slice()) {
+      // Runs right here, inside this thread's slice: nothing to wrap, unless another task's
+      // slice is running (then the handler runs as this task's code: AttributeTo).
+      if (detail::tls_slice->series == series_) [[likely]] {
+        inner_.execute(std::forward<F>(f));
+      } else {
+        inner_.execute(detail::InlineHandler<std::decay_t<F>>{std::forward<F>(f), series_});
       }
-      inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
-                                                           io_context(), now_ns(),
-                                                           detail::SliceScope::Ready::kPosted});
+      return;
+    }
+    std::uint64_t task = task_;
+    if (detail::tls_cancel_delivery) [[unlikely]] {
+      detail::tls_cancel_delivery = false;
+      task = 0;  // delivers a cancellation signal: the task's state stays
+    }
+    if (detail::tls_slice != nullptr) {
+      const std::int64_t now = now_ns();
+      detail::task_queued(task, now);
+      inner_.execute(
+          detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context, io_context(),
+                                                now, detail::SliceScope::Ready::kPosted, task});
       return;
     }
     const auto ready = dispatched_by_reactor() ? detail::SliceScope::Ready::kReactor
                                                : detail::SliceScope::Ready::kPosted;
+    const std::int64_t now = now_ns();
+    detail::task_queued(task, now);
     inner_.execute(detail::SliceHandler<std::decay_t<F>>{std::forward<F>(f), series_, context,
-                                                         io_context(), now_ns(), ready});
+                                                         io_context(), now, ready, task});
   }
 
   friend bool operator==(const TaskExecutor& a, const TaskExecutor& b) noexcept {
-    return a.inner_ == b.inner_ && a.series_ == b.series_;
+    return a.inner_ == b.inner_ && a.series_ == b.series_ && a.task_ == b.task_;
   }
   friend bool operator!=(const TaskExecutor& a, const TaskExecutor& b) noexcept {
     return !(a == b);
@@ -269,6 +281,7 @@ class TaskExecutor {
 
   Inner inner_;
   detail::TaskSeries* series_;
+  std::uint64_t task_;
 };
 
 namespace detail {
@@ -335,20 +348,21 @@ auto unwrap(const Executor& ex) {
 template <class Inner>
 class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
  public:
-  TaskControl(const Inner& inner, TaskSeries* series) : inner_(inner), state_(series) {}
+  TaskControl(const Inner& inner, TaskSeries* series, const TaskBinding& binding)
+      : inner_(inner), state_(series, binding) {}
 
   // From any thread: stamps the request, then emits on the task's executor (the signal must not
   // be emitted concurrently with the coroutine touching its slot).
   void request_cancel(boost::asio::cancellation_type type) {
     state_.cancel_requested();
     boost::asio::post(inner_, [weak = this->weak_from_this(), type] {
-      if (auto self = weak.lock()) self->signal_.emit(type);
+      if (auto self = weak.lock()) self->emit(type);
     });
   }
   // On the coroutine's own context (the user's slot fired): emit at once.
   void cancel_now(boost::asio::cancellation_type type) {
     state_.cancel_requested();
-    signal_.emit(type);
+    emit(type);
   }
   void bind(const CancellationToken& token) {
     // The task keeps its scope alive: a parent holds only weak references to its children, so a
@@ -373,8 +387,17 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
   }
   boost::asio::cancellation_slot slot() noexcept { return signal_.slot(); }
   const Inner& inner() const noexcept { return inner_; }
+  std::uint64_t task_handle() const noexcept { return state_.handle(); }
 
  private:
+  // co_spawn forwards the signal to the coroutine through its executor (detail::
+  // tls_cancel_delivery says why that execution leaves the task's state alone).
+  void emit(boost::asio::cancellation_type type) {
+    if constexpr (kRecordsTasks) tls_cancel_delivery = true;
+    signal_.emit(type);
+    if constexpr (kRecordsTasks) tls_cancel_delivery = false;
+  }
+
   Inner inner_;
   [[no_unique_address]] TaskRecord state_;  // nothing when recording is compiled out
   boost::asio::cancellation_signal signal_;
@@ -448,24 +471,28 @@ concept SpawnableTask = requires {
 
 template <class Executor, class Task, class Token>
 auto spawn_impl(const Executor& executor, TaskSeries* series, const CancellationToken* cancel,
-                Task&& task, Token&& token) {
+                Task&& task, Token&& token, std::shared_ptr<const TaskGroupInfo> group = nullptr) {
   using Inner = decltype(unwrap(executor));
   using T = typename TaskTraits<std::decay_t<Task>>::value_type;
   return boost::asio::async_initiate<Token,
                                      typename CompletionSignature<std::exception_ptr, T>::type>(
-      [](auto handler, Inner inner, TaskSeries* s, CancellationToken c, std::decay_t<Task> t) {
-        auto control = std::make_shared<TaskControl<Inner>>(inner, s);
+      [](auto handler, Inner inner, TaskSeries* s, CancellationToken c, std::decay_t<Task> t,
+         std::shared_ptr<const TaskGroupInfo> g) {
+        TaskBinding binding;
+        if constexpr (kRecordsTasks) binding = {c.scope_name(), std::move(g)};
+        auto control = std::make_shared<TaskControl<Inner>>(inner, s, binding);
         if (c.bindable()) control->bind(c);
         auto user_slot = boost::asio::get_associated_cancellation_slot(handler);
         if (user_slot.is_connected()) {
           user_slot.template emplace<ForwardCancel<Inner>>(ForwardCancel<Inner>{control});
         }
         using H = std::decay_t<decltype(handler)>;
-        boost::asio::co_spawn(TaskExecutor<Inner>(inner, s), std::move(t),
+        const std::uint64_t handle = control->task_handle();
+        boost::asio::co_spawn(TaskExecutor<Inner>(inner, s, handle), std::move(t),
                               SpawnCompletion<H, Inner>(std::move(handler), std::move(control)));
       },
       token, unwrap(executor), series, cancel != nullptr ? *cancel : CancellationToken::none(),
-      std::forward<Task>(task));
+      std::forward<Task>(task), std::move(group));
 }
 
 }  // namespace detail
@@ -507,21 +534,23 @@ struct ShutdownReport {
 /// child wakes from what it awaits), stop new input (spawn() refuses), let in-flight work
 /// finish and join, and give up after a grace period, reporting who lingers instead of hanging.
 /// Thread-safe. Destroying the group cancels its children and does not wait for them.
+/// The task dump shows each child's group (its id, and its name when given) and token path.
 template <class Executor = boost::asio::any_io_executor>
 class TaskGroup final {
  public:
   /// `parent`: the scope the group's own scope descends from.
   explicit TaskGroup(const Executor& executor,
                      const CancellationToken& parent = CancellationToken())
-      : state_(std::make_shared<State>(executor, parent)) {
+      : state_(std::make_shared<State>(executor, parent, parent.child(), std::string_view())) {
     state_->weak_self = state_;
   }
-  /// The same, named: the live map (/stallz/map) shows groups by name, those of one name
-  /// together (unnamed ones as "unnamed"). Throws std::invalid_argument on a bad name (the rules
-  /// of validate_resource_name).
+  /// A group named `name` (a resource name; std::invalid_argument naming it otherwise): the live
+  /// map (/stallz/map) shows groups by name, those of one name together (unnamed ones as
+  /// "unnamed"), and its scope is `parent.child(name)`, so its children's token path (the task
+  /// dump, /stallz/tasks) ends in the name.
   TaskGroup(const Executor& executor, std::string_view name,
             const CancellationToken& parent = CancellationToken())
-      : state_(std::make_shared<State>(executor, parent, name)) {
+      : state_(std::make_shared<State>(executor, parent, parent.child(name), name)) {
     state_->weak_self = state_;
   }
   ~TaskGroup() { state_->token.cancel(); }
@@ -551,8 +580,9 @@ class TaskGroup final {
       state_->children.emplace(id, std::string(name));
       state_->spawned(name);
     }
-    detail::spawn_impl(executor, series, &state_->token, std::forward<Task>(task),
-                       [s = state_, id](std::exception_ptr e, auto&&...) { s->child_done(id, e); });
+    detail::spawn_impl(
+        executor, series, &state_->token, std::forward<Task>(task),
+        [s = state_, id](std::exception_ptr e, auto&&...) { s->child_done(id, e); }, state_->info);
     return true;
   }
 
@@ -644,10 +674,15 @@ class TaskGroup final {
   };
 
   // The group's state, and what the live map reads of it (detail::GroupEntry): linked while it
-  // lives when recording is compiled in.
+  // lives when recording is compiled in. `own`: the group's scope; `n`: its name ("" unnamed).
   struct State final : detail::GroupEntry {
-    State(const Executor& ex, const CancellationToken& p, std::string_view n = {})
-        : executor(ex), parent(p), token(p.child()), name(n.empty() ? "unnamed" : n) {
+    State(const Executor& ex, const CancellationToken& p, CancellationToken own, std::string_view n)
+        : executor(ex),
+          parent(p),
+          token(std::move(own)),
+          info(std::make_shared<const detail::TaskGroupInfo>(
+              detail::TaskGroupInfo{detail::next_task_group_id(), std::string(n)})),
+          name(n.empty() ? "unnamed" : n) {
       if (!n.empty()) validate_resource_name(n);
       if constexpr (detail::kRecordsTasks) detail::link_group(this);
     }
@@ -755,6 +790,7 @@ class TaskGroup final {
     // temporary parent (`root.child()`) would otherwise die and cut the group off from root.
     CancellationToken parent;
     CancellationToken token;
+    std::shared_ptr<const detail::TaskGroupInfo> info;  // what the task dump names it
     mutable std::mutex mu;
     std::condition_variable emptied;  // notified when the last child exits
     bool closed = false;

@@ -2,6 +2,7 @@
 // Recording for tasks: one TaskSeries per task name, one TaskState per spawned task.
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/detail/suspend_detector.hpp"
+#include "stallscope/detail/task_state.hpp"
 
 namespace stallscope::detail {
 
@@ -63,10 +65,28 @@ void apply_task_config(const Config& config) noexcept;
 // The series for a task name (created on first use). Throws std::invalid_argument on a bad name.
 TaskSeries* task_series(std::string_view name);
 
-// One spawned task, from spawn to exit.
-class TaskState {
+// What a task is bound to, for the task dump: its cancellation scope and its TaskGroup (each
+// null when none).
+struct TaskBinding {
+  std::shared_ptr<const ScopeName> scope;
+  std::shared_ptr<const TaskGroupInfo> group;
+};
+
+// A node of the live-task registry's lists: a TaskState, or a dump's cursor (task_recorder.cpp).
+struct TaskListNode {
+  TaskListNode* prev = nullptr;
+  TaskListNode* next = nullptr;
+  bool cursor = false;
+};
+
+// One spawned task, from spawn to exit. It is linked into the live-task registry (one of a few
+// shards, each a list under its own mutex, chosen by the spawning thread) for the task dump, and
+// owns a TaskSlot that the executor and wait points write its state into. Spawn and exit each
+// take their shard's mutex for a few pointer writes; a dump takes it for at most 32 tasks at a
+// time (task_dump.hpp).
+class TaskState : private TaskListNode {
  public:
-  explicit TaskState(TaskSeries* series);
+  explicit TaskState(TaskSeries* series, TaskBinding binding = {});
   ~TaskState();
   TaskState(const TaskState&) = delete;
   TaskState& operator=(const TaskState&) = delete;
@@ -82,15 +102,41 @@ class TaskState {
   void finished(bool failed, bool aborted) noexcept;
 
   TaskSeries* series() const noexcept { return series_; }
+  // What the executor carries to find the task's slot (0: none, the slot table is full).
+  std::uint64_t handle() const noexcept { return handle_; }
 
  private:
   friend class TaskSeries;
   friend class LiveList<TaskState>;
+  friend struct TaskRegistry;
   TaskSeries* series_;
   std::int64_t spawned_ns_;
   std::atomic<std::int64_t> cancel_ns_{0};
   LiveLink<TaskState> link_;
+  std::uint64_t handle_ = 0;
+  std::uint64_t id_ = 0;
+  std::uint32_t shard_ = 0;
+  TaskBinding binding_;
 };
+
+// One live task as a dump copied it (under its shard's lock).
+struct RawTask {
+  const TaskSeries* series = nullptr;
+  std::uint64_t id = 0;
+  std::int64_t spawned_ns = 0;
+  std::int64_t cancel_ns = 0;  // 0: not requested
+  std::uint64_t status = 0;    // TaskSlot::status; 0 when the task has no slot
+  const char* wait_name = nullptr;
+  std::uint32_t wait_len = 0;
+  TaskWaitOp wait_op = TaskWaitOp::kNone;
+  const void* running_on = nullptr;  // a ThreadShard
+  TaskBinding binding;
+};
+
+// Appends every live task to `out`, a shard at a time and at most 32 tasks per lock hold; the
+// shard's lock is released between batches (a cursor node keeps the place), so spawns and exits
+// wait a few microseconds at most. Tasks spawned during the call may be missed.
+void snapshot_live_tasks(std::vector<RawTask>& out);
 
 // Slice bracketing for the instrumented executor, inline: it runs twice per resumption. A
 // slice already running on this thread makes begin() a no-op (a nested execution belongs to the
@@ -108,8 +154,8 @@ struct SliceScope {
                // completion): delay = the executor's estimate + start - submitted
   };
 
-  void begin(TaskSeries* series, ExecutorSite* executor, Ready ready,
-             std::int64_t submitted_ns) noexcept {
+  void begin(TaskSeries* series, ExecutorSite* executor, Ready ready, std::int64_t submitted_ns,
+             std::uint64_t task = 0) noexcept {
     active = true;
     ctx.series = series;
     ctx.executor = executor;
@@ -143,11 +189,15 @@ struct SliceScope {
       shard->slice.start_ns.store(ctx.start_ns, std::memory_order_relaxed);
       shard->slice.series.store(series->id(), std::memory_order_release);
     }
+    if (task != 0) [[likely]]
+      begin_task(task, shard);
   }
   void end() noexcept {
     if (!active) return;
     active = false;
     const std::int64_t now = now_ns();
+    if (task_slot_ != nullptr) [[likely]]
+      end_task(now);
     ThreadShard* shard = tls_shard;  // loaded once for every add below; null at thread exit
     if (shard == nullptr) [[unlikely]] {
       end_without_shard(now);
@@ -199,6 +249,29 @@ struct SliceScope {
   }
   // end() on a thread whose shard is gone (thread exit): the same records through add().
   void end_without_shard(std::int64_t now) noexcept;
+
+  // The task's slot says it runs here since the slice's start; at the end it is suspended,
+  // unless something else was written during the slice (a wait, a resumption queued), which
+  // the compare-exchange keeps.
+  void begin_task(std::uint64_t task, ThreadShard* shard) noexcept {
+    TaskSlot* s = live_task_slot(task);
+    if (s == nullptr) return;
+    task_slot_ = s;
+    running_word_ = phase_word(TaskPhase::kRunning, ctx.start_ns);
+    s->running_on.store(shard, std::memory_order_relaxed);
+    s->status.store(running_word_, std::memory_order_release);
+    tls_task = task;
+  }
+  void end_task(std::int64_t now) noexcept {
+    tls_task = 0;
+    std::uint64_t expected = running_word_;
+    task_slot_->status.compare_exchange_strong(expected, phase_word(TaskPhase::kSuspended, now),
+                                               std::memory_order_release,
+                                               std::memory_order_relaxed);
+  }
+
+  TaskSlot* task_slot_ = nullptr;
+  std::uint64_t running_word_ = 0;
 };
 
 // What the task wrappers (task.hpp) use, so that their code has no #if. With
@@ -215,9 +288,10 @@ inline TaskSeries* task_to_record(std::string_view name) { return task_series(na
 #else
 class TaskRecord {
  public:
-  explicit TaskRecord(TaskSeries*) noexcept {}
+  explicit TaskRecord(TaskSeries*, const TaskBinding& = {}) noexcept {}
   bool cancel_requested() noexcept { return false; }
   void finished(bool, bool) noexcept {}
+  std::uint64_t handle() const noexcept { return 0; }
 };
 inline TaskSeries* task_to_record(std::string_view) noexcept { return nullptr; }
 #endif

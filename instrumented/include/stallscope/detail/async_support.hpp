@@ -20,6 +20,7 @@
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/recording.hpp"
+#include "stallscope/detail/task_state.hpp"
 
 namespace stallscope::detail {
 

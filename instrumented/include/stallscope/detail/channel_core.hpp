@@ -183,6 +183,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     w->self = w;
     w->who = task;
     w->task_series = current_task_series();
+    task_waits(TaskWaitOp::kSend, rec_, now);
     enqueue_sender(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, SendWaiter>>(this->weak_from_this(),
@@ -215,6 +216,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     w->self = w;
     w->who = task;
     w->task_series = current_task_series();
+    task_waits(TaskWaitOp::kReceive, rec_, now);
     enqueue_receiver(*w, now);
     if (slot.is_connected()) {
       slot.template emplace<CancelWaiter<ChannelCore, RecvWaiter>>(this->weak_from_this(),

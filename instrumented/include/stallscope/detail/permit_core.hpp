@@ -160,6 +160,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     w->self = w;
     w->who = task;
     w->task_series = current_task_series();
+    task_waits(TaskWaitOp::kAcquire, rec_, now);
     enqueue(*w, now);
     // Under the lock: the operation cannot complete (and its coroutine start another operation
     // on the same slot) before the cancellation handler is in place.

@@ -150,6 +150,7 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
     }
     PoolJob& j = *job;
     j.submitted_ns_ = async_now();  // under the lock: the queue stays ordered by submit time
+    task_waits(TaskWaitOp::kJob, rec_, j.submitted_ns_);
     j.self_ = std::move(job);
     queue_.push(j);
     publish();
