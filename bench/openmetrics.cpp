@@ -1,7 +1,8 @@
 // OpenMetrics against the text format, and what an exemplar costs a contended wait.
 //
-//   build/release/bench/stallscope-bench-openmetrics --benchmark_repetitions=9 \
+//   build/release/bench/stallscope-bench-openmetrics --benchmark_repetitions=9
 //     --benchmark_report_aggregates_only=true --benchmark_enable_random_interleaving=true
+//   (one command line)
 //
 // Setup: 1,000 stallscope::Mutex with distinct names, each locked once (as bench/scrape.cpp), and
 // 1,000 more ("traced-0000" ...) that each had one contended wait under a trace id and a task
