@@ -154,6 +154,10 @@ function target(refId, t) {
   }
   out.legendFormat = t.legend || '__auto';
   out.refId = refId;
+  // Exemplars (OpenMetrics scrapes with exemplar storage): the lock wait histograms carry the
+  // newest wait of each bucket with its task and trace id; Grafana draws them on the panel and
+  // links a trace id to the data source's exemplarTraceIdDestinations.
+  if (t.exemplar) out.exemplar = true;
   return out;
 }
 
@@ -1219,7 +1223,7 @@ function locks() {
           'all selected locks together. The bottom row holds the uncontended acquisitions.',
         unit: 'ops',
         yUnit: 's',
-        targets: [{ expr: `sum by (le) (${r('stallscope_wait_seconds_bucket')})` }],
+        targets: [{ expr: `sum by (le) (${r('stallscope_wait_seconds_bucket')})`, exemplar: true }],
         w: 24,
         h: 8,
       }),
