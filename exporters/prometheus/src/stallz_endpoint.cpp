@@ -144,8 +144,8 @@ StallzEndpoint::StallzEndpoint(const Registry& registry)
 StallzEndpoint::~StallzEndpoint() { stop_sampler(); }
 
 std::vector<std::string> StallzEndpoint::paths() {
-  std::vector<std::string> p{"/metrics",     "/stallz",          "/stallz.json",
-                             "/stallz/map", "/stallz/map.json", "/stallz/tasks",
+  std::vector<std::string> p{"/metrics",          "/stallz",          "/stallz.json",
+                             "/stallz/map",       "/stallz/map.json", "/stallz/tasks",
                              "/stallz/tasks.json"};
   for (std::string& x : pprof_paths()) p.push_back(std::move(x));
   return p;
