@@ -315,12 +315,12 @@ const std::map<std::string_view, std::function<void(std::uint64_t)>>& paths() {
          prometheus::Registry registry;
          const stallscope::Buckets buckets = stallscope::Buckets::latency();
          const auto bounds = buckets.bounds();
-         auto& h = prometheus::BuildHistogram()
-                       .Name("icount_wait_seconds")
-                       .Help("icount")
-                       .Register(registry)
-                       .Add({}, prometheus::Histogram::BucketBoundaries(bounds.begin(),
-                                                                         bounds.end()));
+         auto& h =
+             prometheus::BuildHistogram()
+                 .Name("icount_wait_seconds")
+                 .Help("icount")
+                 .Register(registry)
+                 .Add({}, prometheus::Histogram::BucketBoundaries(bounds.begin(), bounds.end()));
          HandTimed m(h);
          lock_path(n, m);
        }},
