@@ -63,6 +63,7 @@
 #include <valgrind/callgrind.h>
 
 #include "cells_alloc.hpp"
+#include "hand_timed.hpp"
 #include "stallscope/buckets.hpp"
 #include "stallscope/channel.hpp"
 #include "stallscope/detail/histogram.hpp"
@@ -113,22 +114,8 @@ class BusyOnTry {
   void unlock() noexcept { g_sink = g_sink + 1; }
 };
 
-// What a user who times lock waits by hand writes.
-class HandTimed {
- public:
-  explicit HandTimed(prometheus::Histogram& wait) : wait_(wait) {}
-  void lock() {
-    const auto t0 = std::chrono::steady_clock::now();
-    inner_.lock();
-    const auto t1 = std::chrono::steady_clock::now();
-    wait_.Observe(std::chrono::duration<double>(t1 - t0).count());
-  }
-  void unlock() { inner_.unlock(); }
-
- private:
-  BusyOnTry inner_;
-  prometheus::Histogram& wait_;
-};
+// What a user who times lock waits by hand writes, around that lock.
+using HandTimed = stallscope_bench::HandTimed<BusyOnTry>;
 
 constexpr std::size_t kValues = 1024;
 

@@ -34,6 +34,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "hand_timed.hpp"
 #include "stallscope/buckets.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/options.hpp"
@@ -44,22 +45,7 @@ namespace {
 
 // The naive instrumentation: time every acquisition with steady_clock and observe the wait in a
 // prometheus-cpp histogram (same bounds as stallscope's), as a user without stallscope would.
-class NaiveMutex {
- public:
-  explicit NaiveMutex(prometheus::Histogram& wait) : wait_(wait) {}
-
-  void lock() {
-    const auto t0 = std::chrono::steady_clock::now();
-    inner_.lock();
-    const auto t1 = std::chrono::steady_clock::now();
-    wait_.Observe(std::chrono::duration<double>(t1 - t0).count());
-  }
-  void unlock() { inner_.unlock(); }
-
- private:
-  std::mutex inner_;
-  prometheus::Histogram& wait_;
-};
+using NaiveMutex = stallscope_bench::HandTimed<std::mutex>;
 
 prometheus::Histogram& naive_histogram(const std::string& resource) {
   static auto* const registry = new prometheus::Registry;
