@@ -210,9 +210,10 @@ void compare_entry(const Section& s, const std::string& key, const json::object&
             });
         break;
       case FieldKind::kUsers:
-        for (const auto& [list, noun] :
+        for (const auto& [list, binding] :
              {std::pair<std::string_view, std::string_view>{"tasks", "task name"},
               {"threads", "thread"}}) {
+          const std::string_view noun = binding;  // clang 14 cannot capture a structured binding
           set_diff(
               names(member(a ? a->if_object() : nullptr, list)),
               names(member(b ? b->if_object() : nullptr, list)),
