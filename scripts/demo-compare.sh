@@ -17,6 +17,8 @@
 # --check it uses those binaries (a test runs it so, shortened) and installs and builds nothing;
 # --check-config passes a thresholds file to the check.
 set -euo pipefail
+# shellcheck source=lib/demo-url.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/demo-url.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 target=stallscope-demo
@@ -83,12 +85,8 @@ check_window=$((duration / 2))
 # Runs stallscope-check against the demo whose output goes to $1, once it prints its URL; the
 # verdicts (PASS/FAIL/WARN id) go to $2.
 run_check() {
-  local log=$1 out=$2 url=
-  for _ in $(seq 100); do
-    url=$(sed -n 's|.*metrics at \(http://[^ ]*\)/metrics,.*|\1|p' "$log")
-    [[ -n $url ]] && break
-    sleep 0.1
-  done
+  local log=$1 out=$2 url
+  url=$(demo_url "$log")
   if [[ -z $url ]]; then
     echo "demo-compare: the demo printed no endpoint URL (see $log)" >"$out"
     return

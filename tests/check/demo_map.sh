@@ -37,12 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-url=
-for _ in $(seq 100); do
-  url=$(sed -n 's|.*metrics at \(http://[^ ]*\)/metrics,.*|\1|p' "$log")
-  [[ -n $url ]] && break
-  sleep 0.1
-done
+# shellcheck source=../../scripts/lib/demo-url.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/demo-url.sh"
+url=$(demo_url "$log")
 if [[ -z $url ]]; then
   echo "demo_map: the demo printed no endpoint URL:" >&2
   cat "$log" >&2
