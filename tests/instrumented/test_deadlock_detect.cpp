@@ -58,12 +58,17 @@ bool holds(const stallscope::DeadlockParticipant& p, const std::string& resource
 }
 
 // Each of `n` threads holds lock i and then waits for lock i + 1 (timed, retried until the test
-// stops it), closing a ring.
+// stops it), closing a ring. No thread lets go of its lock before every thread has stopped
+// trying, so no timed attempt ever succeeds. (Besides, GCC 12's ThreadSanitizer does not
+// intercept pthread_mutex_clocklock, which std::timed_mutex::try_lock_for uses after its first
+// try: it takes the unlock after an attempt that succeeded while waiting for a bug.)
 template <class Lock>
 class Ring {
  public:
   explicit Ring(std::vector<Lock*> locks)
-      : locks_(std::move(locks)), all_hold_(static_cast<std::ptrdiff_t>(locks_.size())) {
+      : locks_(std::move(locks)),
+        all_hold_(static_cast<std::ptrdiff_t>(locks_.size())),
+        all_stopped_(static_cast<std::ptrdiff_t>(locks_.size())) {
     for (std::size_t i = 0; i < locks_.size(); ++i) {
       threads_.emplace_back([this, i](std::stop_token stop) {
         Lock& mine = *locks_[i];
@@ -72,10 +77,11 @@ class Ring {
         all_hold_.arrive_and_wait();
         while (!stop.stop_requested()) {
           if (next.try_lock_for(std::chrono::milliseconds(50))) {
-            next.unlock();  // never: the ring holds it
-            return;
+            next.unlock();  // never: the ring holds it until every thread has stopped
+            break;
           }
         }
+        all_stopped_.arrive_and_wait();
       });
     }
   }
@@ -90,6 +96,7 @@ class Ring {
  private:
   std::vector<Lock*> locks_;
   std::latch all_hold_;
+  std::latch all_stopped_;
   std::vector<std::jthread> threads_;
 };
 
@@ -146,14 +153,18 @@ TEST_CASE("a three-party cycle through a shared holder is reported", "[deadlock]
   stallscope::TimedMutex m2(m2_name);
   stallscope::Watchdog watchdog;
   std::latch all_hold(3);
+  std::latch all_stopped(3);
   std::atomic<bool> stop{false};
+  // Retries until the test stops, then waits until all three have stopped before the caller lets
+  // go of what it holds, so no timed attempt succeeds (see Ring).
   auto wait_until_stopped = [&](auto& lock) {
     while (!stop.load()) {
       if (lock.try_lock_for(std::chrono::milliseconds(50))) {
-        lock.unlock();
-        return;
+        lock.unlock();  // never: the cycle holds it until all have stopped
+        break;
       }
     }
+    all_stopped.arrive_and_wait();
   };
   // t0 reads s and waits for m1; t1 holds m1 and waits for m2; t2 holds m2 and waits to write s.
   std::jthread t0([&] {
