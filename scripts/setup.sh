@@ -4,7 +4,8 @@
 #   scripts/setup.sh          build + demo packages
 #   scripts/setup.sh --test   also what the test suite needs (prometheus server and promtool,
 #                             clang-format, and the compilers of the asan and off presets:
-#                             clang 16 with its sanitizer runtimes, clang 14)
+#                             clang 16 with its sanitizer runtimes, clang 14, and lld, the
+#                             linker scripts/test.sh uses)
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ packages=(build-essential cmake pkg-config prometheus-cpp-dev libboost1.81-dev l
 case "${1:-}" in
   "") ;;
   --test) packages+=(prometheus clang-format chromium openssl apache2-utils valgrind clang-14
-                     clang-16 libclang-rt-16-dev) ;;
+                     clang-16 libclang-rt-16-dev lld) ;;
   *)
     echo "usage: scripts/setup.sh [--test]" >&2
     exit 2

@@ -52,17 +52,30 @@ junit_counts() {
 
 for preset in "${presets[@]}"; do
   start=$SECONDS
-  configure_args=()
+  # Line tables only (-g1: file:line in sanitizer reports and profiles, no variables) and the
+  # lld linker: what the suite needs, at about 17% less compile time (a test unit: 8.7 s -> 7.3 s) and a fifth of the link CPU
+  # time (the exporter tests: 6.0 s -> 1.2 s) of -g and GNU ld (README, "Two commands"). The presets keep -g for debugging.
+  configure_args=(-DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_EXE_LINKER_FLAGS_DEBUG=-fuse-ld=lld
+                  -DCMAKE_SHARED_LINKER_FLAGS_DEBUG=-fuse-ld=lld)
   env_args=()
+  # Tests that do not depend on the preset's flags run once: the dashboard checks (node and
+  # promtool, no C++) in dev only, the installed-package tests (a consumer project built against
+  # `cmake --install`) in dev and off (recording on and compiled out), not under the sanitizers.
+  ctest_args=()
   case "$preset" in
     asan)
       # The sanitizer presets test the library; the examples are built by dev and off.
       configure_args+=(-DSTALLSCOPE_BUILD_EXAMPLES=OFF)
       env_args+=(UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+      ctest_args+=(-LE '^(install|dashboards)$')
       ;;
     tsan)
       configure_args+=(-DSTALLSCOPE_BUILD_EXAMPLES=OFF)
       env_args+=("TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1")
+      ctest_args+=(-LE '^(install|dashboards)$')
+      ;;
+    off)
+      ctest_args+=(-LE '^dashboards$')
       ;;
   esac
 
@@ -86,8 +99,10 @@ for preset in "${presets[@]}"; do
   test_start=$SECONDS
   ctest_rc=0
   # --timeout: a default for tests without their own, so a hang costs minutes, not ctest's 25.
+  # --parallel: most tests wait (for a timer, a poll, a child process) more than they compute;
+  # the end-to-end ones are RUN_SERIAL.
   env "${env_args[@]}" ctest --preset "$preset" --output-on-failure --no-tests=error \
-    --timeout 300 --output-junit "$junit" || ctest_rc=$?
+    --timeout 300 --parallel "$jobs" --output-junit "$junit" "${ctest_args[@]}" || ctest_rc=$?
   counts=$(junit_counts "$junit")
   if [[ -z $counts ]]; then
     failed=$((failed + 1))

@@ -11,9 +11,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#if defined(__x86_64__)
-#include <x86intrin.h>
-#endif
 
 namespace stallscope {
 
@@ -47,7 +44,7 @@ bool calibrate_clock() noexcept;
 [[gnu::always_inline]] inline std::int64_t now_ns() noexcept {
 #if defined(__x86_64__)
   if (const detail::TscScale* s = detail::g_tsc_scale.load(std::memory_order_acquire)) [[likely]] {
-    const detail::Uint128 ticks = static_cast<std::uint64_t>(__rdtsc() - s->tsc0);
+    const detail::Uint128 ticks = static_cast<std::uint64_t>(__builtin_ia32_rdtsc() - s->tsc0);
     return s->ns0 + static_cast<std::int64_t>((ticks * s->mult) >> 32);
   }
 #endif
