@@ -53,8 +53,9 @@ junit_counts() {
 for preset in "${presets[@]}"; do
   start=$SECONDS
   # Line tables only (-g1: file:line in sanitizer reports and profiles, no variables) and the
-  # lld linker: what the suite needs, at about 17% less compile time (a test unit: 8.7 s -> 7.3 s) and a fifth of the link CPU
-  # time (the exporter tests: 6.0 s -> 1.2 s) of -g and GNU ld (README, "Two commands"). The presets keep -g for debugging.
+  # lld linker: what the suite needs, at about 17% less compile time (a test unit: 8.7 s ->
+  # 7.3 s) and a fifth of the link CPU time (the exporter tests: 6.0 s -> 1.2 s) of -g and GNU
+  # ld (README, "Two commands"). The presets used directly keep -g for debugging.
   configure_args=(-DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_EXE_LINKER_FLAGS_DEBUG=-fuse-ld=lld
                   -DCMAKE_SHARED_LINKER_FLAGS_DEBUG=-fuse-ld=lld)
   env_args=()
