@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "query_string.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/markup_escape.hpp"
 #include "stallscope/detail/metric_names.hpp"
@@ -245,7 +246,16 @@ void ranking(Html& h, const StallzReport& r) {
   t.columns.push_back({"oldest wait", true});
   h.table(t, r.resources, [&](const StallzResource& res, std::size_t i) {
     h.td(std::to_string(i + 1), "n");
-    h.resource_tds(res.resource, res.kind);
+    // The name links to the resource's holder and waiter sites (stallz_sites.hpp).
+    h.raw("<td class=\"name\"><a href=\"stallz/sites?kind=")
+        .text(detail::query_encode(res.kind))
+        .raw("&amp;resource=")
+        .text(detail::query_encode(res.resource))
+        .raw("\">")
+        .text(res.resource)
+        .raw("</a></td><td class=\"kind\"><span>")
+        .text(res.kind)
+        .raw("</span></td>");
     for (std::size_t w = 0; w < kStallzWindowCount; ++w) h.score_td(res.score[w], max[w]);
     h.td(fmt_rate(res.waits_per_second.front()), "n");
     h.td(fmt_count(res.waiters), "n");
