@@ -4,6 +4,7 @@
 // is checked by tests/pprof with an independent decoder; here the text form (debug=1) is read.
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -257,24 +258,31 @@ TEST_CASE("delta profiles: a bad seconds or debug value is a 400 naming it", "[p
   CHECK(get(agent.port(), "/debug/pprof/block?gc=1").status == 200);
 }
 
-// The planted sites: a slow holder (20 ms more) among fast ones, each releasing in its own frame.
-[[gnu::noinline]] void sites_slow_holder(Mutex& mu) {
+// The planted sites: a slow holder among fast ones, each releasing in its own frame. A release
+// is charged at most its hold time (one waiter), so the slow holder outranks the fast ones when
+// it holds, over its calls, longer than all of theirs together.
+[[gnu::noinline]] void sites_slow_holder(Mutex& mu, std::chrono::nanoseconds hold) {
   std::thread waiter;
   {
     std::lock_guard lock(mu);
     waiter = hold_until_waited(mu, "sites-cache");
-    std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(hold);
   }
   waiter.join();
 }
 
-[[gnu::noinline]] void sites_fast_holder(Mutex& mu) {
+// Returns how long it held the lock.
+[[gnu::noinline]] std::chrono::nanoseconds sites_fast_holder(Mutex& mu) {
   std::thread waiter;
+  std::chrono::steady_clock::time_point start;
   {
     std::lock_guard lock(mu);
+    start = std::chrono::steady_clock::now();
     waiter = hold_until_waited(mu, "sites-cache");
   }
+  const auto held = std::chrono::steady_clock::now() - start;
   waiter.join();
+  return held;
 }
 
 TEST_CASE("/stallz/sites ranks a resource's holder and waiter sites", "[pprof_http]") {
@@ -282,8 +290,10 @@ TEST_CASE("/stallz/sites ranks a resource's holder and waiter sites", "[pprof_ht
   stallscope::Agent agent(stallscope::test::ephemeral());
   REQUIRE(agent.listening());
   Mutex cache{"sites-cache"};
-  for (int i = 0; i < 10; ++i) sites_fast_holder(cache);
-  for (int i = 0; i < 2; ++i) sites_slow_holder(cache);
+  std::chrono::nanoseconds fast{0};
+  for (int i = 0; i < 10; ++i) fast += sites_fast_holder(cache);
+  for (int i = 0; i < 2; ++i)
+    sites_slow_holder(cache, std::max<std::chrono::nanoseconds>(fast, 20ms));
 
   const auto r = get(agent.port(), "/stallz/sites.json?kind=lock&resource=sites-cache");
   REQUIRE(r.status == 200);
