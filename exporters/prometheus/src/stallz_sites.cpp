@@ -239,7 +239,9 @@ constexpr std::string_view kSitesStyle =
 SitesQuery parse_sites_query(std::string_view query) {
   SitesQuery q;
   bool has_resource = false;
-  for (auto& [key, value] : query_fields(query)) {
+  for (auto& field : query_fields(query)) {
+    const std::string& key = field.first;
+    std::string& value = field.second;  // not a binding: clang 14 cannot capture those
     if (key == "resource") {
       try {
         validate_resource_name(value);
