@@ -34,15 +34,6 @@ std::optional<long long> whole(std::string_view v, long long min, long long max)
   return n;
 }
 
-// The bad value, quoted and cut short, with control characters shown as '?'.
-std::string quoted(std::string_view v) {
-  std::string out = "\"";
-  for (const char c : v.substr(0, 64)) {
-    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c;
-  }
-  return out + (v.size() > 64 ? "...\"" : "\"");
-}
-
 // Throws std::invalid_argument naming the bad value.
 ProfileRequest parse_request(std::string_view path, std::string_view query) {
   ProfileRequest r;
@@ -54,14 +45,15 @@ ProfileRequest parse_request(std::string_view path, std::string_view query) {
         throw std::invalid_argument(fmt::format(
             "stallscope: {}: seconds = {}: not a whole number of seconds from 1 to {} (the "
             "endpoint's write timeout)",
-            path, quoted(value), kMaxProfileSeconds.count()));
+            path, quoted_value(value), kMaxProfileSeconds.count()));
       }
       r.seconds = std::chrono::seconds(*n);
     } else if (key == "debug") {
       const auto n = whole(value, 0, 1);
       if (!n) {
-        throw std::invalid_argument(fmt::format(
-            "stallscope: {}: debug = {}: 0 (pprof protobuf) or 1 (text)", path, quoted(value)));
+        throw std::invalid_argument(
+            fmt::format("stallscope: {}: debug = {}: 0 (pprof protobuf) or 1 (text)", path,
+                        quoted_value(value)));
       }
       r.text = *n == 1;
     }

@@ -30,4 +30,12 @@ std::string query_encode(std::string_view value) {
   return boost::urls::encode(value, boost::urls::unreserved_chars);
 }
 
+std::string quoted_value(std::string_view v) {
+  std::string out = "\"";
+  for (const char c : v.substr(0, 64)) {
+    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c;
+  }
+  return out + (v.size() > 64 ? "...\"" : "\"");
+}
+
 }  // namespace stallscope::detail

@@ -16,4 +16,8 @@ std::vector<std::pair<std::string, std::string>> query_fields(std::string_view q
 // `value` percent-encoded for a query string: everything but RFC 3986's unreserved characters.
 std::string query_encode(std::string_view value);
 
+// A bad parameter value for an error message: quoted, cut to 64 characters, control characters
+// shown as '?'.
+std::string quoted_value(std::string_view v);
+
 }  // namespace stallscope::detail

@@ -151,17 +151,8 @@ struct Table {
   bool ranked = false;
 };
 
-class Html {
+class Html : public detail::MarkupWriter {
  public:
-  std::string& out() { return out_; }
-  Html& raw(std::string_view s) {
-    out_ += s;
-    return *this;
-  }
-  Html& text(std::string_view s) {
-    markup_escape(out_, s);
-    return *this;
-  }
   void td(std::string_view s, const char* cls = nullptr) {
     out_ += cls != nullptr ? fmt::format("<td class=\"{}\">", cls) : std::string("<td>");
     text(s);
@@ -216,9 +207,6 @@ class Html {
     }
     out_ += "</p></section>";
   }
-
- private:
-  std::string out_;
 };
 
 // The ranking: rank, resource, kind, a stall score per window, then the shortest window's

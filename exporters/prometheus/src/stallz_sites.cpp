@@ -34,14 +34,6 @@ bool has_holders(std::string_view kind) {
   return kind == "lock" || kind == "rwlock" || kind == "async_lock" || kind == "semaphore";
 }
 
-std::string quoted(std::string_view v) {
-  std::string out = "\"";
-  for (const char c : v.substr(0, 64)) {
-    out += static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c;
-  }
-  return out + (v.size() > 64 ? "...\"" : "\"");
-}
-
 bool matches(const SitesQuery& q, std::string_view kind, std::string_view resource) {
   return resource == q.resource && (!q.kind || *q.kind == kind);
 }
@@ -124,21 +116,7 @@ std::string fmt_delay(double ns) {
   return fmt::format("{:.2f} s", s);
 }
 
-class Html {
- public:
-  Html& raw(std::string_view s) {
-    out_ += s;
-    return *this;
-  }
-  Html& text(std::string_view s) {
-    markup_escape(out_, s);
-    return *this;
-  }
-  std::string& out() { return out_; }
-
- private:
-  std::string out_;
-};
+using Html = MarkupWriter;
 
 void site_table(Html& h, const SitesReport& r, const SiteTable& t, ProfileType type) {
   const bool block = type == ProfileType::kBlock;
@@ -249,7 +227,7 @@ SitesQuery parse_sites_query(std::string_view query) {
         throw std::invalid_argument(fmt::format(
             "stallscope: /stallz/sites: resource = {}: not a resource name (1-128 letters, "
             "digits and _ - . : / @)",
-            quoted(value)));
+            quoted_value(value)));
       }
       q.resource = std::move(value);
       has_resource = true;
@@ -262,7 +240,7 @@ SitesQuery parse_sites_query(std::string_view query) {
           kinds += (kinds.empty() ? "" : ", ") + std::string(to_string(k));
         throw std::invalid_argument(
             fmt::format("stallscope: /stallz/sites: kind = {}: not a resource kind ({})",
-                        quoted(value), kinds));
+                        quoted_value(value), kinds));
       }
       q.kind = std::move(value);
     }
