@@ -99,9 +99,9 @@ timeout 120 "${browser[@]}" --dump-dom "$url" >"$dom" 2>"$work/chromium-dom.log"
   fail "chromium --dump-dom failed: $(tail -n 20 "$work/chromium-dom.log")"
 [[ -s "$dom" ]] || fail "chromium dumped an empty DOM: $(tail -n 20 "$work/chromium-dom.log")"
 
-# The top row of the ranking names the contended lock.
+# The top row of the ranking names the contended lock, linked to its holder and waiter sites.
 first_row=$(grep -o '<tr data-rank="1">.*' "$dom" | sed 's#</tr>.*##')
-grep -q "<td class=\"name\">$top_resource</td>" <<<"$first_row" ||
+grep -qF "<td class=\"name\"><a href=\"stallz/sites?kind=lock&amp;resource=$top_resource\">$top_resource</a></td>" <<<"$first_row" ||
   fail "the first row of the page does not name $top_resource: ${first_row:-<no ranked row>} (DOM in $dom)"
 # The script ran, fetched the page again and swapped in its new tables.
 grep -q 'data-refreshes="[1-9]' "$dom" ||

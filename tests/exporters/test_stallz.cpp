@@ -475,7 +475,10 @@ TEST_CASE("a resource name that looks hostile is served escaped", "[stallz][endp
   stallscope::Mutex m(name);
   { std::lock_guard lock(m); }
   const std::string html = get_ok(agent.port(), "/stallz").body;
-  CHECK_THAT(html, Contains("<td class=\"name\">" + name + "</td>"));
+  // The ranked row links to its sites page, the name percent-encoded in the link.
+  CHECK_THAT(html, Contains("<td class=\"name\"><a href=\"stallz/sites?kind=lock&amp;resource="
+                            "javascript%3Aalert%2F..%2F..%2F%40evil.example%3A80%2Fx--y\">" +
+                            name + "</a></td>"));
   CHECK(html.find("href=\"javascript") == std::string::npos);
   const Json d = parse_json(get_ok(agent.port(), "/stallz.json").body);
   CHECK(rank_of(d, "lock", name).has_value());

@@ -142,6 +142,16 @@ try {
     for (const s of blamed) assert.match(top(s), /^pprof_busy_worker\b/);
     assert.ok(sumOf(blamed, 'delay') <= sumOf(busy, 'delay'));
   }
+  // ?seconds=N, a delta over the next N seconds (both wait at once; neither holds a thread). The
+  // fixture is deadlocked, so nothing ends in the window: the mutex delta has no sample and the
+  // block delta only the waits still in progress.
+  const [mutexDelta, blockDelta] = (
+    await Promise.all([get('/debug/pprof/mutex?seconds=1'), get('/debug/pprof/block?seconds=1')])
+  ).map(decode);
+  assert.equal(mutexDelta.samples.length, 0, JSON.stringify(mutexDelta.samples.map((s) => s.labels)));
+  assert.ok(blockDelta.samples.length >= 2);
+  for (const s of blockDelta.samples) assert.equal(s.labels.wait, 'in_progress', JSON.stringify(s.labels));
+  assert.ok(Number(mutexDelta.p.durationNanos) >= 1e9, `duration ${mutexDelta.p.durationNanos}`);
   console.log(`pprof ${mode}: mutex ${mutex.samples.length} samples, block ${block.samples.length}`);
 } finally {
   clearTimeout(killer);

@@ -91,6 +91,7 @@ void Agent::start(const AgentOptions& options) {
                                                  detail::StallzEndpoint::paths(),
                                                  stallz_->handler());  // system_error
   port_ = server_->port();
+  stallz_->set_origin(fmt::format("{}://{}:{}", tls_ ? "https" : "http", host_, port_));
   stallz_->start_sampler();
 
   if (!is_loopback(addr.host)) {

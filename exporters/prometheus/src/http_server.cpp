@@ -2,11 +2,13 @@
 
 #include <malloc.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -201,6 +203,7 @@ class HttpServer::Impl {
   std::list<HttpConnectionBase*> live_;  // oldest waiting first (see Connection::read)
   std::unordered_set<std::string> known_good_;
   std::size_t pending_jobs_ = 0;
+  std::size_t deferred_ = 0;  // connections waiting for a deferred reply
   std::uint64_t next_check_ = 0;
   std::unordered_map<std::uint64_t, std::shared_ptr<HttpConnectionBase>> checking_;
   std::shared_ptr<CheckQueue> checks_;
@@ -343,39 +346,128 @@ class Connection final : public HttpConnectionBase,
       return send_error(503, "stallscope: too many requests at once; retry\n", keep_alive_);
     }
     ++server_.pending_jobs_;
-    const bool gzip = accepts_gzip(request_[http::field::accept_encoding]);
+    gzip_ = accepts_gzip(request_[http::field::accept_encoding]);
     std::string accept(request_[http::field::accept]);
-    std::string path = *it + std::string(full_target.substr(target.size()));  // with the query
+    path_ = *it + std::string(full_target.substr(target.size()));  // with the query
     request_ = {};  // its memory is not needed while the response renders
     server_.run_job(
         server_.workers_,
-        [&server = server_, path = std::move(path), accept = std::move(accept), gzip] {
-          HttpReply r;
-          try {
-            r = server.handler_(path, accept);
-          } catch (const std::exception& e) {
+        [&server = server_, path = path_, accept = std::move(accept), gzip = gzip_] {
+          return rendered(path, gzip, [&] { return server.handler_(path, accept); });
+        },
+        [self = this->shared_from_this()](HttpReply r) {
+          --self->server_.pending_jobs_;
+          if (r.then) return self->defer(std::move(r));
+          self->send(std::move(r), self->keep_alive_);
+        });
+  }
+
+  // What render() returns, or a 500 naming `path` when it throws; gzip-compressed when `gzip`,
+  // with Vary: Accept-Encoding. A deferred reply is returned as it is. On a pool thread.
+  template <class Render>
+  static HttpReply rendered(const std::string& path, bool gzip, Render&& render) {
+    HttpReply r;
+    try {
+      r = render();
+    } catch (const std::exception& e) {
+      r = HttpReply{};
+      r.status = 500;
+      r.body = fmt::format("stallscope: {} failed: {}\n", path, e.what());
+      return r;
+    }
+    if (r.then) return r;
+    // Whether to trim after sending: the size of what was rendered, compressed or not.
+    r.rendered_bytes = r.body.size();
+    if (gzip) {
+      try {
+        std::string z = gzip_compress(r.body);
+        r.body = std::move(z);  // frees the text before it is sent
+        r.headers.emplace_back("Content-Encoding", "gzip");
+      } catch (const std::exception&) {
+        // Out of memory for the compressed copy: send the text as it is.
+      }
+    }
+    const auto vary = std::find_if(r.headers.begin(), r.headers.end(),
+                                   [](const auto& h) { return h.first == "Vary"; });
+    if (vary != r.headers.end()) {
+      vary->second += ", Accept-Encoding";
+    } else {
+      r.headers.emplace_back("Vary", "Accept-Encoding");
+    }
+    return r;
+  }
+
+  // A deferred reply (HttpReply::then): waits on a timer of the I/O thread, watching the socket
+  // so that a client who leaves frees the slot at once.
+  void defer(HttpReply r) {
+    const auto& options = server_.options_;
+    if (server_.deferred_ >= options.max_deferred) {
+      return send_error(503,
+                        fmt::format("stallscope: {} requests already wait for a delayed answer "
+                                    "(such as a profile with ?seconds=N), the most this endpoint "
+                                    "allows at once; retry when one has ended\n",
+                                    options.max_deferred),
+                        keep_alive_);
+    }
+    if (r.defer > options.max_defer) {
+      return send_error(500,
+                        fmt::format("stallscope: {} asked to wait {} ms, more than the endpoint's "
+                                    "limit of {} ms\n",
+                                    path_, r.defer.count(), options.max_defer.count()),
+                        keep_alive_);
+    }
+    ++server_.deferred_;
+    deferred_ = true;
+    then_ = std::move(r.then);
+    beast::get_lowest_layer(stream_).expires_never();  // the timer below bounds the wait
+    if (!timer_) timer_.emplace(stream_.get_executor());
+    timer_->expires_after(r.defer);
+    timer_->async_wait(
+        [self = this->shared_from_this()](const beast::error_code& ec) { self->on_deferred(ec); });
+    watch_peer();
+  }
+
+  // Until the deferred reply is due: readable means the peer closed (EOF, reset) or sent more
+  // (a pipelined request, left in the socket for the next read).
+  void watch_peer() {
+    socket_of(stream_).async_wait(
+        tcp::socket::wait_read,
+        [self = this->shared_from_this()](const beast::error_code& ec) { self->on_peer(ec); });
+  }
+
+  void on_peer(const beast::error_code& ec) {
+    if (!deferred_ || ec == net::error::operation_aborted) return;
+    if (!ec) {
+      char c = 0;
+      const ssize_t n = ::recv(socket_of(stream_).native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;  // bytes to read later: the wait goes on, unwatched
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return watch_peer();
+      }
+    }
+    // The peer has gone: nothing is rendered for it.
+    end_deferral();
+    timer_->cancel();
+    close();
+  }
+
+  void on_deferred(const beast::error_code& ec) {
+    if (ec || !deferred_) return;
+    end_deferral();
+    beast::error_code ignored;
+    socket_of(stream_).cancel(ignored);  // the watch
+    if (server_.pending_jobs_ >= server_.options_.max_pending_jobs) {
+      return send_error(503, "stallscope: too many requests at once; retry\n", keep_alive_);
+    }
+    ++server_.pending_jobs_;
+    server_.run_job(
+        server_.workers_,
+        [then = std::move(then_), path = path_, gzip = gzip_] {
+          HttpReply r = rendered(path, gzip, then);
+          if (r.then) {
             r = HttpReply{};
             r.status = 500;
-            r.body = fmt::format("stallscope: {} failed: {}\n", path, e.what());
-            return r;
-          }
-          // Whether to trim after sending: the size of what was rendered, compressed or not.
-          r.rendered_bytes = r.body.size();
-          if (gzip) {
-            try {
-              std::string z = gzip_compress(r.body);
-              r.body = std::move(z);  // frees the text before it is sent
-              r.headers.emplace_back("Content-Encoding", "gzip");
-            } catch (const std::exception&) {
-              // Out of memory for the compressed copy: send the text as it is.
-            }
-          }
-          const auto vary = std::find_if(r.headers.begin(), r.headers.end(),
-                                         [](const auto& h) { return h.first == "Vary"; });
-          if (vary != r.headers.end()) {
-            vary->second += ", Accept-Encoding";
-          } else {
-            r.headers.emplace_back("Vary", "Accept-Encoding");
+            r.body = fmt::format("stallscope: {} deferred its reply twice\n", path);
           }
           return r;
         },
@@ -383,6 +475,12 @@ class Connection final : public HttpConnectionBase,
           --self->server_.pending_jobs_;
           self->send(std::move(r), self->keep_alive_);
         });
+    then_ = nullptr;
+  }
+
+  void end_deferral() noexcept {
+    deferred_ = false;
+    --server_.deferred_;
   }
 
   void send_unauthorized() {
@@ -448,7 +546,12 @@ class Connection final : public HttpConnectionBase,
   std::optional<http::request_parser<http::string_body>> parser_;
   Request request_;
   std::optional<Response> response_;
-  std::string credentials_;  // while a check of them runs
+  std::string credentials_;                 // while a check of them runs
+  std::string path_;                        // of the request being answered, with its query
+  std::function<HttpReply()> then_;         // a deferred reply's continuation, while it waits
+  std::optional<net::steady_timer> timer_;  // a deferred reply's wait
+  bool deferred_ = false;                   // waiting for a deferred reply (counted in the server)
+  bool gzip_ = false;
   bool waiting_ = false;
   bool keep_alive_ = false;
   bool head_ = false;

@@ -15,6 +15,13 @@
 // is closed to make room, so a flood of idle connections cannot lock a scraper out. At most
 // max_pending_jobs renders (and as many checks) are queued; beyond that the answer is 503.
 //
+// Deferred replies: a handler may answer "later" (HttpReply::then, after HttpReply::defer), as
+// /debug/pprof/mutex?seconds=30 does. The wait is a timer on the I/O thread, not a pool thread,
+// so waiting requests never delay a scrape; at most max_deferred wait at once (beyond: 503
+// naming the limit), each for at most max_defer. A client that closes its connection while it
+// waits is noticed at once (its socket becomes readable at EOF): its slot is freed and nothing is
+// rendered for it.
+//
 // Every path answers 405 to methods other than GET and HEAD, 404 to paths not in `paths`
 // (exact match, the query string ignored), and 401 with `WWW-Authenticate: Basic` to any
 // request without valid credentials when the web configuration requires them.
@@ -38,6 +45,10 @@ struct HttpReply {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   std::size_t rendered_bytes = 0;  // set by the server: the body's size before gzip
+  // A deferred reply: when `then` is set, nothing of this reply is sent; after `defer` the server
+  // calls then() on a pool thread and sends what it returns (which may not defer again).
+  std::chrono::milliseconds defer{0};
+  std::function<HttpReply()> then;
 };
 
 // Renders the response to a GET of `path` (one of the server's paths, followed by the request's
@@ -55,6 +66,8 @@ struct HttpServerOptions {
   std::size_t max_header_bytes = 8192;
   std::size_t max_body_bytes = 8192;  // a request body (none is expected) is read and dropped
   std::size_t max_pending_jobs = 256;
+  std::size_t max_deferred = 4;                // deferred replies waiting at once
+  std::chrono::milliseconds max_defer{60000};  // the longest a reply may be deferred
   // After sending a body at least this large, malloc_trim(0) hands glibc's free pages back to
   // the system (0: never). Without it RSS stays at its peak after a large scrape
   // (bench/README.md, "Endpoint").

@@ -26,7 +26,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "http_server.hpp"
+#include "pprof_detail.hpp"
 #if STALLSCOPE_HAVE_LIBBACKTRACE
 #include <backtrace.h>
 #endif
@@ -34,6 +37,8 @@
 namespace stallscope {
 
 namespace {
+
+using detail::ProfileBaseline;
 
 // --- protobuf wire format ----------------------------------------------------------------------
 
@@ -77,11 +82,7 @@ class Proto {
 
 // --- symbolization ---------------------------------------------------------------------------
 
-struct Frame {
-  std::string function;
-  std::string file;
-  std::int64_t line = 0;
-};
+using Frame = detail::SourceFrame;
 
 std::string demangle(const char* name) {
   if (name == nullptr) return {};
@@ -176,6 +177,22 @@ bool is_system(const Frame& f) {
          file.starts_with("/usr/include/");
 }
 
+// The index of the first frame of `n` (frame(i) gives each, innermost first) after stallscope's
+// own and the system frames among them; 0 when nothing else is left.
+template <class FrameAt>
+std::size_t first_user_frame(std::size_t n, FrameAt&& frame) {
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Frame& f = frame(i);
+    if (is_own(f.function)) {
+      start = i + 1;
+    } else if (!is_system(f)) {
+      break;
+    }
+  }
+  return start >= n ? 0 : start;  // nothing but stallscope and the C library: keep it
+}
+
 // --- the profile -----------------------------------------------------------------------------
 
 class Builder {
@@ -195,16 +212,8 @@ class Builder {
     for (std::uintptr_t pc : s.pcs) {
       for (const Frame& f : symbolizer().frames(pc)) frames.emplace_back(pc, &f);
     }
-    std::size_t start = 0;
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-      const Frame& f = *frames[i].second;
-      if (is_own(f.function)) {
-        start = i + 1;
-      } else if (!is_system(f)) {
-        break;
-      }
-    }
-    if (start >= frames.size()) start = 0;  // nothing but stallscope and the C library: keep it
+    const std::size_t start = first_user_frame(
+        frames.size(), [&](std::size_t i) -> const Frame& { return *frames[i].second; });
     // One location per address, holding its frames from `start` on.
     for (std::size_t i = start; i < frames.size();) {
       const std::uintptr_t pc = frames[i].first;
@@ -326,37 +335,91 @@ class Builder {
   std::map<std::pair<std::uintptr_t, std::size_t>, std::uint64_t> locations_by_;
 };
 
-using SampleKey =
-    std::tuple<std::vector<std::uintptr_t>, std::string, std::string, std::string, std::string>;
-SampleKey key_of(const ProfileSample& s) { return {s.pcs, s.kind, s.resource, s.op, s.task}; }
+ProfileBaseline::Key key_of(const ProfileSample& s) {
+  return {s.pcs, s.kind, s.resource, s.op, s.task};
+}
 
 }  // namespace
 
-std::string pprof_profile(ProfileType type, std::chrono::seconds delta) {
-  std::vector<ProfileSample> samples;
-  if (delta.count() > 0) {
-    std::map<SampleKey, std::pair<double, double>> before;
-    for (const ProfileSample& s : profile_samples(type)) {
-      if (!s.in_progress) before[key_of(s)] = {s.count, s.delay_ns};
-    }
-    std::this_thread::sleep_for(delta);
-    for (ProfileSample& s : profile_samples(type)) {
-      if (!s.in_progress) {
-        auto it = before.find(key_of(s));
-        if (it != before.end()) {
-          s.count -= it->second.first;
-          s.delay_ns -= it->second.second;
-        }
-        if (s.count < 0.5) continue;  // nothing new on this stack
-      }
-      samples.push_back(std::move(s));
-    }
-  } else {
-    samples = profile_samples(type);
+namespace detail {
+
+std::vector<SourceFrame> user_frames(const std::vector<std::uintptr_t>& pcs) {
+  std::vector<SourceFrame> frames;
+  for (std::uintptr_t pc : pcs) {
+    for (const Frame& f : symbolizer().frames(pc)) frames.push_back(f);
   }
+  const std::size_t start =
+      first_user_frame(frames.size(), [&](std::size_t i) -> const Frame& { return frames[i]; });
+  frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(start));
+  return frames;
+}
+
+ProfileBaseline profile_baseline(ProfileType type) {
+  ProfileBaseline b;
+  b.type = type;
+  b.taken = std::chrono::steady_clock::now();
+  for (const ProfileSample& s : profile_samples(type)) {
+    if (!s.in_progress) b.totals[key_of(s)] = {s.count, s.delay_ns};
+  }
+  return b;
+}
+
+std::vector<ProfileSample> samples_since(const ProfileBaseline& base) {
+  std::vector<ProfileSample> samples;
+  for (ProfileSample& s : profile_samples(base.type)) {
+    if (!s.in_progress) {
+      const auto it = base.totals.find(key_of(s));
+      if (it != base.totals.end()) {
+        s.count -= it->second.first;
+        s.delay_ns -= it->second.second;
+      }
+      if (s.count < 0.5) continue;  // nothing new on this stack
+    }
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
+std::string encode_pprof(const std::vector<ProfileSample>& samples,
+                         std::chrono::nanoseconds duration) {
   Builder b;
   for (const ProfileSample& s : samples) b.add(s);
-  return detail::gzip_compress(b.finish(delta));
+  return gzip_compress(b.finish(duration));
+}
+
+std::string pprof_text(const std::vector<ProfileSample>& samples, ProfileType type) {
+  // Go writes delays in CPU cycles with their rate; nanoseconds are cycles at 1 GHz.
+  std::string out = type == ProfileType::kMutex ? "--- mutex:\n" : "--- contention:\n";
+  out += "cycles/second=1000000000\n";
+  const ProfileRate rate = profile_rate();
+  if (type == ProfileType::kMutex) {
+    out += fmt::format("sampling period={}\n",
+                       rate.mode == ProfileRate::Mode::kEvents ? rate.every : 0);
+  }
+  out += fmt::format("# stallscope sampling rate: {}\n", rate.to_string());
+  for (const ProfileSample& s : samples) {
+    fmt::format_to(std::back_inserter(out), "{:.0f} {:.0f} @", s.delay_ns, s.count);
+    for (const std::uintptr_t pc : s.pcs) fmt::format_to(std::back_inserter(out), " {:#x}", pc);
+    fmt::format_to(std::back_inserter(out), "\n# labels: kind={} resource={} op={}", s.kind,
+                   s.resource, s.op);
+    if (!s.task.empty()) fmt::format_to(std::back_inserter(out), " task={}", s.task);
+    if (s.in_progress) out += " wait=in_progress";
+    out += '\n';
+    for (const SourceFrame& f : user_frames(s.pcs)) {
+      fmt::format_to(std::back_inserter(out), "#\t{}\t{}:{}\n", f.function, f.file, f.line);
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace detail
+
+std::string pprof_profile(ProfileType type, std::chrono::seconds delta) {
+  if (delta.count() <= 0) return detail::encode_pprof(profile_samples(type), {});
+  const detail::ProfileBaseline base = detail::profile_baseline(type);
+  std::this_thread::sleep_for(delta);
+  return detail::encode_pprof(detail::samples_since(base), delta);
 }
 
 }  // namespace stallscope

@@ -19,6 +19,7 @@
 #include "stallscope/service_map.hpp"
 #include "stallscope/stallz.hpp"
 #include "stallscope/stallz_tasks.hpp"
+#include "stallz_sites.hpp"
 #include "text_format.hpp"
 
 namespace stallscope::detail {
@@ -27,6 +28,8 @@ struct StallzSource {
   explicit StallzSource(const Registry& r) : registry(r) {}
   const Registry& registry;
   StallWindow window;
+  mutable std::mutex origin_mu;
+  std::string origin;  // "http://127.0.0.1:9464": set_origin()
 };
 
 namespace {
@@ -118,6 +121,35 @@ HttpReply render_tasks(std::string_view query, bool json) {
   });
 }
 
+// /stallz/sites and /stallz/sites.json (stallz_sites.hpp): 400 naming a bad parameter, 404
+// naming a resource the registry does not have.
+HttpReply render_sites(const StallzSource& source, std::string_view query, bool json) {
+  HttpReply r;
+  SitesQuery q;
+  try {
+    q = parse_sites_query(query);
+  } catch (const std::invalid_argument& e) {
+    r.status = 400;
+    r.body = fmt::format("{}\n", e.what());
+    return r;
+  }
+  if (!sites_resource_known(source.registry, q)) {
+    r.status = 404;
+    r.body = fmt::format("stallscope: /stallz/sites: no {} named \"{}\"\n",
+                         q.kind ? *q.kind : std::string("resource"), q.resource);
+    return r;
+  }
+  std::string origin;
+  {
+    std::lock_guard lock(source.origin_mu);
+    origin = source.origin;
+  }
+  return page(json ? "/stallz/sites.json" : "/stallz/sites", json, [&] {
+    const SitesReport report = make_sites_report(q, std::move(origin));
+    return json ? stallz_sites_json(report) : stallz_sites_html(report);
+  });
+}
+
 HttpReply render_path(const StallzSource& source, std::string_view target,
                       std::string_view accept) {
   const std::string_view path = target.substr(0, target.find('?'));
@@ -125,11 +157,13 @@ HttpReply render_path(const StallzSource& source, std::string_view target,
   if (path == "/stallz/tasks") return render_tasks(query, false);
   if (path == "/stallz/tasks.json") return render_tasks(query, true);
   if (path == "/metrics") return render_metrics(source, accept);
+  if (path == "/stallz/sites") return render_sites(source, query, false);
+  if (path == "/stallz/sites.json") return render_sites(source, query, true);
   if (path == "/stallz") return render_stallz(source, false);
   if (path == "/stallz.json") return render_stallz(source, true);
   if (path == "/stallz/map") return render_map(false);
   if (path == "/stallz/map.json") return render_map(true);
-  if (is_pprof_path(path)) return render_pprof(path);
+  if (is_pprof_path(path)) return render_pprof(target);
   HttpReply r;
   r.status = 404;
   r.body = "stallscope: not found\n";
@@ -147,6 +181,7 @@ std::vector<std::string> StallzEndpoint::paths() {
   std::vector<std::string> p{"/metrics",          "/stallz",          "/stallz.json",
                              "/stallz/map",       "/stallz/map.json", "/stallz/tasks",
                              "/stallz/tasks.json"};
+  p.insert(p.end(), {"/stallz/sites", "/stallz/sites.json"});
   for (std::string& x : pprof_paths()) p.push_back(std::move(x));
   return p;
 }
@@ -160,6 +195,11 @@ HttpHandler StallzEndpoint::handler() const {
                                                                  std::string_view accept) {
     return render_path(*source, path, accept);
   };
+}
+
+void StallzEndpoint::set_origin(std::string origin) {
+  std::lock_guard lock(source_->origin_mu);
+  source_->origin = std::move(origin);
 }
 
 void StallzEndpoint::start_sampler() {

@@ -30,7 +30,8 @@ class StallzEndpoint final {
   StallzEndpoint& operator=(const StallzEndpoint&) = delete;
 
   // The paths served: /metrics, /stallz, /stallz.json, /stallz/map, /stallz/map.json,
-  // /stallz/tasks, /stallz/tasks.json, /debug/pprof/{mutex,block}.
+  // /stallz/tasks, /stallz/tasks.json, /stallz/sites, /stallz/sites.json,
+  // /debug/pprof/{mutex,block}.
   static std::vector<std::string> paths();
   // Renders the response for one of paths() (with its query string, if any); /metrics in the
   // format that `accept` (an Accept header) negotiates (metrics_format.hpp). Thread-safe; takes no
@@ -39,6 +40,10 @@ class StallzEndpoint final {
   // A handler for HttpServer that calls render(); it shares the data it renders, so it may
   // outlive this object.
   HttpHandler handler() const;
+
+  // Where the endpoint is reached ("http://127.0.0.1:9464"), for the command lines that
+  // /stallz/sites shows. Thread-safe.
+  void set_origin(std::string origin);
 
   // Samples the window now and then every kSampleInterval, from a thread of its own.
   void start_sampler();

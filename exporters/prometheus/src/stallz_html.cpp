@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "query_string.hpp"
 #include "stallscope/config.hpp"
 #include "stallscope/detail/markup_escape.hpp"
 #include "stallscope/detail/metric_names.hpp"
@@ -150,17 +151,8 @@ struct Table {
   bool ranked = false;
 };
 
-class Html {
+class Html : public detail::MarkupWriter {
  public:
-  std::string& out() { return out_; }
-  Html& raw(std::string_view s) {
-    out_ += s;
-    return *this;
-  }
-  Html& text(std::string_view s) {
-    markup_escape(out_, s);
-    return *this;
-  }
   void td(std::string_view s, const char* cls = nullptr) {
     out_ += cls != nullptr ? fmt::format("<td class=\"{}\">", cls) : std::string("<td>");
     text(s);
@@ -215,9 +207,6 @@ class Html {
     }
     out_ += "</p></section>";
   }
-
- private:
-  std::string out_;
 };
 
 // The ranking: rank, resource, kind, a stall score per window, then the shortest window's
@@ -245,7 +234,16 @@ void ranking(Html& h, const StallzReport& r) {
   t.columns.push_back({"oldest wait", true});
   h.table(t, r.resources, [&](const StallzResource& res, std::size_t i) {
     h.td(std::to_string(i + 1), "n");
-    h.resource_tds(res.resource, res.kind);
+    // The name links to the resource's holder and waiter sites (stallz_sites.hpp).
+    h.raw("<td class=\"name\"><a href=\"stallz/sites?kind=")
+        .text(detail::query_encode(res.kind))
+        .raw("&amp;resource=")
+        .text(detail::query_encode(res.resource))
+        .raw("\">")
+        .text(res.resource)
+        .raw("</a></td><td class=\"kind\"><span>")
+        .text(res.kind)
+        .raw("</span></td>");
     for (std::size_t w = 0; w < kStallzWindowCount; ++w) h.score_td(res.score[w], max[w]);
     h.td(fmt_rate(res.waits_per_second.front()), "n");
     h.td(fmt_count(res.waiters), "n");

@@ -36,4 +36,21 @@ inline void markup_escape(std::string& out, std::string_view s) {
   }
 }
 
+// An HTML page being written: raw markup as it is, text escaped; calls chain.
+class MarkupWriter {
+ public:
+  std::string& out() { return out_; }
+  MarkupWriter& raw(std::string_view s) {
+    out_ += s;
+    return *this;
+  }
+  MarkupWriter& text(std::string_view s) {
+    markup_escape(out_, s);
+    return *this;
+  }
+
+ protected:
+  std::string out_;
+};
+
 }  // namespace stallscope::detail
