@@ -16,6 +16,10 @@
 // writes of one state almost never agree by accident. A handle checked against the generation
 // just before its slot is freed and reused can still write one stale status into the next task
 // of that slot; the next transition of that task overwrites it (see README, "Task dump").
+// The Asio operation fields follow the same pattern: asio_what (relaxed), then asio_op
+// (release); the dump loads asio_op (acquire), then asio_what, and keeps them only when asio_op
+// reads the same again. Its completion compare-exchanges asio_op back to null only while it
+// still names that operation, so a later operation's names are never cleared by an earlier one.
 #include <atomic>
 #include <cstdint>
 #include <memory>
