@@ -9,15 +9,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-if ! command -v valgrind >/dev/null; then
-  echo "icount-asio-tracking: valgrind is not installed (bash scripts/setup.sh --test)" >&2
-  exit 1
-fi
-build=${STALLSCOPE_BENCH_BUILD_DIR:-$root/build/bench}
-cmake --preset release -S "$root" -B "$build" -DSTALLSCOPE_BUILD_TESTS=OFF \
-  -DSTALLSCOPE_BUILD_EXAMPLES=OFF -DSTALLSCOPE_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" \
-  --target stallscope-icount-asio stallscope-icount-asio-tracked >/dev/null
+# shellcheck source=lib/icount-build.sh
+source "$root/scripts/lib/icount-build.sh"
+icount_build "$root" icount-asio-tracking stallscope-icount-asio stallscope-icount-asio-tracked
 
 n=2000
 count() {  # instructions per operation of path $2 in program $1

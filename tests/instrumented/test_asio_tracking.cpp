@@ -99,6 +99,15 @@ struct Parking {
   }
 };
 
+// Once the task named `name` parks in `parking`, it shows suspended with no Asio operation (the
+// one before it completed); then it is resumed and ends.
+void parks_with_no_operation_then_ends(Runner& r, Parking& parking, const std::string& name) {
+  REQUIRE(eventually([&] { return parking.holds.load(); }));
+  CHECK(eventually([&] { return suspended_on(name, ""); }));
+  asio::post(r.io, [&] { parking.resume(); });
+  REQUIRE(eventually([&] { return !task_named(name).has_value(); }));
+}
+
 }  // namespace
 
 TEST_CASE(TRACKING_CASE("the dump says whether the Asio operation can be known"), "[asio_op]") {
@@ -130,10 +139,7 @@ TEST_CASE(TRACKING_CASE("a task awaiting a 1 h timer shows the timer's wait unti
   // The timer completes (cancelled); the task moves on and suspends on something that is no
   // Asio operation: the dump no longer names the timer.
   asio::post(r.io, [&] { timer.cancel(); });
-  REQUIRE(eventually([&] { return parking.holds.load(); }));
-  CHECK(eventually([&] { return suspended_on(name, ""); }));
-  asio::post(r.io, [&] { parking.resume(); });
-  REQUIRE(eventually([&] { return !task_named(name).has_value(); }));
+  parks_with_no_operation_then_ends(r, parking, name);
 }
 
 TEST_CASE(TRACKING_CASE("a task reading a socket with no data shows the receive until data comes"),
@@ -160,11 +166,8 @@ TEST_CASE(TRACKING_CASE("a task reading a socket with no data shows the receive 
 
   const std::array<char, 3> data{'a', 'b', 'c'};
   asio::write(writer, asio::buffer(data));
-  REQUIRE(eventually([&] { return parking.holds.load(); }));
+  parks_with_no_operation_then_ends(r, parking, name);
   CHECK(got.load() == data.size());
-  CHECK(eventually([&] { return suspended_on(name, ""); }));
-  asio::post(r.io, [&] { parking.resume(); });
-  REQUIRE(eventually([&] { return !task_named(name).has_value(); }));
 }
 
 TEST_CASE(TRACKING_CASE("an Asio operation started outside any task names no task"),
@@ -179,11 +182,11 @@ TEST_CASE(TRACKING_CASE("an Asio operation started outside any task names no tas
   stallscope::spawn(
       r.io.get_executor(), name, [&]() -> asio::awaitable<void> { co_await parking.wait(); },
       asio::detached);
-  REQUIRE(eventually([&] { return parking.holds.load(); }));
-  CHECK(eventually([&] { return suspended_on(name, ""); }));
+  parks_with_no_operation_then_ends(r, parking, name);
+  std::atomic<bool> cancelled{false};
   asio::post(r.io, [&] {
     outside.cancel();
-    parking.resume();
+    cancelled = true;
   });
-  REQUIRE(eventually([&] { return !task_named(name).has_value(); }));
+  REQUIRE(eventually([&] { return cancelled.load(); }));
 }
