@@ -30,17 +30,9 @@ esac
 tolerance=5  # percent
 baseline="$root/bench/icount-baseline.txt"
 
-if ! command -v valgrind >/dev/null; then
-  echo "icount: valgrind is not installed (bash scripts/setup.sh --test)" >&2
-  exit 1
-fi
-
-# The benchmarks' folder and flags (scripts/bench.sh): release preset, no tests or examples, so
-# the demo's build/release keeps its examples.
-build=${STALLSCOPE_BENCH_BUILD_DIR:-$root/build/bench}
-cmake --preset release -S "$root" -B "$build" -DSTALLSCOPE_BUILD_TESTS=OFF \
-  -DSTALLSCOPE_BUILD_EXAMPLES=OFF -DSTALLSCOPE_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" --target stallscope-icount >/dev/null
+# shellcheck source=lib/icount-build.sh
+source "$root/scripts/lib/icount-build.sh"
+icount_build "$root" icount stallscope-icount
 bin="$build/bench/stallscope-icount"
 
 # Operations per path: enough that the two toggles' own instructions vanish in the rounding.

@@ -116,14 +116,15 @@ void ChannelSite::describe(std::string_view policy, std::size_t control_capacity
 
 void ChannelSite::note_sender_cold(Lane lane) noexcept {
   if (lane != Lane::kData) return;
-  if (const SliceContext* sc = tls_slice) {
-    last_send_user_ = sc->series;
-    note_sender(sc->series);
-  }
+  last_send_user_ = current_user_key();
+  if (const SliceContext* sc = tls_slice) note_sender(sc->series);
   series_->send_users.note(current_user());
 }
 
-void ChannelSite::note_receiver_cold() noexcept { series_->receive_users.note(current_user()); }
+void ChannelSite::note_receiver_cold() noexcept {
+  last_recv_user_ = current_user_key();
+  series_->receive_users.note(current_user());
+}
 
 void ChannelSite::note_sender(const TaskSeries* task) noexcept {
   const std::uint32_t n = sender_count_.load(std::memory_order_relaxed);

@@ -14,14 +14,14 @@
 
 namespace stallscope::detail {
 
-constinit thread_local char tls_thread_key = 0;
+constinit thread_local std::uint32_t tls_thread_user = 0;
 
 namespace {
 
-// Thread names seen, index 0 being "thread" (no name of its own). Past the cap, a thread is
-// "thread" too.
+// Thread users seen, by the name the map shows: index 0 is "thread" (no name of its own), the
+// others "thread " + the OS name with a trailing run of digits folded into "*" (see
+// thread_map_name). Past the cap, a thread is "thread" too.
 constexpr std::size_t kMaxThreadNames = 64;
-constinit thread_local std::uint32_t tls_thread_user = 0;  // 0: not looked up yet
 
 struct ThreadNames {
   std::mutex mu;
@@ -32,33 +32,16 @@ ThreadNames& thread_names() {
   return *t;
 }
 
-std::uint32_t thread_user() noexcept {
-  if (tls_thread_user != 0) return tls_thread_user;
-  std::uint32_t index = 0;
-  char buf[16] = {};
-#if defined(__linux__)
-  if (pthread_getname_np(pthread_self(), buf, sizeof buf) != 0) buf[0] = '\0';
-  // A thread nobody named carries the process's name (the kernel's 15 characters of it).
-  const std::string_view process(program_invocation_short_name);
-  const std::string_view name(buf);
-  if (!name.empty() && name != process.substr(0, sizeof buf - 1)) {
-    try {
-      ThreadNames& t = thread_names();
-      std::lock_guard lock(t.mu);
-      auto it = std::find(t.names.begin(), t.names.end(), name);
-      if (it != t.names.end()) {
-        index = static_cast<std::uint32_t>(it - t.names.begin());
-      } else if (t.names.size() < kMaxThreadNames) {
-        index = static_cast<std::uint32_t>(t.names.size());
-        t.names.emplace_back(name);
-      }
-    } catch (...) {
-      index = 0;  // out of memory: "thread"
-    }
-  }
-#endif
-  tls_thread_user = kThreadUser | index;
-  return tls_thread_user;
+// What the map calls a thread whose OS name is `name`: "thread io-*" for "io-3", so that a pool's
+// numbered threads are one user, the same in every run and on every machine (a checked-in map
+// stays valid when the pool grows), and a thread never reads as a task name.
+std::string thread_map_name(std::string_view name) {
+  std::size_t end = name.size();
+  while (end > 0 && name[end - 1] >= '0' && name[end - 1] <= '9') --end;
+  std::string out = "thread ";
+  out.append(name.substr(0, end));
+  if (end < name.size()) out += '*';
+  return out;
 }
 
 struct BookEntry {
@@ -93,6 +76,36 @@ BookEntry& entry(const Series& s) {
 }
 
 }  // namespace
+
+std::uint32_t thread_user() noexcept {
+  if (tls_thread_user != 0) return tls_thread_user;
+  std::uint32_t index = 0;
+  char buf[16] = {};
+#if defined(__linux__)
+  if (pthread_getname_np(pthread_self(), buf, sizeof buf) != 0) buf[0] = '\0';
+  // A thread nobody named carries the process's name (the kernel's 15 characters of it).
+  const std::string_view process(program_invocation_short_name);
+  const std::string_view name(buf);
+  if (!name.empty() && name != process.substr(0, sizeof buf - 1)) {
+    try {
+      const std::string shown = thread_map_name(name);
+      ThreadNames& t = thread_names();
+      std::lock_guard lock(t.mu);
+      auto it = std::find(t.names.begin(), t.names.end(), shown);
+      if (it != t.names.end()) {
+        index = static_cast<std::uint32_t>(it - t.names.begin());
+      } else if (t.names.size() < kMaxThreadNames) {
+        index = static_cast<std::uint32_t>(t.names.size());
+        t.names.push_back(shown);
+      }
+    } catch (...) {
+      index = 0;  // out of memory: "thread"
+    }
+  }
+#endif
+  tls_thread_user = kThreadUser | index;
+  return tls_thread_user;
+}
 
 void UserSet::note(std::uint32_t user) noexcept {
   for (auto& slot : named_) {

@@ -90,6 +90,7 @@ void describe(const detail::RawTask& raw, std::int64_t now, const WaitTargets& t
     t.state = TaskRunState::kQueued;
   } else if (phase == TaskPhase::kSuspended) {
     t.state = TaskRunState::kSuspended;
+    if (raw.asio != nullptr) t.asio_op = fmt::format("{} {}", raw.asio->object, raw.asio->op);
   } else {
     t.state = TaskRunState::kWaiting;
     const auto it = targets.by_name.find(raw.wait_name);
@@ -127,6 +128,7 @@ TaskDump dump_tasks(const TaskFilter& filter) {
   const std::int64_t now = now_ns();
   const WaitTargets targets;
   out.live = raw.size();
+  out.asio_tracking = detail::asio_tracking();
   out.tasks.reserve(raw.size());
   for (const detail::RawTask& r : raw) {
     TaskInfo t;

@@ -135,6 +135,7 @@ struct TaskRegistry {
       const std::uint32_t gen = s.gen.load(std::memory_order_relaxed) + 1;  // odd: live
       s.wait_op.store(TaskWaitOp::kNone, std::memory_order_relaxed);
       s.running_on.store(nullptr, std::memory_order_relaxed);
+      s.asio_op.store(nullptr, std::memory_order_relaxed);
       s.status.store(phase_word(TaskPhase::kQueued, t.spawned_ns_), std::memory_order_relaxed);
       s.gen.store(gen, std::memory_order_release);
       t.handle_ = (std::uint64_t{gen} << 32) | slot;
@@ -170,8 +171,13 @@ struct TaskRegistry {
         r.wait_len = s.wait_len.load(std::memory_order_relaxed);
         r.wait_op = s.wait_op.load(std::memory_order_relaxed);
         r.running_on = s.running_on.load(std::memory_order_relaxed);
+        const void* op = s.asio_op.load(std::memory_order_acquire);
+        r.asio = op != nullptr ? s.asio_what.load(std::memory_order_relaxed) : nullptr;
         std::atomic_thread_fence(std::memory_order_acquire);
-        if (s.status.load(std::memory_order_relaxed) == r.status) break;
+        if (s.status.load(std::memory_order_relaxed) == r.status &&
+            s.asio_op.load(std::memory_order_relaxed) == op) {
+          break;
+        }
       }
     }
     return r;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -137,13 +138,51 @@ TEST_CASE("the map names a service's groups, channels, semaphores, pools, locks 
 
   // The hostile thread name: escaped in the JSON text and in the page, read back intact.
   const json::object& s = entry(map, "locks", "map-stats");
-  CHECK(strings(s.at("users").at("threads")) == Names{"<b>&'x\""});
+  CHECK(strings(s.at("users").at("threads")) == Names{"thread <b>&'x\""});
   CHECK(text.find("<b>") == std::string::npos);
   CHECK_THAT(text, Contains("\\u003cb\\u003e\\u0026\\u0027x\\\""));
   const std::string html = stallscope::service_map_html();
   CHECK(html.find("<b>&") == std::string::npos);
   CHECK_THAT(html, Contains("&lt;b&gt;&amp;&#39;x&quot;"));
   CHECK_THAT(html, Contains("<svg"));
+}
+
+TEST_CASE("plain threads on a channel's thread API are its senders and receivers, by name",
+          "[map]") {
+  // Each thread is noted when it is not the channel's last sender (receiver): every one of them
+  // here, though none waits and each comes after another thread's first operation.
+  stallscope::Channel<int> ch("map-thread-peers", {.capacity = 16});
+  REQUIRE(ch.try_send(0).accepted());  // this thread: "thread" (it has the process's name)
+  auto named = [&](const char* name, auto body) {
+    std::thread t([&] {
+      pthread_setname_np(pthread_self(), name);
+      body();
+    });
+    t.join();
+  };
+  // Catch2's assertions are not for other threads: each thread's result is checked here.
+  std::vector<bool> sent;
+  std::vector<std::optional<int>> got;
+  named("pump-1", [&] { sent.push_back(ch.try_send(1).accepted()); });
+  named("pump-2", [&] { sent.push_back(ch.send(2).accepted()); });
+  named("pump-2", [&] { sent.push_back(ch.try_send(3).accepted()); });
+  CHECK(sent == std::vector<bool>{true, true, true});
+  REQUIRE(ch.try_receive() == 0);
+  named("drain-7", [&] { got.push_back(ch.try_receive()); });
+  named("drain-12", [&] { got.push_back(ch.receive()); });
+  named("audit", [&] { got.push_back(ch.try_receive()); });
+  CHECK(got == std::vector<std::optional<int>>{1, 2, 3});
+
+  const json::value map = json::parse(stallscope::service_map_json());
+  const json::object& c = entry(map, "channels", "map-thread-peers");
+  // A pool's numbered threads are one user, "thread pump-*", however many run.
+  CHECK(strings(c.at("senders").at("threads")) == Names{"thread", "thread pump-*"});
+  CHECK(c.at("senders").at("tasks").as_array().empty());
+  CHECK(strings(c.at("receivers").at("threads")) ==
+        Names{"thread", "thread audit", "thread drain-*"});
+  CHECK(c.at("senders").at("more") == 0);
+  CHECK(c.at("receivers").at("more") == 0);
+  CHECK_THAT(stallscope::service_map_html(), Contains("thread drain-*"));
 }
 
 TEST_CASE("code of a task run inline inside another task's slice is that task's", "[map]") {

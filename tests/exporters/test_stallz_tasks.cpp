@@ -214,3 +214,31 @@ TEST_CASE("the task dump's JSON stays valid and its page escaped for hostile str
   // The name's link: percent-encoded, then escaped for the attribute.
   CHECK_THAT(html, Contains("href=\"tasks?name=%3Cscript%3Ealert%28%27x%27%29"));
 }
+
+TEST_CASE("a suspended task shows its Asio operation, or how to see it", "[stallz][tasks]") {
+  stallscope::TaskDump dump;
+  dump.live = 2;
+  stallscope::TaskInfo known;
+  known.id = 1;
+  known.name = "reader";
+  known.state = stallscope::TaskRunState::kSuspended;
+  known.asio_op = "socket async_receive";
+  stallscope::TaskInfo unknown = known;
+  unknown.id = 2;
+  unknown.name = "sleeper";
+  unknown.asio_op.clear();
+  dump.tasks = {known, unknown};
+
+  for (const bool tracking : {false, true}) {
+    dump.asio_tracking = tracking;
+    const Json d = parse_json(stallscope::stallz_tasks_json(dump, {}));
+    CHECK(d["asio_tracking"].boolean == tracking);
+    CHECK(d["tasks"][0]["asio_op"].string == "socket async_receive");
+    CHECK(d["tasks"][1]["asio_op"].is_null());
+    const std::string html = stallscope::stallz_tasks_html(dump, {});
+    CHECK_THAT(html, Contains("Asio: socket async_receive"));
+    // Without the opt-in the page says how to get the operation; with it, that none is known.
+    CHECK((html.find("-DSTALLSCOPE_ASIO_TRACKING=ON") != std::string::npos) == !tracking);
+    CHECK((html.find("no Asio operation outstanding") != std::string::npos) == tracking);
+  }
+}

@@ -8,7 +8,8 @@
 /// executor thread, ready and queued for one, waiting at a stallscope wait point (an AsyncMutex,
 /// a Semaphore, a Channel send or receive, a BlockingPool job, or a stallscope lock that blocks
 /// the thread running its slice), or suspended on something stallscope does not instrument (a
-/// timer, a socket, another library's operation). The Agent serves this as /stallz/tasks and
+/// timer, a socket, another library's operation: built with STALLSCOPE_ASIO_TRACKING=ON, the
+/// dump names the Asio operation). The Agent serves this as /stallz/tasks and
 /// /stallz/tasks.json. Thread-safe. The dump reads each registry shard 32 tasks at a time under
 /// that shard's lock, so a spawn or exit waits a few microseconds at most; 10,000 tasks take
 /// about a millisecond (bench/README.md, "Task dump"). A task beyond the slot table's 16 million
@@ -49,6 +50,10 @@ struct TaskInfo {
   std::string wait_op;
   /// kWaiting on a lock inside a slice: the executor thread itself is blocked.
   bool blocks_thread = false;
+  /// kSuspended: the Asio operation it awaits, in Asio's words ("deadline_timer async_wait",
+  /// "socket async_receive"); "" when not known. Only built with STALLSCOPE_ASIO_TRACKING=ON
+  /// (stallscope/asio_tracking.hpp); TaskDump::asio_tracking says whether it was.
+  std::string asio_op;
   bool cancel_requested = false;
   double cancelled_seconds_ago = 0;  ///< when cancel_requested
 };
@@ -67,6 +72,7 @@ struct TaskDump {
   std::array<std::size_t, kTaskRunStates> by_state{};  ///< live tasks per TaskRunState
   std::size_t cancel_requested = 0;                    ///< live tasks whose cancel was requested
   double dump_seconds = 0;                             ///< how long dump_tasks() took
+  bool asio_tracking = false;  ///< built with STALLSCOPE_ASIO_TRACKING=ON: asio_op is known
   /// The tasks that match the filter, longest in their state first (the longest wait on top).
   std::vector<TaskInfo> tasks;
 };

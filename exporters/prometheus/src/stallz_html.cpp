@@ -302,13 +302,16 @@ std::string task_query(const TaskFilter& f) {
   return q;
 }
 
-std::string wait_target(const TaskInfo& t) {
+std::string wait_target(const TaskInfo& t, bool asio_tracking) {
   switch (t.state) {
     case TaskRunState::kWaiting:
       return fmt::format("{}/{}/{}{}", t.wait_kind, t.wait_resource, t.wait_op,
                          t.blocks_thread ? " (blocks its executor thread)" : "");
     case TaskRunState::kSuspended:
-      return "not instrumented (a timer, a socket, ...)";
+      if (!t.asio_op.empty()) return "Asio: " + t.asio_op;
+      return asio_tracking ? "not instrumented (no Asio operation outstanding)"
+                           : "not instrumented by stallscope (build with "
+                             "-DSTALLSCOPE_ASIO_TRACKING=ON to see the Asio operation)";
     case TaskRunState::kQueued:
       return "an executor thread";
     case TaskRunState::kRunning:
@@ -387,7 +390,7 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
     h.raw("<td class=\"state\"><span data-state=\"").text(state).raw("\">").text(state);
     h.raw("</span></td>");
     h.td(fmt_seconds(t.state_seconds), "n");
-    h.td(wait_target(t), t.state == TaskRunState::kWaiting ? "name" : nullptr);
+    h.td(wait_target(t, d.asio_tracking), t.state == TaskRunState::kWaiting ? "name" : nullptr);
     h.td(t.group_id == 0   ? std::string(kDash)
          : t.group.empty() ? fmt::format("#{}", t.group_id)
                            : fmt::format("{} (#{})", t.group, t.group_id),

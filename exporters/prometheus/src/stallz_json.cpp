@@ -116,6 +116,7 @@ std::string stallz_tasks_json(const TaskDump& d, const TaskFilter& f) {
     o.put("version", STALLSCOPE_VERSION_STRING);
     fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", d.unix_time);
     o.put("dump_seconds", d.dump_seconds, "live", d.live);
+    boolean(o.key("asio_tracking"), d.asio_tracking);
     {
       JsonObject s(o.key("by_state"));
       for (std::size_t i = 0; i < kTaskRunStates; ++i) {
@@ -147,6 +148,8 @@ std::string stallz_tasks_json(const TaskDump& d, const TaskFilter& f) {
         w.put("kind", t.wait_kind, "resource", t.wait_resource, "op", t.wait_op);
         boolean(w.key("blocks_thread"), t.blocks_thread);
       });
+      null_or(x.key("asio_op"), !t.asio_op.empty(),
+              [&](std::string& v) { json_string(v, t.asio_op); });
       boolean(x.key("cancel_requested"), t.cancel_requested);
       null_or(x.key("cancelled_seconds_ago"), t.cancel_requested,
               [&](std::string& v) { json_value(v, t.cancelled_seconds_ago); });

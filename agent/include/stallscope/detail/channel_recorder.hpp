@@ -113,18 +113,16 @@ class ChannelSite {
   // --- called by the channel under its own mutex ---
   // The item was handed to a receiver that had waited `idle_ns` on an empty channel.
   void handed_off(Lane lane, std::int64_t idle_ns) noexcept {
-    if (bump_sampled(ChannelSeries::kHandoff + lane_index(lane))) [[unlikely]]
-      note_sender_cold(lane);
+    bump(ChannelSeries::kHandoff + lane_index(lane));
     record(recv_idle_cell_, idle_ns);
   }
   // The item was queued without waiting.
-  void queued(Lane lane) noexcept {
-    if (bump_sampled(ChannelSeries::kQueued + lane_index(lane))) [[unlikely]]
-      note_sender_cold(lane);
-  }
-  // A receiver took an item that had been queued for `ns`.
+  void queued(Lane lane) noexcept { bump(ChannelSeries::kQueued + lane_index(lane)); }
+  // The calling thread (or task) took an item that had been queued for `ns`; noted as a
+  // receiver when it is not the object's last one.
   void taken(Lane lane, std::int64_t ns) noexcept {
-    if (bump_sampled(ChannelSeries::kTaken + lane_index(lane))) [[unlikely]]
+    bump(ChannelSeries::kTaken + lane_index(lane));
+    if (current_user_key() != last_recv_user_) [[unlikely]]
       note_receiver_cold();
     record(queue_time_cell_, ns);
   }
@@ -153,17 +151,15 @@ class ChannelSite {
     oldest_send_since_.store(oldest_since_ns, std::memory_order_relaxed);
   }
   void recv_waiters(std::size_t n) noexcept { recv_waiters_.store(n, std::memory_order_relaxed); }
-  // A data-lane send: notes the sending task (when the thread is inside a task slice). The
-  // common case, the same task as last time, is a thread-local load and two compares.
+  // A data-lane send: notes the sender (the task whose slice runs, or else the thread) when it is
+  // not the object's last one. The common case, the same sender as last time, is a thread-local
+  // load and two compares.
   void data_sender() noexcept {
-    if (const SliceContext* sc = tls_slice) {
-      if (sc->series != last_send_user_) [[unlikely]]
-        note_sender_cold(Lane::kData);
-    }
+    if (current_user_key() != last_send_user_) [[unlikely]]
+      note_sender_cold(Lane::kData);
   }
-  // The live map's users besides the sending tasks above (service_map.hpp): a sender or receiver
-  // that waits is always noted; one that does not, on the first and then every 64th fast send
-  // (queued or handed off) or receive of the object, so the fast paths pay one test.
+  // The live map's users besides the senders and takers above (service_map.hpp): a sender or
+  // receiver that waits is always noted.
   void waiting_sender() noexcept { note_sender_cold(Lane::kData); }
   void waiting_receiver() noexcept { note_receiver_cold(); }
   // The options the live map shows: the overflow policy and the control lane's capacity.
@@ -179,19 +175,12 @@ class ChannelSite {
  private:
   friend class ChannelSeries;
   void note_sender(const TaskSeries* task) noexcept;
-  // A data-lane sender (control-lane sends are not senders: sampled ones are ignored here).
+  // A data-lane sender (control-lane sends are not senders: those are ignored here).
   [[gnu::cold]] void note_sender_cold(Lane lane) noexcept;
   [[gnu::cold]] void note_receiver_cold() noexcept;
   // Adds this site's sender tasks not in `set` yet, keeping it at most kMaxSenderTasks long.
   void add_senders_to(std::vector<const TaskSeries*>& set) const;
   static std::uint32_t lane_index(Lane l) noexcept { return static_cast<std::uint32_t>(l); }
-  // bump(i), true for the object's first and then every 64th count of cell i.
-  bool bump_sampled(std::uint32_t i) noexcept {
-    Cell& c = cells_[i];
-    const std::uint64_t v = c.load(std::memory_order_relaxed);
-    c.store(v + 1, std::memory_order_relaxed);
-    return (v & 63) == 0;
-  }
   void bump(std::uint32_t i, std::uint64_t delta = 1) noexcept {
     Cell& c = cells_[i];
     c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
@@ -229,8 +218,10 @@ class ChannelSite {
   // Data-lane sender tasks: [0, sender_count_) are set (each before the count that covers it).
   std::atomic<std::uint32_t> sender_count_{0};
   std::atomic<const TaskSeries*> senders_[ChannelSeries::kMaxSenderTasks] = {};
-  // The last sending task noted, under the channel's mutex like every call.
-  const TaskSeries* last_send_user_ = nullptr;
+  // The last sender and receiver noted (current_user_key(): a task's series or a thread), under
+  // the channel's mutex like every call.
+  const void* last_send_user_ = nullptr;
+  const void* last_recv_user_ = nullptr;
   friend class LiveList<ChannelSite>;
   LiveLink<ChannelSite> link_;
 };

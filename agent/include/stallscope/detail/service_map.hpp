@@ -52,12 +52,20 @@ class UserSet {
   std::unordered_set<std::uint32_t> more_;
 };
 
+// This thread's user id (kThreadUser | the index of its name) once looked up; 0 before.
+extern constinit thread_local std::uint32_t tls_thread_user;
+// Looks this thread's user id up (once per thread: its name, under the names' mutex).
+std::uint32_t thread_user() noexcept;
 // The key of the calling user for a site's last-user cache: the running task's series, or this
-// thread (the address of a thread-local).
-extern constinit thread_local char tls_thread_key;
+// thread's user id, made odd so that it is never a series' address. The id, not the thread's
+// identity: a thread that reuses an exited thread's thread-local storage is still told apart,
+// and the numbered threads of one pool (one name in the map) share a key.
 [[gnu::always_inline]] inline const void* current_user_key() noexcept {
   if (const SliceContext* sc = tls_slice) return sc->series;
-  return &tls_thread_key;
+  std::uint32_t u = tls_thread_user;
+  if (u == 0) [[unlikely]]
+    u = thread_user();
+  return reinterpret_cast<const void*>((static_cast<std::uintptr_t>(u) << 1) | 1u);
 }
 void note_user_slow(UserSet& set, std::atomic<const void*>& last, const void* key) noexcept;
 

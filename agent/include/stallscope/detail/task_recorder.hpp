@@ -130,6 +130,7 @@ struct RawTask {
   std::uint32_t wait_len = 0;
   TaskWaitOp wait_op = TaskWaitOp::kNone;
   const void* running_on = nullptr;  // a ThreadShard
+  const AsioOpName* asio = nullptr;  // the Asio operation it awaits (asio_tracking.hpp)
   TaskBinding binding;
 };
 

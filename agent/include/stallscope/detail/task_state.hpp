@@ -16,6 +16,10 @@
 // writes of one state almost never agree by accident. A handle checked against the generation
 // just before its slot is freed and reused can still write one stale status into the next task
 // of that slot; the next transition of that task overwrites it (see README, "Task dump").
+// The Asio operation fields follow the same pattern: asio_what (relaxed), then asio_op
+// (release); the dump loads asio_op (acquire), then asio_what, and keeps them only when asio_op
+// reads the same again. Its completion compare-exchanges asio_op back to null only while it
+// still names that operation, so a later operation's names are never cleared by an earlier one.
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -63,6 +67,14 @@ enum class TaskWaitOp : std::uint8_t {
   kJob,      // BlockingPool::async_run: the job queued or running
 };
 
+// An Asio operation a task started (Asio's own names for it, as its handler tracking prints them:
+// "deadline_timer" and "async_wait", "socket" and "async_receive"): interned by asio_op_name(),
+// never freed, so a slot can point at one for ever.
+struct AsioOpName {
+  const char* object;
+  const char* op;
+};
+
 // A task's state, in the low 2 bits of TaskSlot::status (the time it was entered above them).
 enum class TaskPhase : std::uint8_t { kQueued = 0, kRunning = 1, kWaiting = 2, kSuspended = 3 };
 
@@ -74,7 +86,13 @@ struct alignas(64) TaskSlot {
   std::atomic<TaskWaitOp> wait_op{TaskWaitOp::kNone};
   std::atomic<const void*> running_on{nullptr};  // the ThreadShard of the thread running it
   std::uint32_t next_free = 0;  // index + 1 of the next free slot; the owning shard's lock
+  // The last Asio operation the task started and that has not completed (asio_tracking.hpp):
+  // the operation object (an identity only, never dereferenced) and its names. Null without the
+  // opt-in.
+  std::atomic<const void*> asio_op{nullptr};
+  std::atomic<const AsioOpName*> asio_what{nullptr};
 };
+static_assert(sizeof(TaskSlot) == 64, "a slot is one cache line");
 
 inline constexpr std::uint32_t kTaskSlotBits = 10;  // 1,024 slots (64 KiB) a chunk
 inline constexpr std::uint32_t kTaskSlotChunks = 16384;
@@ -132,6 +150,49 @@ void task_waits(TaskWaitOp op, const Site& site, std::int64_t since_ns) noexcept
 inline namespace off {
 template <class Site>
 void task_waits(TaskWaitOp, const Site&, std::int64_t) noexcept {}
+}  // namespace off
+#endif
+
+// --- the Asio operation a suspended task awaits (opt-in: asio_tracking.hpp) ---
+// The interned names of `object`'s operation `op` (string literals from Asio's headers);
+// a few pointer compares when seen before. Past 256 distinct pairs, one "asio operation" entry.
+const AsioOpName* asio_op_name(const char* object, const char* op) noexcept;
+// Whether any translation unit of the program was built with asio_tracking.hpp (set before
+// main() by the header's static initializer): the task dump says how to turn it on otherwise.
+void note_asio_tracking() noexcept;
+bool asio_tracking() noexcept;
+
+#if STALLSCOPE_ENABLED
+// Asio created operation `op` (any object whose address identifies it until it completes) of
+// `object`: when the calling thread runs a task's slice, that task now awaits it. Executor
+// hand-offs (post, dispatch, defer, execute) are not operations a task awaits and are skipped.
+// Outside tasks it costs a thread-local load.
+inline std::uint64_t asio_op_started(const void* op_id, const char* object,
+                                     const char* op) noexcept {
+  const std::uint64_t t = tls_task;
+  if (t == 0) return 0;
+  if (op[0] != 'a' || op[1] != 's' || op[2] != 'y' || op[3] != 'n' || op[4] != 'c' ||
+      op[5] != '_') {
+    return 0;
+  }
+  TaskSlot* s = live_task_slot(t);
+  if (s == nullptr) return 0;
+  s->asio_what.store(asio_op_name(object, op), std::memory_order_relaxed);
+  s->asio_op.store(op_id, std::memory_order_release);
+  return t;
+}
+// The operation `op_id` that task `task` (asio_op_started's result; 0: none) started completed
+// (or was destroyed): the task no longer awaits it, unless it started another since.
+inline void asio_op_done(std::uint64_t task, const void* op_id) noexcept {
+  if (task == 0) return;
+  if (TaskSlot* s = live_task_slot(task)) {
+    s->asio_op.compare_exchange_strong(op_id, nullptr, std::memory_order_relaxed);
+  }
+}
+#else
+inline namespace off {
+inline std::uint64_t asio_op_started(const void*, const char*, const char*) noexcept { return 0; }
+inline void asio_op_done(std::uint64_t, const void*) noexcept {}
 }  // namespace off
 #endif
 

@@ -30,16 +30,18 @@ TaskFilter parse_task_filter(std::string_view query);
 /// The dump as one JSON object:
 ///
 ///   {"version": "0.1.0", "unix_time": 1764134137.5, "dump_seconds": 0.0011,
-///    "live": 3, "by_state": {"running": 0, "queued": 1, "waiting": 1, "suspended": 1},
-///    "cancel_requested": 1, "filter": {"name": null, "state": null, "cancelled": null},
-///    "tasks": [{"id": 17, "name": "worker", "group": {"id": 2, "name": "workers"},
+///    "live": 3, "asio_tracking": false, "by_state": {"running": 0, "queued": 1, "waiting": 1,
+///    "suspended": 1}, "cancel_requested": 1, "filter": {"name": null, "state": null, "cancelled":
+///    null}, "tasks": [{"id": 17, "name": "worker", "group": {"id": 2, "name": "workers"},
 ///               "token_path": "server/workers", "age_seconds": 12.5, "state": "waiting",
 ///               "state_seconds": 12.4,
 ///               "waiting_on": {"kind": "async_lock", "resource": "ledger", "op": "exclusive",
 ///                              "blocks_thread": false},
-///               "cancel_requested": true, "cancelled_seconds_ago": 3.1}]}
+///               "asio_op": null, "cancel_requested": true, "cancelled_seconds_ago": 3.1}]}
 ///
-/// `group`, `token_path` and `waiting_on` are null when there is none; tasks come longest in
+/// `group`, `token_path` and `waiting_on` are null when there is none; `asio_op` names the Asio
+/// operation a suspended task awaits ("socket async_receive") when `asio_tracking` is true
+/// (STALLSCOPE_ASIO_TRACKING=ON), null otherwise; tasks come longest in
 /// their state first. Every string is escaped, `<`, `>`, `&` and `'` included.
 std::string stallz_tasks_json(const TaskDump& dump, const TaskFilter& filter);
 
