@@ -151,7 +151,7 @@ TEST_CASE("a send that waits on a full Channel is sampled; receives are not",
   stallscope::spawn(
       io.get_executor(), "chan-sender",
       [&ch]() -> asio::awaitable<void> {
-        for (int i = 1; i <= 2; ++i) co_await ch.async_send(i);
+        for (int i = 1; i <= 2; ++i) (void)co_await ch.async_send(i);
       },
       asio::detached);
   std::thread runner([&] { io.run(); });
