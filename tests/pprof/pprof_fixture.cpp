@@ -92,15 +92,20 @@ void poll_until(std::string_view resource, std::size_t n) {
 
 // An AsyncMutex locked from a thread: its release hands the permit to the queued waiter, and the
 // profile blames this function with that wait.
-[[gnu::noinline]] void pprof_async_holder() {
-  async_mu.lock();
-  std::thread waiter(pprof_async_waiter);
+// Returns 20 ms after a waiter queued on the permit primitive `resource`.
+void hold_once_queued(std::string_view resource) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!queued_on("pprof-async", 1)) {
+  while (!queued_on(resource, 1)) {
     if (std::chrono::steady_clock::now() > deadline) std::exit(1);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+[[gnu::noinline]] void pprof_async_holder() {
+  async_mu.lock();
+  std::thread waiter(pprof_async_waiter);
+  hold_once_queued("pprof-async");
   async_mu.unlock();
   waiter.join();
 }
@@ -120,12 +125,7 @@ void pprof_coroutine_wait() {
       io.get_executor(), "pprof-co", [] { return pprof_async_lock_waiter(); },
       boost::asio::detached);
   std::thread runner([&] { io.run(); });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!queued_on("pprof-async-co", 1)) {
-    if (std::chrono::steady_clock::now() > deadline) std::exit(1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  hold_once_queued("pprof-async-co");
   co_mu.unlock();
   runner.join();
 }
