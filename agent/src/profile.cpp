@@ -87,7 +87,8 @@ _Unwind_Reason_Code unwind_one(_Unwind_Context* ctx, void* arg) {
 
 // --- sampling --------------------------------------------------------------------------------
 
-std::uint64_t next_random() noexcept {
+// Inlined (as sample_weight): they run on every contended wait and every task resumption.
+[[gnu::always_inline]] inline std::uint64_t next_random() noexcept {
   constinit thread_local std::uint64_t x = 0;
   if (x == 0) x = static_cast<std::uint64_t>(now_ns()) | 1;  // differs between threads
   x ^= x << 13;
@@ -101,7 +102,7 @@ struct Weight {
   double delay_ns = 0;
 };
 
-Weight sample_weight(std::int64_t delay_ns) noexcept {
+[[gnu::always_inline]] inline Weight sample_weight(std::int64_t delay_ns) noexcept {
   if (delay_ns <= 0) return {};
   const auto d = static_cast<double>(delay_ns);
   switch (static_cast<ProfileRate::Mode>(g_mode.load(std::memory_order_relaxed))) {
