@@ -242,3 +242,36 @@ TEST_CASE("task resumptions' scheduling delays are label-only block samples",
   CHECK(count <= static_cast<double>(h->count));
   CHECK(delay * 1e-9 == Approx(h->sum).epsilon(1e-6));
 }
+
+TEST_CASE("by delay, async waits longer than the rate are each kept once at their own delay",
+          "[profile][semaphore]") {
+  const stallscope::ProfileRate before = stallscope::profile_rate();
+  stallscope::set_profile_rate(stallscope::ProfileRate::by_delay(std::chrono::microseconds(1)));
+  const std::string name = unique_name("prof-sem-delay");
+  stallscope::Semaphore sem(name, 1);
+  asio::io_context io;
+  auto held = sem.acquire();
+  for (int i = 0; i < 3; ++i) {
+    stallscope::spawn(
+        io.get_executor(), "sem-delay",
+        [&sem]() -> asio::awaitable<void> {
+          auto permit = co_await sem.async_acquire();
+          co_return;
+        },
+        asio::detached);
+  }
+  std::thread runner([&] { io.run(); });
+  REQUIRE(eventually([&] { return in_progress_count(name, 3); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // each waits well over the rate
+  held.release();
+  runner.join();
+  stallscope::set_profile_rate(before);
+
+  const std::vector<ProfileSample> ended = block_samples(name, false);
+  CHECK(total(ended, &ProfileSample::count) == 3);  // weight 1 each: q = p = 1
+  // The delays are the waits themselves: the wait histogram's sum (its zero waits add nothing).
+  const auto h = histogram("stallscope_wait_seconds",
+                           {{"kind", "semaphore"}, {"resource", name}, {"op", "acquire"}});
+  REQUIRE(h);
+  CHECK(total(ended, &ProfileSample::delay_ns) * 1e-9 == Approx(h->sum).epsilon(1e-6));
+}

@@ -72,7 +72,8 @@ struct ProfileSample {
 /// progress now, each with its age and, where it could be read, its stack (README): lock waits
 /// from the waiting threads' slots, AsyncMutex/Semaphore waits and Channel sends from the
 /// primitives' own queues (the deadlock detector's wait-for graph), with the stack captured at
-/// the wait's start when it was drawn for sampling. Takes no lock that user code can hold, so it
+/// the wait's start when it was drawn for sampling (pool jobs still queued and scheduling delays
+/// are not listed in progress). Takes no lock that user code can hold, so it
 /// answers while the application is deadlocked. Never blocks for more than ~100 ms (the
 /// in-progress stacks are read from the waiting threads).
 ///
