@@ -147,7 +147,6 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     return out;
   }
 
-  // Completes `handler` with (error_code, Result) on its associated executor, never inline.
   // Whether an acquisition now would likely queue (a hint, read without the mutex).
   bool may_queue() const noexcept { return rec_.full(); }
   // The block profile's draw for an acquisition that may queue, made by the caller (whose
@@ -158,6 +157,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     return t;
   }
 
+  // Completes `handler` with (error_code, Result) on its associated executor, never inline.
+  // `ticket`: the caller's draw for the block profile, if it made one.
   template <class Result, class Handler>
   void async_acquire(Handler handler, WaitTicket ticket = {}) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
