@@ -53,6 +53,12 @@ double total(const std::vector<ProfileSample>& xs, double ProfileSample::*field)
   return sum;
 }
 
+// Three tasks named `task` on `io`, each running `body`.
+template <class Body>
+void spawn_three(asio::io_context& io, const char* task, Body body) {
+  for (int i = 0; i < 3; ++i) stallscope::spawn(io.get_executor(), task, body, asio::detached);
+}
+
 bool in_progress_count(const std::string& resource, std::size_t n) {
   return block_samples(resource, true).size() == n;
 }
@@ -68,15 +74,8 @@ TEST_CASE(
   stallscope::AsyncMutex mu(name);
   asio::io_context io;
   mu.lock();  // held by this thread: the tasks queue
-  for (int i = 0; i < 3; ++i) {
-    stallscope::spawn(
-        io.get_executor(), "alock-waiter",
-        [&mu]() -> asio::awaitable<void> {
-          auto guard = co_await mu.async_lock();
-          co_return;
-        },
-        asio::detached);
-  }
+  spawn_three(io, "alock-waiter",
+              [&mu]() -> asio::awaitable<void> { auto guard = co_await mu.async_lock(); });
   std::thread runner([&] { io.run(); });
   REQUIRE(eventually([&] { return in_progress_count(name, 3); }));
   for (const ProfileSample& s : block_samples(name, true)) {
@@ -251,15 +250,8 @@ TEST_CASE("by delay, async waits longer than the rate are each kept once at thei
   stallscope::Semaphore sem(name, 1);
   asio::io_context io;
   auto held = sem.acquire();
-  for (int i = 0; i < 3; ++i) {
-    stallscope::spawn(
-        io.get_executor(), "sem-delay",
-        [&sem]() -> asio::awaitable<void> {
-          auto permit = co_await sem.async_acquire();
-          co_return;
-        },
-        asio::detached);
-  }
+  spawn_three(io, "sem-delay",
+              [&sem]() -> asio::awaitable<void> { auto permit = co_await sem.async_acquire(); });
   std::thread runner([&] { io.run(); });
   REQUIRE(eventually([&] { return in_progress_count(name, 3); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(2));  // each waits well over the rate
