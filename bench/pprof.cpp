@@ -4,18 +4,22 @@
 //   stallscope-bench-pprof OUT_DIR [SECONDS]
 //
 // 1. Sample cost: the recorder's wait-end call with every event sampled (stack captured and
-//    aggregated) against the same call with sampling off, side by side, from the same stack.
+//    aggregated) against the same call with sampling off, side by side, from the same stack;
+//    the same for an async wait (the draw at the call, which captures, and the end, which
+//    aggregates: profile_hooks.hpp).
 // 2. A planted slow site: four threads take the lock "planted" from eleven call sites in turn;
 //    ten hold it about 2 us, one (planted_slow_site) about 2 ms. At the default rate for SECONDS
 //    (default 3). Writes OUT_DIR/mutex.pb.gz, block.pb.gz (pprof_profile) and metrics.txt.
 #include "stallscope/pprof.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "families.hpp"
@@ -75,6 +79,36 @@ template <int Depth>
   }
 }
 
+template <int Depth>
+[[gnu::noinline]] double time_async_waits(const stallscope::detail::Series* s, int n) {
+  if constexpr (Depth > 0) {
+    return time_async_waits<Depth - 1>(s, n);
+  } else {
+    stallscope::detail::WaitHint hint;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      stallscope::detail::WaitTicket ticket;
+      ticket.draw(hint);
+      ticket.end(hint, s, stallscope::detail::kOpAcquire, 1'000'000);
+    }
+    return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / n;
+  }
+}
+
+// The best of five rounds of `timed` (ns per call) with every event sampled, and with sampling
+// off, alternating.
+template <class Timed>
+std::pair<double, double> sampled_and_not(Timed timed) {
+  double on = 1e18, off = 1e18;
+  for (int round = 0; round < 5; ++round) {
+    stallscope::set_profile_rate(stallscope::ProfileRate::events(1));
+    on = std::min(on, timed());
+    stallscope::set_profile_rate(stallscope::ProfileRate::off());
+    off = std::min(off, timed());
+  }
+  return {on, off};
+}
+
 void write(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
@@ -93,14 +127,11 @@ int main(int argc, char** argv) {
   const auto* series = &stallscope::detail::series_of<stallscope::detail::LockSeries>(
       stallscope::ResourceKind::kLock, "bench-sample-cost");
   const stallscope::ProfileRate rate = stallscope::profile_rate();
-  double on = 1e18, off = 1e18;
-  for (int round = 0; round < 5; ++round) {
-    stallscope::set_profile_rate(stallscope::ProfileRate::events(1));
-    on = std::min(on, time_wait_ends<12>(series, 20'000));
-    stallscope::set_profile_rate(stallscope::ProfileRate::off());
-    off = std::min(off, time_wait_ends<12>(series, 20'000));
-  }
+  const auto [on, off] = sampled_and_not([&] { return time_wait_ends<12>(series, 20'000); });
   std::printf("sample_ns %.0f\nnot_sampled_ns %.1f\n", on - off, off);
+  const auto [async_on, async_off] =
+      sampled_and_not([&] { return time_async_waits<12>(series, 20'000); });
+  std::printf("async_sample_ns %.0f\nasync_not_sampled_ns %.1f\n", async_on - async_off, async_off);
   stallscope::set_profile_rate(rate);
 
   // 2. The planted slow site, at the rate the environment gives (the default unless set).

@@ -24,7 +24,9 @@
 #include <csignal>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -36,15 +38,18 @@
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/detail/task_recorder.hpp"
+#include "stallscope/detail/waitfor.hpp"
+#include "stallscope/registry.hpp"
 
 namespace stallscope {
 
 namespace {
 
-// By op index: the lock ops (LockOp), then a semaphore's acquisition.
-constexpr std::string_view kOpNames[3] = {"exclusive", "shared", "acquire"};
-constexpr std::uint32_t kAcquire = 2;
-constexpr int kMaxFrames = 48;
+// By op index (profile_hooks.hpp): the lock ops (LockOp), then the async primitives' waits.
+constexpr std::string_view kOpNames[6] = {"exclusive", "shared", "acquire",
+                                          "send",      "queue",  "schedule"};
+using detail::kOpAcquire;
+constexpr int kMaxFrames = detail::kProfileFrames;
 // Distinct (stack, resource, op, task) rows kept per profile; further ones are dropped (counted).
 constexpr std::size_t kMaxRows = 20'000;
 
@@ -82,7 +87,8 @@ _Unwind_Reason_Code unwind_one(_Unwind_Context* ctx, void* arg) {
 
 // --- sampling --------------------------------------------------------------------------------
 
-std::uint64_t next_random() noexcept {
+// Inlined (as sample_weight): they run on every contended wait and every task resumption.
+[[gnu::always_inline]] inline std::uint64_t next_random() noexcept {
   constinit thread_local std::uint64_t x = 0;
   if (x == 0) x = static_cast<std::uint64_t>(now_ns()) | 1;  // differs between threads
   x ^= x << 13;
@@ -96,7 +102,7 @@ struct Weight {
   double delay_ns = 0;
 };
 
-Weight sample_weight(std::int64_t delay_ns) noexcept {
+[[gnu::always_inline]] inline Weight sample_weight(std::int64_t delay_ns) noexcept {
   if (delay_ns <= 0) return {};
   const auto d = static_cast<double>(delay_ns);
   switch (static_cast<ProfileRate::Mode>(g_mode.load(std::memory_order_relaxed))) {
@@ -157,11 +163,11 @@ const detail::Series* current_task() noexcept {
   return sc != nullptr ? sc->series : nullptr;
 }
 
-void record(ProfileType type, const detail::Series* series, std::uint32_t op, Weight w,
-            const std::uintptr_t* pcs, int n) noexcept {
+void record(ProfileType type, const detail::Series* series, const detail::Series* task,
+            std::uint32_t op, Weight w, const std::uintptr_t* pcs, int n) noexcept {
   Key k;
   k.series = series;
-  k.task = current_task();
+  k.task = task;
   k.op = op;
   k.n = static_cast<std::uint32_t>(n);
   std::copy(pcs, pcs + n, k.pcs);
@@ -185,7 +191,11 @@ void sample(ProfileType type, const detail::Series* series, std::uint32_t op,
   if (w.count == 0) return;
   std::uintptr_t pcs[kMaxFrames];
   const int n = capture(pcs);
-  record(type, series, op, w, pcs, n);
+  record(type, series, current_task(), op, w, pcs, n);
+}
+
+double unit_random() noexcept {
+  return static_cast<double>(next_random() >> 11) * 0x1.0p-53;  // [0, 1)
 }
 
 // --- waits in progress -----------------------------------------------------------------------
@@ -330,6 +340,40 @@ std::vector<InProgress> waits_in_progress() {
   return out;
 }
 
+// The async primitives' waits in progress, from the wait-for graph (the primitives' own queues):
+// each with its age and, when the wait was drawn at its start, the stack captured then. Locks are
+// left out (their threads' slots list them above); so are channel receives (not waits for a
+// resource: an idle consumer) and waits whose waiter is not known (a callback with no
+// cancellation slot).
+void async_waits_in_progress(std::int64_t now, std::vector<ProfileSample>& out) {
+  const detail::WaitforBuilder g = detail::build_waitfor_graph();
+  for (const detail::WaitforBuilder::Node& n : g.nodes) {
+    for (const detail::WaitforBuilder::Wait& w : n.waits) {
+      const detail::WaitforBuilder::Resource& r = g.resources[w.res];
+      std::uint32_t op = 0;
+      if (r.kind == ResourceKind::kAsyncLock) {
+        op = detail::kOpExclusive;
+      } else if (r.kind == ResourceKind::kSemaphore) {
+        op = kOpAcquire;
+      } else if (r.kind == ResourceKind::kChannel && r.side == "send") {
+        op = detail::kOpSend;
+      } else {
+        continue;
+      }
+      ProfileSample s;
+      s.kind = std::string(to_string(r.kind));
+      s.resource = r.name;
+      s.op = std::string(kOpNames[op]);
+      if (n.task_series != 0) s.task = Registry::global().series_name(n.task_series);
+      s.pcs = w.pcs;
+      s.count = 1;
+      s.delay_ns = static_cast<double>(std::max<std::int64_t>(now - w.since_ns, 0));
+      s.in_progress = true;
+      out.push_back(std::move(s));
+    }
+  }
+}
+
 ProfileSample to_sample(const detail::Series* series, const detail::Series* task,
                         std::uint32_t op) {
   ProfileSample s;
@@ -403,6 +447,7 @@ std::vector<ProfileSample> profile_samples(ProfileType type) {
       s.in_progress = true;
       out.push_back(std::move(s));
     }
+    async_waits_in_progress(now, out);
   }
   return out;
 }
@@ -478,7 +523,70 @@ void profile_released(LockBlame& blame, const Series* series, std::uint32_t op) 
 
 void profile_granted(const Series* series, std::int64_t waited_ns) noexcept {
   const bool lock = series->kind() == ResourceKind::kAsyncLock;
-  sample(ProfileType::kMutex, series, lock ? 0 : kAcquire, waited_ns);
+  sample(ProfileType::kMutex, series, lock ? kOpExclusive : kOpAcquire, waited_ns);
+}
+
+AsyncStack* profile_async_draw(const WaitHint& hint) noexcept {
+  const auto mode = g_mode.load(std::memory_order_relaxed);
+  const std::int64_t rate = g_delay_ns.load(std::memory_order_relaxed);
+  double q = 1;
+  switch (static_cast<ProfileRate::Mode>(mode)) {
+    case ProfileRate::Mode::kOff:
+      return profile_not_sampled();
+    case ProfileRate::Mode::kEvents: {
+      const std::uint64_t every = g_every.load(std::memory_order_relaxed);
+      if (every > 1 && next_random() % every != 0) return profile_not_sampled();
+      q = 1.0 / static_cast<double>(every);
+      break;
+    }
+    case ProfileRate::Mode::kDelay: {
+      // Twice the last wait's share of the rate (profile.hpp, "Async waits"): at least the
+      // probability Go's rule gives a wait up to twice as long as the last one.
+      const std::int64_t last = hint.last_ns.load(std::memory_order_relaxed);
+      if (last > 0 && last < rate / 2) {
+        q = 2 * static_cast<double>(last) / static_cast<double>(rate);
+        if (unit_random() >= q) return profile_not_sampled();
+      }
+      break;
+    }
+  }
+  auto* s = new (std::nothrow) AsyncStack;
+  if (s == nullptr) return profile_not_sampled();
+  s->task = current_task();
+  s->q = q;
+  s->mode = mode;
+  s->rate_ns = rate;
+  s->n = capture(s->pcs);
+  return s;
+}
+
+void profile_async_end(AsyncStack* s, const Series* series, std::uint32_t op,
+                       std::int64_t waited_ns) noexcept {
+  const std::unique_ptr<AsyncStack> owned(s);
+  if (waited_ns <= 0) return;
+  const auto d = static_cast<double>(waited_ns);
+  double m = s->q;  // the probability this wait was kept with
+  if (static_cast<ProfileRate::Mode>(s->mode) == ProfileRate::Mode::kDelay) {
+    // Go's rule keeps the wait with p = min(1, d / rate); drawn with q at the call, it is kept
+    // now with min(1, p / q): in all, min(q, p), and weighted by its inverse.
+    const double p = std::min(1.0, d / static_cast<double>(s->rate_ns));
+    if (p < s->q && unit_random() >= p / s->q) return;
+    m = std::min(s->q, p);
+  }
+  record(ProfileType::kBlock, series, s->task, op, Weight{1 / m, d / m}, s->pcs, s->n);
+}
+
+void profile_async_discard(AsyncStack* s) noexcept { delete s; }
+
+void profile_waited(const Series* series, std::uint32_t op, std::int64_t waited_ns) noexcept {
+  sample(ProfileType::kBlock, series, op, waited_ns);
+}
+
+void profile_schedule(const Series* executor, const Series* task, std::int64_t delay_ns) noexcept {
+  const Weight w = sample_weight(delay_ns);
+  if (w.count == 0) return;
+  record(ProfileType::kBlock, executor != nullptr ? executor : task, task, kOpSchedule, w, nullptr,
+         0);
 }
 
 }  // namespace detail

@@ -64,9 +64,11 @@ void WaitforBuilder::holder(std::uint32_t res, Participant who, std::uint32_t ta
 }
 
 void WaitforBuilder::waiter(std::uint32_t res, Participant who, std::uint32_t task_series,
-                            std::int64_t since_ns, std::string_view op) {
+                            std::int64_t since_ns, std::string_view op,
+                            std::span<const std::uintptr_t> pcs) {
   if (who == kNoParticipant || who == kUnknownHolder) return;  // cannot be part of a cycle
-  nodes[node(who, task_series)].waits.push_back(Wait{res, since_ns, std::string(op)});
+  nodes[node(who, task_series)].waits.push_back(
+      Wait{res, since_ns, std::string(op), {pcs.begin(), pcs.end()}});
 }
 
 struct WaitforSources {

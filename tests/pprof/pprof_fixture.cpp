@@ -1,7 +1,8 @@
 // A program with known contention for pprof_test.mjs: a scripted two-thread schedule (one slow
-// holder, one waiter), busy contention on one lock from four threads, then a deadlock of two
-// threads. It serves the Agent on a free loopback port, prints {"port": N} and keeps the deadlock
-// until its standard input closes. The sampling rate comes from STALLSCOPE_PROFILE_RATE.
+// holder, one waiter), busy contention on one lock from four threads, a coroutine that waits on
+// an AsyncMutex, then a deadlock of two threads and a task stalled on a Semaphore. It serves the
+// Agent on a free loopback port, prints {"port": N} and keeps the deadlock until its standard input
+// closes. The sampling rate comes from STALLSCOPE_PROFILE_RATE.
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -12,11 +13,17 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "stallscope/agent.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/profile.hpp"
 #include "stallscope/registry.hpp"
 #include "stallscope/semaphore.hpp"
+#include "stallscope/task.hpp"
 
 namespace {
 
@@ -25,6 +32,8 @@ stallscope::Mutex busy_mu{"pprof-busy"};
 stallscope::Mutex dl1{"pprof-dl-1"};
 stallscope::Mutex dl2{"pprof-dl-2"};
 stallscope::AsyncMutex async_mu{"pprof-async"};
+stallscope::AsyncMutex co_mu{"pprof-async-co"};
+stallscope::Semaphore stall_sem{"pprof-stall-sem", 1};
 
 // Whether `n` threads or tasks queue on the permit primitive `resource` (its waiters gauge).
 bool queued_on(std::string_view resource, double n) {
@@ -83,17 +92,42 @@ void poll_until(std::string_view resource, std::size_t n) {
 
 // An AsyncMutex locked from a thread: its release hands the permit to the queued waiter, and the
 // profile blames this function with that wait.
-[[gnu::noinline]] void pprof_async_holder() {
-  async_mu.lock();
-  std::thread waiter(pprof_async_waiter);
+// Returns 20 ms after a waiter queued on the permit primitive `resource`.
+void hold_once_queued(std::string_view resource) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!queued_on("pprof-async", 1)) {
+  while (!queued_on(resource, 1)) {
     if (std::chrono::steady_clock::now() > deadline) std::exit(1);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+[[gnu::noinline]] void pprof_async_holder() {
+  async_mu.lock();
+  std::thread waiter(pprof_async_waiter);
+  hold_once_queued("pprof-async");
   async_mu.unlock();
   waiter.join();
+}
+
+// Coroutines: the block profile's stack of their waits is the one at the co_await.
+boost::asio::awaitable<void> pprof_async_lock_waiter() { auto guard = co_await co_mu.async_lock(); }
+
+boost::asio::awaitable<void> pprof_stalled_acquirer() {
+  auto permit = co_await stall_sem.async_acquire();
+}
+
+// A task queues on co_mu, held by this thread for 20 ms.
+void pprof_coroutine_wait() {
+  boost::asio::io_context io;
+  co_mu.lock();
+  stallscope::spawn(
+      io.get_executor(), "pprof-co", [] { return pprof_async_lock_waiter(); },
+      boost::asio::detached);
+  std::thread runner([&] { io.run(); });
+  hold_once_queued("pprof-async-co");
+  co_mu.unlock();
+  runner.join();
 }
 
 [[gnu::noinline]] void pprof_busy_worker(int iterations) {
@@ -123,12 +157,22 @@ int main() {
   std::vector<std::thread> busy;
   for (int t = 0; t < 4; ++t) busy.emplace_back(pprof_busy_worker, 300);
   for (auto& t : busy) t.join();
+  pprof_coroutine_wait();
 
   static std::barrier<> both(2);
   std::thread(pprof_deadlock_a, std::ref(both)).detach();
   std::thread(pprof_deadlock_b, std::ref(both)).detach();
   poll_until("pprof-dl-1", 1);
   poll_until("pprof-dl-2", 1);
+
+  // The scripted stall: a task waits for a permit this thread never gives back.
+  static auto held = stall_sem.acquire();
+  static boost::asio::io_context stall_io;
+  stallscope::spawn(
+      stall_io.get_executor(), "pprof-stalled", [] { return pprof_stalled_acquirer(); },
+      boost::asio::detached);
+  std::thread([] { stall_io.run(); }).detach();
+  poll_until("pprof-stall-sem", 1);
 
   stallscope::AgentOptions options;
   options.listen = "127.0.0.1:0";

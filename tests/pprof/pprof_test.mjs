@@ -100,7 +100,33 @@ try {
     assert.ok(w[0].frames[0].line > 0);
   }
 
+  // An async wait in progress: the task stalled on a Semaphore, listed from the semaphore's
+  // queue with its age; every event sampled, its stack is the coroutine's, captured at its call.
+  const stalled = block.samples.filter(
+    (s) => s.labels.resource === 'pprof-stall-sem' && s.labels.wait === 'in_progress');
+  assert.equal(stalled.length, 1, JSON.stringify(stalled));
+  assert.equal(stalled[0].labels.kind, 'semaphore');
+  assert.equal(stalled[0].labels.op, 'acquire');
+  assert.equal(stalled[0].labels.task, 'pprof-stalled');
+  assert.equal(stalled[0].count, 1);
+  assert.ok(stalled[0].delay > 0);
   if (mode === 'exact') {
+    assert.match(top(stalled[0]), /^pprof_stalled_acquirer\b/, JSON.stringify(stalled[0].frames));
+  }
+
+  if (mode === 'exact') {
+    // A coroutine's wait on an AsyncMutex: its stack starts in the coroutine's own function.
+    const co = ended(block, 'pprof-async-co');
+    assert.equal(co.length, 1, JSON.stringify(co));
+    assert.equal(co[0].labels.kind, 'async_lock');
+    assert.equal(co[0].labels.op, 'exclusive');
+    assert.equal(co[0].labels.task, 'pprof-co');
+    assert.equal(co[0].count, 1);
+    assert.ok(co[0].delay >= 20e6, `waited ${co[0].delay} ns`);
+    assert.match(top(co[0]), /^pprof_async_lock_waiter\b/, JSON.stringify(co[0].frames));
+    assert.match(co[0].frames[0].file, /pprof_fixture\.cpp$/);
+    assert.ok(co[0].frames[0].line > 0);  // the co_await's line
+
     // Holder blame on the scripted schedule: the release by pprof_slow_holder kept the waiter
     // waiting (>= 20 ms); the waiter's own stack is in the block profile, not the mutex one.
     const held = ended(mutex, 'pprof-blame');

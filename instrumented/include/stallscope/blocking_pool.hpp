@@ -94,9 +94,13 @@ class BlockingPool final {
                   "BlockingPool::run: fn must return void or a default constructible, movable "
                   "type (wrap it in std::optional)");
     using Signature = typename detail::CompletionSignature<std::exception_ptr, R>::type;
+    // The block profile draws here, in the caller's frames, when the job may queue.
+    detail::WaitTicket ticket;
+    if (core_->may_queue()) [[unlikely]]
+      ticket = core_->draw();
     return boost::asio::async_initiate<Token, Signature>(
-        [core = core_](auto handler, std::decay_t<Fn> f) {
-          detail::submit_job<R>(core, std::move(handler), std::move(f));
+        [core = core_, t = std::move(ticket)](auto handler, std::decay_t<Fn> f) mutable {
+          detail::submit_job<R>(core, std::move(handler), std::move(f), std::move(t));
         },
         token, std::forward<Fn>(fn));
   }

@@ -100,9 +100,13 @@ class Channel final {
   /// even when the send is cancelled (kCancelled) or the channel closes (kClosed).
   template <class Token = boost::asio::use_awaitable_t<>>
   auto async_send(T item, Token&& token = {}) {
+    // The block profile draws here, in the caller's frames, when the send may wait.
+    detail::WaitTicket ticket;
+    if (core_->may_queue()) [[unlikely]]
+      ticket = core_->draw();
     return boost::asio::async_initiate<Token, void(SendResult<T>)>(
-        [core = core_.get()](auto handler, T v) {
-          core->async_send(std::move(handler), std::move(v));
+        [core = core_.get(), t = std::move(ticket)](auto handler, T v) mutable {
+          core->async_send(std::move(handler), std::move(v), std::move(t));
         },
         token, std::move(item));
   }

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #if STALLSCOPE_ENABLED
 #include <atomic>
 #include <memory>
@@ -134,6 +135,17 @@ class ChannelSite {
   void merge_error() noexcept { bump(ChannelSeries::kMergeErrors); }
   void send_no_wait() noexcept { bump(ChannelSeries::kFastSend); }
   void send_waited(std::int64_t ns) noexcept { record(series_->send_wait_cell(), ns); }
+  // A send that queued ended after `ns`: recorded, and the block profile's ticket settled (an
+  // async send's; a thread's send samples its own stack after the mutex: thread_waited).
+  void send_waited(WaitTicket& ticket, std::int64_t ns) noexcept {
+    send_waited(ns);
+    ticket.end(hint_, series_, kOpSend, ns);
+  }
+  // Whether the data lane is full now (a relaxed load, may be stale), and the hint a send's
+  // ticket is drawn with.
+  bool full() const noexcept { return depth_.load(std::memory_order_relaxed) >= capacity_; }
+  const WaitHint& hint() const noexcept { return hint_; }
+  const Series* profile_series() const noexcept { return series_; }
   void recv_idled(std::int64_t ns) noexcept { record(recv_idle_cell_, ns); }
   // The data depth changed to `depth` at `now` (the caller's clock read, used only when the
   // channel becomes full or stops being full).
@@ -209,6 +221,7 @@ class ChannelSite {
   const std::uint32_t sum_offset_;  // within a histogram: its sum cell
   const std::size_t capacity_;
   std::atomic<std::size_t> depth_{0};
+  WaitHint hint_;
   std::atomic<std::size_t> high_water_{0};
   std::atomic<std::int64_t> full_since_{0};  // 0: not full
   std::atomic<std::size_t> send_waiters_{0};
@@ -242,6 +255,10 @@ class ChannelSite {
   void merge_error() noexcept {}
   void send_no_wait() noexcept {}
   void send_waited(std::int64_t) noexcept {}
+  void send_waited(WaitTicket&, std::int64_t) noexcept {}
+  bool full() const noexcept { return false; }
+  int hint() const noexcept { return 0; }
+  const Series* profile_series() const noexcept { return nullptr; }
   void recv_idled(std::int64_t) noexcept {}
   void depth(std::size_t, std::int64_t) noexcept {}
   void send_waiters(std::size_t, std::int64_t) noexcept {}

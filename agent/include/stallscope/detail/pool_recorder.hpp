@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #if STALLSCOPE_ENABLED
 #include <atomic>
 #include <memory>
@@ -101,6 +102,18 @@ class PoolSite {
     series_->queue_wait.record(waited_ns);
     running_since_[worker].since_ns.store(now, std::memory_order_relaxed);
   }
+  // The block profile: workers waiting for a job now (under the pool's mutex); whether a job
+  // submitted now would likely queue behind busy workers (relaxed loads, may be stale); the hint
+  // its ticket is drawn with; a job that queued behind busy workers started or was cancelled
+  // after `waited_ns`.
+  void idle(std::size_t n) noexcept { idle_.store(n, std::memory_order_relaxed); }
+  bool busy() const noexcept {
+    return queued_.load(std::memory_order_relaxed) >= idle_.load(std::memory_order_relaxed);
+  }
+  const WaitHint& hint() const noexcept { return hint_; }
+  void queue_waited(WaitTicket& ticket, std::int64_t waited_ns) noexcept {
+    ticket.end(hint_, series_, kOpQueue, waited_ns);
+  }
   // Worker `worker` finished its job after `ran_ns`; `ok` false when the job threw.
   void finished(std::size_t worker, std::int64_t ran_ns, bool ok) noexcept {
     series_->run_time.record(ran_ns);
@@ -125,6 +138,8 @@ class PoolSite {
   std::atomic<std::size_t> queued_{0};
   std::atomic<std::int64_t> oldest_queued_since_{0};  // 0: nothing queued
   std::atomic<const void*> last_user_{nullptr};
+  std::atomic<std::size_t> idle_{0};
+  WaitHint hint_;
   LiveLink<PoolSite> link_;
 };
 
@@ -142,6 +157,10 @@ class PoolSite {
   void cancelled(std::int64_t) noexcept {}
   void started(std::size_t, std::int64_t, std::int64_t) noexcept {}
   void finished(std::size_t, std::int64_t, bool) noexcept {}
+  void idle(std::size_t) noexcept {}
+  bool busy() const noexcept { return false; }
+  int hint() const noexcept { return 0; }
+  void queue_waited(WaitTicket&, std::int64_t) noexcept {}
 };
 
 }  // namespace off

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "stallscope/config.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/registry.hpp"
 #if STALLSCOPE_ENABLED
 #include <atomic>
@@ -27,7 +28,6 @@
 
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/histogram.hpp"
-#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/service_map.hpp"
 #endif
@@ -98,6 +98,20 @@ class SemaphoreSite {
     take(now);
     profile_granted(series_, now - since);  // the releasing holder's stack, for the profile
   }
+  // The block profile's side of a wait that queued and ended after `waited_ns`: an async wait
+  // settles its ticket (under the primitive's mutex or after it); a thread samples its own stack
+  // (outside the mutex: series() was read before).
+  void wait_ended(WaitTicket& ticket, std::int64_t waited_ns) noexcept {
+    ticket.end(hint_, series_, op(), waited_ns);
+  }
+  const Series* series() const noexcept { return series_; }
+  std::uint32_t op() const noexcept {
+    return series_->kind() == ResourceKind::kAsyncLock ? kOpExclusive : kOpAcquire;
+  }
+  // Whether an acquisition now would likely queue (every permit taken: a relaxed load, may be
+  // stale), and the hint its ticket is drawn with.
+  bool full() const noexcept { return in_use_.load(std::memory_order_relaxed) >= permits_; }
+  const WaitHint& hint() const noexcept { return hint_; }
   // A waiter queued since `since` left at `now` without a permit.
   void abandoned(WaitEnd why, std::int64_t since, std::int64_t now) noexcept {
     series_->wait.record(now - since);
@@ -131,6 +145,7 @@ class SemaphoreSite {
   std::atomic<std::size_t> waiters_{0};
   std::atomic<std::int64_t> oldest_since_{0};  // 0: nobody waits
   std::atomic<const void*> last_user_{nullptr};
+  WaitHint hint_;
   friend class LiveList<SemaphoreSite>;
   LiveLink<SemaphoreSite> link_;
 };
@@ -150,6 +165,11 @@ class SemaphoreSite {
   void released(std::int64_t, std::int64_t) noexcept {}
   void waiters(std::size_t, std::int64_t) noexcept {}
   void user() noexcept {}
+  void wait_ended(WaitTicket&, std::int64_t) noexcept {}
+  const Series* series() const noexcept { return nullptr; }
+  std::uint32_t op() const noexcept { return 0; }
+  bool full() const noexcept { return false; }
+  int hint() const noexcept { return 0; }
 };
 
 }  // namespace off

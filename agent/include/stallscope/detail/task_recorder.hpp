@@ -12,6 +12,7 @@
 #include "stallscope/detail/cells.hpp"
 #include "stallscope/detail/executor_recorder.hpp"
 #include "stallscope/detail/histogram.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/detail/series.hpp"
 #include "stallscope/detail/slice.hpp"
 #include "stallscope/detail/suspend_detector.hpp"
@@ -184,6 +185,9 @@ struct SliceScope {
       } else {
         t.record_with(e, delay);
       }
+      // The block profile's label-only sample (kind executor, op schedule): sampled by delay.
+      if (delay > 0)
+        profile_schedule(executor != nullptr ? executor->series() : nullptr, series, delay);
     }
     tls_slice = &ctx;
     if (shard != nullptr) [[likely]] {

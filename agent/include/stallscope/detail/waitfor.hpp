@@ -9,6 +9,7 @@
 // Sources other than the locks (Semaphore, AsyncMutex, Channel cores) register themselves as a
 // WaitforSource and describe their holders and waiters when the graph is built.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -53,8 +54,9 @@ class WaitforBuilder {
   std::uint32_t resource(ResourceKind kind, std::string_view name, std::string_view side, bool any);
   void holder(std::uint32_t res, Participant who, std::uint32_t task_series);
   // `who` waits for `res` since `since_ns`; `op` says how ("lock", "lock_shared", "send", ...).
+  // `pcs`: the waiter's stack when the block profile captured one at its start (profile.cpp).
   void waiter(std::uint32_t res, Participant who, std::uint32_t task_series, std::int64_t since_ns,
-              std::string_view op);
+              std::string_view op, std::span<const std::uintptr_t> pcs = {});
 
   struct Resource {
     ResourceKind kind;
@@ -67,6 +69,7 @@ class WaitforBuilder {
     std::uint32_t res;
     std::int64_t since_ns;
     std::string op;
+    std::vector<std::uintptr_t> pcs;
   };
   struct Node {
     Participant id;

@@ -19,6 +19,7 @@
 
 #include "stallscope/clock.hpp"
 #include "stallscope/config.hpp"
+#include "stallscope/detail/profile_hooks.hpp"
 #include "stallscope/detail/recording.hpp"
 #include "stallscope/detail/task_state.hpp"
 
@@ -98,6 +99,8 @@ struct WaitNode {
   // The waiter in the wait-for graph (detail/waitfor.hpp): a thread or a task; 0 when unknown.
   std::uintptr_t who = 0;
   std::uint32_t task_series = 0;
+  // The block profile's draw for an async wait (profile_hooks.hpp); empty for threads.
+  [[no_unique_address]] WaitTicket profile;
 };
 
 // Threads blocked inside a primitive, so that its destructor can wake them and wait until the

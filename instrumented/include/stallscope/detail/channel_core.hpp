@@ -132,7 +132,11 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
       rec_.fate(Lane::kData, ItemFate::kTimedOut);
       w.result = SendResult<T>{SendOutcome::kTimedOut, std::move(w.item)};
     }
+    // Read before leaving: once left, the channel may be gone (the series lives on).
+    const Series* series = rec_.profile_series();
     threads_.leave();
+    lock.unlock();
+    thread_waited(series, kOpSend, async_now() - w.since_ns);  // the block profile
     return std::move(w.result);
   }
 
@@ -161,8 +165,19 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
   }
 
   // ---- async API ----
+  // Whether a send now would likely wait (a hint, read without the mutex).
+  bool may_queue() const noexcept {
+    return options_.policy == OverflowPolicy::kWait && rec_.full();
+  }
+  // The block profile's draw for a send that may wait, made by the caller (profile_hooks.hpp).
+  WaitTicket draw() const noexcept {
+    WaitTicket t;
+    t.draw(rec_.hint());
+    return t;
+  }
+
   template <class Handler>
-  void async_send(Handler handler, T item) {
+  void async_send(Handler handler, T item, WaitTicket ticket = {}) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
     const Participant task = task_of(handler);
@@ -183,6 +198,8 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     w->self = w;
     w->who = task;
     w->task_series = current_task_series();
+    w->profile = std::move(ticket);
+    w->profile.draw(rec_.hint());  // not drawn by the caller: the hint said there was room
     task_waits(TaskWaitOp::kSend, rec_, now);
     enqueue_sender(*w, now);
     if (slot.is_connected()) {
@@ -234,7 +251,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
         auto& s = static_cast<SendWaiter&>(*w);
         unlink_sender(s);
         rec_.fate(Lane::kData, ItemFate::kClosed);
-        rec_.send_waited(async_now() - s.since_ns);
+        rec_.send_waited(s.profile, async_now() - s.since_ns);
         finish_send(s, SendResult<T>{SendOutcome::kClosed, std::move(s.item)}, pending);
       }
       while (WaitNode* w = receivers_.front()) {
@@ -277,7 +294,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     if (!w.linked) return;  // already completed
     unlink_sender(w);
     rec_.fate(Lane::kData, ItemFate::kCancelled);
-    rec_.send_waited(async_now() - w.since_ns);
+    rec_.send_waited(w.profile, async_now() - w.since_ns);
     Pending pending;
     finish_send(w, SendResult<T>{SendOutcome::kCancelled, std::move(w.item)}, pending);
     lock.unlock();
@@ -323,7 +340,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
       }
       if (others.unknown) out.holder(res, kUnknownHolder, 0);
       for (const WaitNode* w = waiting.front(); w != nullptr; w = w->next) {
-        out.waiter(res, w->who, w->task_series, w->since_ns, what);
+        out.waiter(res, w->who, w->task_series, w->since_ns, what, w->profile.pcs());
       }
     };
     side(senders_, receivers_seen_, "send");
@@ -512,7 +529,7 @@ class ChannelCore final : public std::enable_shared_from_this<ChannelCore<T>>,
     if (WaitNode* front = senders_.front()) {
       auto& s = static_cast<SendWaiter&>(*front);
       unlink_sender(s);
-      rec_.send_waited(now - s.since_ns);
+      rec_.send_waited(s.profile, now - s.since_ns);
       push_data(std::move(*s.item), now);
       s.item.reset();
       finish_send(s, SendResult<T>{}, pending);

@@ -127,21 +127,40 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     w.task_series = current_task_series();
     enqueue(w, now);
     Acquired out;
+    std::int64_t end = w.since_ns;
     if (!threads_.wait(lock, w, deadline)) {
       unlink(w);
-      rec_.abandoned(WaitEnd::kTimedOut, w.since_ns, std::max(async_now(), w.since_ns));
+      end = std::max(async_now(), w.since_ns);
+      rec_.abandoned(WaitEnd::kTimedOut, w.since_ns, end);
       out.outcome = AcquireOutcome::kTimedOut;
     } else if (w.granted) {
       out.outcome = AcquireOutcome::kGranted;
+      end = w.granted_ns;
       if (lease) out.lease = Lease(shared_from_this(), w.granted_ns);
     }
+    // Read before leaving: once left, the owner may be gone (the series lives on).
+    const Series* series = rec_.series();
+    const std::uint32_t op = rec_.op();
     threads_.leave();
+    lock.unlock();
+    thread_waited(series, op, end - w.since_ns);  // the block profile, with this thread's stack
     return out;
   }
 
+  // Whether an acquisition now would likely queue (a hint, read without the mutex).
+  bool may_queue() const noexcept { return rec_.full(); }
+  // The block profile's draw for an acquisition that may queue, made by the caller (whose
+  // frames are on the stack only then: profile_hooks.hpp).
+  WaitTicket draw() const noexcept {
+    WaitTicket t;
+    t.draw(rec_.hint());
+    return t;
+  }
+
   // Completes `handler` with (error_code, Result) on its associated executor, never inline.
+  // `ticket`: the caller's draw for the block profile, if it made one.
   template <class Result, class Handler>
-  void async_acquire(Handler handler) {
+  void async_acquire(Handler handler, WaitTicket ticket = {}) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     const std::int64_t now = async_now();
     const Participant task = task_of(handler);
@@ -160,6 +179,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     w->self = w;
     w->who = task;
     w->task_series = current_task_series();
+    w->profile = std::move(ticket);
+    w->profile.draw(rec_.hint());  // not drawn by the caller: the hint said a permit was free
     task_waits(TaskWaitOp::kAcquire, rec_, now);
     enqueue(*w, now);
     // Under the lock: the operation cannot complete (and its coroutine start another operation
@@ -176,6 +197,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     const std::int64_t now = async_now();
     std::shared_ptr<AsyncWaiter> wake;
     std::int64_t granted_ns = 0;
+    WaitTicket ticket;
+    std::int64_t waited_ns = 0;
     {
       std::lock_guard lock(mu_);
       if (available_ == permits_) return;  // unlock() without holding: nothing to release
@@ -200,8 +223,11 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
         return;
       }
       waiter.done = true;
+      ticket = std::move(waiter.profile);
+      waited_ns = granted_ns - w->since_ns;
       wake = std::move(static_cast<AsyncWaiter&>(waiter).self);
     }
+    rec_.wait_ended(ticket, waited_ns);  // outside the mutex: a sampled wait records
     wake->complete({}, Lease(shared_from_this(), granted_ns));
   }
 
@@ -214,6 +240,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     while (WaitNode* w = waiters_.front()) {
       unlink(*w);
       rec_.abandoned(WaitEnd::kCancelled, w->since_ns, std::max(now, w->since_ns));
+      rec_.wait_ended(w->profile, std::max(now, w->since_ns) - w->since_ns);
       if (w->cv != nullptr) {
         ThreadWaits::notify_done(*w);
       } else {
@@ -266,6 +293,7 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     if (!w.linked) return;
     unlink(w);
     rec_.abandoned(WaitEnd::kCancelled, w.since_ns, std::max(now, w.since_ns));
+    rec_.wait_ended(w.profile, std::max(now, w.since_ns) - w.since_ns);
     std::shared_ptr<AsyncWaiter> self = std::move(w.self);
     lock.unlock();
     self->complete(boost::asio::error::operation_aborted, Lease());
@@ -327,7 +355,8 @@ class PermitCore final : public std::enable_shared_from_this<PermitCore>, public
     for (const Holder& h : holders_) out.holder(res, h.who, h.task_series);
     if (holders_.size() != permits_ - available_) out.holder(res, kUnknownHolder, 0);
     for (const WaitNode* w = waiters_.front(); w != nullptr; w = w->next) {
-      out.waiter(res, w->who, w->task_series, w->since_ns, permits_ == 1 ? "lock" : "acquire");
+      out.waiter(res, w->who, w->task_series, w->since_ns, permits_ == 1 ? "lock" : "acquire",
+                 w->profile.pcs());
     }
   }
 
@@ -401,10 +430,17 @@ class PermitOwner {
   explicit PermitOwner(std::shared_ptr<PermitCore> core) noexcept : core_(std::move(core)) {}
   ~PermitOwner() { core_->shut_down(); }
 
+  // Draws the block profile's ticket here, in the caller's frames, when the wait may queue.
   template <class Result, class Token>
   auto async_wait(Token&& token) {
+    WaitTicket ticket;
+    if (core_->may_queue()) [[unlikely]]
+      ticket = core_->draw();
     return boost::asio::async_initiate<Token, void(boost::system::error_code, Result)>(
-        [core = core_](auto handler) { core->async_acquire<Result>(std::move(handler)); }, token);
+        [core = core_, t = std::move(ticket)](auto handler) mutable {
+          core->async_acquire<Result>(std::move(handler), std::move(t));
+        },
+        token);
   }
 
   std::shared_ptr<PermitCore> core_;

@@ -66,6 +66,8 @@ class PoolJob {
   bool linked = false;
   std::int64_t submitted_ns_ = 0;
   std::shared_ptr<PoolJob> self_;
+  // The block profile's draw: kept only by a job that queued behind busy workers.
+  [[no_unique_address]] WaitTicket profile_;
 };
 
 template <class R, class Fn, class Handler>
@@ -131,8 +133,17 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
 
+  // Whether a job submitted now would likely queue behind busy workers (a hint, no mutex), and
+  // the block profile's draw for it, made by the caller (profile_hooks.hpp).
+  bool may_queue() const noexcept { return rec_.busy(); }
+  WaitTicket draw() const noexcept {
+    WaitTicket t;
+    t.draw(rec_.hint());
+    return t;
+  }
+
   // Queues `job`, or refuses it (shed) and completes it with the reason.
-  void submit(std::shared_ptr<PoolJob> job) {
+  void submit(std::shared_ptr<PoolJob> job, WaitTicket ticket = {}) {
     rec_.submitted();
     std::unique_lock lock(mu_);
     std::optional<PoolAbort> refused;
@@ -150,6 +161,10 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
     }
     PoolJob& j = *job;
     j.submitted_ns_ = async_now();  // under the lock: the queue stays ordered by submit time
+    if (queue_.size >= idle_) {     // no idle worker left for it: a wait the block profile samples
+      j.profile_ = std::move(ticket);
+      j.profile_.draw(rec_.hint());
+    }
     task_waits(TaskWaitOp::kJob, rec_, j.submitted_ns_);
     j.self_ = std::move(job);
     queue_.push(j);
@@ -164,7 +179,9 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
     if (!job.linked) return;  // running, done, or already aborted: nothing to do
     std::shared_ptr<PoolJob> owned = unlink(job);
     lock.unlock();
-    rec_.cancelled(async_now() - owned->submitted_ns_);
+    const std::int64_t waited = async_now() - owned->submitted_ns_;
+    rec_.cancelled(waited);
+    if (owned->profile_.drawn()) rec_.queue_waited(owned->profile_, waited);
     owned->abort(PoolAbort::kCancelled, name_);
   }
 
@@ -172,14 +189,15 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
   void work(std::size_t index) {
     std::unique_lock lock(mu_);
     for (;;) {
-      ++idle_;
+      rec_.idle(++idle_);
       cv_.wait(lock, [&] { return stopping_ || queue_.front() != nullptr; });
-      --idle_;
+      rec_.idle(--idle_);
       if (stopping_) return;  // stop() emptied the queue
       std::shared_ptr<PoolJob> job = unlink(*queue_.front());
       lock.unlock();
       const std::int64_t t0 = async_now();
       rec_.started(index, t0, t0 - job->submitted_ns_);
+      if (job->profile_.drawn()) rec_.queue_waited(job->profile_, t0 - job->submitted_ns_);
       const bool ok = job->execute();
       // Recorded before the completion is posted, so a caller that resumed sees it counted.
       rec_.finished(index, async_now() - t0, ok);
@@ -208,6 +226,7 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
       PoolJob* next = j->next;
       std::shared_ptr<PoolJob> owned = std::move(j->self_);
       rec_.cancelled(now - owned->submitted_ns_);
+      if (owned->profile_.drawn()) rec_.queue_waited(owned->profile_, now - owned->submitted_ns_);
       owned->abort(PoolAbort::kCancelled, name_);
       j = next;
     }
@@ -244,7 +263,8 @@ class PoolCore final : public std::enable_shared_from_this<PoolCore> {
 };
 
 template <class R, class Handler, class Fn>
-void submit_job(const std::shared_ptr<PoolCore>& core, Handler handler, Fn fn) {
+void submit_job(const std::shared_ptr<PoolCore>& core, Handler handler, Fn fn,
+                WaitTicket ticket = {}) {
   auto slot = boost::asio::get_associated_cancellation_slot(handler);
   auto job = std::make_shared<PoolJobImpl<R, Fn, Handler>>(std::move(handler), std::move(fn));
   // Before the job is visible to the workers: once queued it may complete at any moment, and
@@ -252,7 +272,7 @@ void submit_job(const std::shared_ptr<PoolCore>& core, Handler handler, Fn fn) {
   if (slot.is_connected()) {
     slot.template emplace<CancelWaiter<PoolCore, PoolJob>>(core, std::weak_ptr<PoolJob>(job));
   }
-  core->submit(std::move(job));
+  core->submit(std::move(job), std::move(ticket));
 }
 
 template <class Fn>
