@@ -150,8 +150,10 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
     CHECK_THAT(page.body, Contains("not instrumented"));
     CHECK(page.body.find("src=") == std::string::npos);  // nothing loaded from anywhere
 
-    // /stallz links to the page.
-    CHECK_THAT(http_get("127.0.0.1", port, "/stallz").body, Contains("href=\"stallz/tasks\""));
+    // /stallz links to the page and to the map.
+    const std::string overview = http_get("127.0.0.1", port, "/stallz").body;
+    CHECK_THAT(overview, Contains("href=\"stallz/tasks\""));
+    CHECK_THAT(overview, Contains("href=\"stallz/map\""));
   }
   work.reset();
   io.stop();

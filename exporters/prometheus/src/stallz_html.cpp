@@ -439,7 +439,7 @@ std::string stallz_html(const StallzReport& r) {
   h.text(utc_clock(r.unix_time));
   h.raw(
       "</span> \u00b7 <a href=\"stallz.json\">stallz.json</a> \u00b7 "
-      "<a href=\"stallz/tasks\">tasks</a> \u00b7 "
+      "<a href=\"stallz/tasks\">tasks</a> \u00b7 <a href=\"stallz/map\">map</a> \u00b7 "
       "<a href=\"metrics\">/metrics</a></p></header><main>");
 
   ranking(h, r);
