@@ -10,8 +10,12 @@
 //                      Only with STALLSCOPE_BENCH_THREADS (the scaling run), N from it
 //  async_lock_handoff  two tasks taking one AsyncMutex in turn, each holding it across a post, so
 //                      every lock waits: the contended async wait path (per lock)
-//  task_dump/N         stallscope::dump_tasks() of N live tasks (half waiting on an AsyncMutex, a
-//                      quarter suspended on a timer, a quarter queued)
+//  task_dump/N         stallscope::dump_tasks() of N live tasks (half waiting on an AsyncMutex,
+//                      half of those in a TaskGroup; a quarter suspended on a timer, a quarter
+//                      queued); task_dump_first200 the same cut at the 200 the page shows
+//  task_render_*/N     /stallz/tasks.json and /stallz/tasks rendered from one such dump
+//  task_dump_spawn_stall/N  a task's spawn + exit on another thread while N tasks are dumped,
+//                      and without dumps (what the dump's lock holds cost a task)
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -30,7 +34,11 @@
 #include <stallscope/task.hpp>
 #include <stallscope/watchdog.hpp>
 #if __has_include(<stallscope/task_dump.hpp>)  // absent before the task dump (for comparisons)
+#include <algorithm>
+
 #include <boost/asio/steady_timer.hpp>
+#include <stallscope/cancellation.hpp>
+#include <stallscope/stallz_tasks.hpp>
 #include <stallscope/task_dump.hpp>
 #define STALLSCOPE_BENCH_TASK_DUMP 1
 #endif
@@ -122,22 +130,29 @@ void BM_async_lock_handoff(benchmark::State& state) {
 }
 
 #ifdef STALLSCOPE_BENCH_TASK_DUMP
-void BM_task_dump(benchmark::State& state) {
-  const auto n = static_cast<std::size_t>(state.range(0));
-  asio::io_context never_run;
-  asio::io_context io(1);
-  {
-    stallscope::AsyncMutex m("bench-dump-lock");
-    if (!m.try_lock()) state.SkipWithError("the lock is taken");
+// N live tasks: half wait on an AsyncMutex (half of those children of a TaskGroup, so they have
+// a group and a token path), a quarter sleep on a timer, a quarter are queued on an io_context
+// that never runs. Torn down (the waits aborted) when it goes.
+class DumpPopulation {
+ public:
+  explicit DumpPopulation(std::size_t n)
+      : lock_("bench-dump-lock"),
+        token_("bench-dump"),
+        group_(io_.get_executor(), "bench-dump-group", token_) {
+    ok_ = lock_.try_lock();
     for (std::size_t i = 0; i < n; ++i) {
-      if (i % 2 == 0) {
+      if (i % 4 == 0) {
         stallscope::spawn(
-            io.get_executor(), "bench-dump-waiter",
-            [&]() -> asio::awaitable<void> { co_await m.async_lock(asio::use_awaitable); },
+            io_.get_executor(), "bench-dump-waiter",
+            [this]() -> asio::awaitable<void> { co_await lock_.async_lock(asio::use_awaitable); },
             asio::detached);
+      } else if (i % 4 == 2) {
+        group_.spawn("bench-dump-group-waiter", [this]() -> asio::awaitable<void> {
+          co_await lock_.async_lock(asio::use_awaitable);
+        });
       } else if (i % 4 == 1) {
         stallscope::spawn(
-            io.get_executor(), "bench-dump-sleeper",
+            io_.get_executor(), "bench-dump-sleeper",
             []() -> asio::awaitable<void> {
               asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
               co_await t.async_wait(asio::use_awaitable);
@@ -145,23 +160,187 @@ void BM_task_dump(benchmark::State& state) {
             asio::detached);
       } else {
         stallscope::spawn(
-            never_run.get_executor(), "bench-dump-queued",
+            never_run_.get_executor(), "bench-dump-queued",
             []() -> asio::awaitable<void> { co_return; }, asio::detached);
       }
     }
-    while (io.poll() != 0) {
+    while (io_.poll() != 0) {
     }
-    std::size_t seen = 0;
-    for (auto _ : state) {
-      const stallscope::TaskDump d = stallscope::dump_tasks();
-      seen = d.live;
-      benchmark::DoNotOptimize(d.tasks.data());
-    }
-    state.counters["tasks"] = static_cast<double>(seen);
   }
-  io.poll();
+  ~DumpPopulation() {
+    token_.cancel();
+    io_.stop();
+  }
+  DumpPopulation(const DumpPopulation&) = delete;
+  DumpPopulation& operator=(const DumpPopulation&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  asio::io_context never_run_;
+  asio::io_context io_{1};
+  stallscope::AsyncMutex lock_;
+  stallscope::CancellationToken token_;
+  stallscope::TaskGroup<asio::io_context::executor_type> group_;
+  bool ok_ = false;
+};
+
+// The longest a dump held one registry shard's lock, where the tree reports it.
+template <class Dump>
+double lock_hold_seconds(const Dump& d) {
+  if constexpr (requires { d.max_lock_hold_seconds; }) {
+    return d.max_lock_hold_seconds;
+  } else {
+    return -1;
+  }
 }
-BENCHMARK(BM_task_dump)->Name("task_dump")->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
+// A filter asking for the first `n` tasks only, where the tree has limits; else every task.
+template <class Filter = stallscope::TaskFilter>  // a template: `limit` may not exist
+Filter first(std::size_t n) {
+  Filter f;
+  if constexpr (requires { f.limit; }) f.limit = n;
+  return f;
+}
+
+// dump_tasks() alone. lock_hold_us: the longest a dump held one shard's lock, the median over
+// the run's dumps (a typical dump's longest hold) and the longest of all (on a loaded machine,
+// a dump preempted while it holds a lock).
+void BM_task_dump(benchmark::State& state, std::size_t limit) {
+  const DumpPopulation tasks(static_cast<std::size_t>(state.range(0)));
+  if (!tasks.ok()) state.SkipWithError("the lock is taken");
+  std::size_t seen = 0;
+  std::vector<double> holds;
+  const stallscope::TaskFilter f = first(limit);
+  for (auto _ : state) {
+    const stallscope::TaskDump d = stallscope::dump_tasks(f);
+    seen = d.live;
+    holds.push_back(lock_hold_seconds(d));
+    benchmark::DoNotOptimize(d.tasks.data());
+  }
+  state.counters["tasks"] = static_cast<double>(seen);
+  if (!holds.empty() && holds[0] >= 0) {
+    std::sort(holds.begin(), holds.end());
+    state.counters["lock_hold_p50_us"] = holds[holds.size() / 2] * 1e6;
+    state.counters["lock_hold_max_us"] = holds.back() * 1e6;
+  }
+}
+BENCHMARK_CAPTURE(BM_task_dump, all, 0)
+    ->Name("task_dump")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMicrosecond);
+// What /stallz/tasks asks for: the first 200 (kStallzTaskRows) in order.
+BENCHMARK_CAPTURE(BM_task_dump, first200, 200)
+    ->Name("task_dump_first200")
+    ->Arg(10000)
+    ->Unit(benchmark::kMicrosecond);
+
+// Rendering one dump of every task (taken once, outside the timing): the JSON, and the page
+// (which lists the first 200 rows).
+template <bool kJson>
+void BM_task_render(benchmark::State& state) {
+  const DumpPopulation tasks(static_cast<std::size_t>(state.range(0)));
+  const stallscope::TaskDump d = stallscope::dump_tasks();
+  const stallscope::TaskFilter f;
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string body =
+        kJson ? stallscope::stallz_tasks_json(d, f) : stallscope::stallz_tasks_html(d, f);
+    bytes = body.size();
+    benchmark::DoNotOptimize(body.data());
+  }
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_task_render<true>)
+    ->Name("task_render_json")
+    ->Arg(10000)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_task_render<false>)
+    ->Name("task_render_html")
+    ->Arg(10000)
+    ->Unit(benchmark::kMicrosecond);
+
+// How long a task's spawn and exit wait while dumps of N tasks run on another thread: a second
+// thread spawns tasks that return at once and runs each to its end (the spawn and the exit each
+// take the task's registry shard's lock; the thread's tasks land in one shard, the dumps walk all
+// 16), timing every round. Reported as the longest and the 99.9th percentile round, with dumps
+// running ("dumping_") and, in the same run, for as long again without ("quiet_"); the
+// difference is what the dumps' lock holds cost a task (on a loaded machine the longest also
+// catches the spawner being preempted).
+struct RoundTimes {
+  std::vector<std::uint64_t> per_us = std::vector<std::uint64_t>(10'001);  // the last: longer
+  std::uint64_t n = 0;
+  std::int64_t max_ns = 0;
+
+  void add(std::int64_t ns) {
+    ++per_us[std::min<std::size_t>(static_cast<std::size_t>(ns / 1000), per_us.size() - 1)];
+    ++n;
+    max_ns = std::max(max_ns, ns);
+  }
+  double quantile_us(double q) const {
+    const auto want = static_cast<std::uint64_t>(q * static_cast<double>(n));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < per_us.size(); ++i) {
+      seen += per_us[i];
+      if (seen > want) return static_cast<double>(i + 1);  // the bucket's upper bound
+    }
+    return static_cast<double>(max_ns) * 1e-3;
+  }
+  void report(benchmark::State& s, const std::string& prefix) const {
+    s.counters[prefix + "rounds"] = static_cast<double>(n);
+    s.counters[prefix + "round_p999_us"] = quantile_us(0.999);
+    s.counters[prefix + "round_max_us"] = static_cast<double>(max_ns) * 1e-3;
+  }
+};
+
+RoundTimes spawn_rounds(const std::atomic<bool>& stop) {
+  RoundTimes out;
+  asio::io_context io(1);
+  while (!stop.load(std::memory_order_relaxed)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    stallscope::spawn(
+        io.get_executor(), "bench-dump-spawner", []() -> asio::awaitable<void> { co_return; },
+        asio::detached);
+    io.run();
+    io.restart();
+    const auto t1 = std::chrono::steady_clock::now();
+    out.add(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+  }
+  return out;
+}
+
+void BM_task_dump_spawn_stall(benchmark::State& state) {
+  const DumpPopulation tasks(static_cast<std::size_t>(state.range(0)));
+  std::atomic<bool> stop{false};
+  RoundTimes dumping;
+  std::thread spawner([&] { dumping = spawn_rounds(stop); });
+  double hold = 0;
+  const auto started = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    const stallscope::TaskDump d = stallscope::dump_tasks();
+    hold = std::max(hold, lock_hold_seconds(d));
+    benchmark::DoNotOptimize(d.tasks.data());
+  }
+  const auto took = std::chrono::steady_clock::now() - started;
+  stop = true;
+  spawner.join();
+  std::atomic<bool> stop_quiet{false};
+  std::thread timer([&] {
+    std::this_thread::sleep_for(took);
+    stop_quiet = true;
+  });
+  const RoundTimes quiet = spawn_rounds(stop_quiet);
+  timer.join();
+  dumping.report(state, "dumping_");
+  quiet.report(state, "quiet_");
+  if (hold >= 0) state.counters["lock_hold_max_us"] = hold * 1e6;
+}
+BENCHMARK(BM_task_dump_spawn_stall)
+    ->Name("task_dump_spawn_stall")
+    ->Arg(10000)
+    ->Unit(benchmark::kMicrosecond)
+    ->Iterations(200)
+    ->UseRealTime();
 #endif
 
 BENCHMARK(BM_post_round_trip_plain)->Name("post_round_trip_plain");

@@ -2,8 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -56,51 +63,86 @@ std::string_view op_name(detail::TaskWaitOp op, ResourceKind kind) noexcept {
   return "?";
 }
 
-// The dump's view of one raw task: its state, since when, and what it waits on.
-void describe(const detail::RawTask& raw, std::int64_t now, const WaitTargets& targets,
-              TaskInfo& t) {
+// What the first pass makes of a task that matches the filter: enough to sort it and to fill
+// its TaskInfo after.
+struct Entry {
+  std::int64_t since = 0;  // in its state since; `now` at most, so the order is the seconds'
+  std::uint64_t id = 0;
+  const detail::Series* lock = nullptr;  // a lock the task's executor thread is blocked on
+  std::uint32_t index = 0;               // in the snapshot
+  TaskRunState state = TaskRunState::kQueued;
+  bool shared = false;  // `lock` wanted shared
+};
+
+// The snapshot's buffers, reused from dump to dump so that a steady population's dump neither
+// allocates nor touches fresh pages: one set for the process, taken with try_lock (a second
+// dump at the same time brings its own). Leaked: a dump may run during static destruction.
+struct Scratch {
+  detail::TaskSnapshot snapshot;
+  std::vector<Entry> entries;
+};
+struct ScratchPool {
+  std::mutex mu;
+  Scratch scratch;
+};
+ScratchPool& scratch_pool() {
+  static ScratchPool* const p = new ScratchPool;
+  return *p;
+}
+
+// A buffer more than four times (and 64 KiB) larger than this dump needed gives its memory back.
+template <class T>
+void trim(std::vector<T>& v) {
+  if (v.capacity() * sizeof(T) > 65536 && v.capacity() > 4 * v.size()) std::vector<T>().swap(v);
+  v.clear();
+}
+
+// What the dump's group and token_path views point into.
+struct DumpStrings {
+  std::vector<std::shared_ptr<const detail::TaskGroupInfo>> groups;
+  std::deque<std::string> paths;  // a deque: adding a path never moves the others
+};
+
+// The state a raw task is in, since when, and (running a slice blocked in a stallscope lock) the
+// lock. `targets` is built on first need.
+void classify(const detail::RawTask& raw, std::optional<WaitTargets>& targets, Entry& e) {
   using detail::TaskPhase;
-  auto age = [now](std::int64_t since) {
-    return since < now ? static_cast<double>(now - since) * 1e-9 : 0.0;
-  };
   const auto phase = static_cast<TaskPhase>(raw.status & 3u);
-  std::int64_t since = static_cast<std::int64_t>(raw.status >> 2);
+  e.since = static_cast<std::int64_t>(raw.status >> 2);
   if (raw.status == 0) {  // no slot
-    t.state = TaskRunState::kSuspended;
-    since = raw.spawned_ns;
+    e.state = TaskRunState::kSuspended;
+    e.since = raw.spawned_ns;
   } else if (phase == TaskPhase::kRunning) {
-    t.state = TaskRunState::kRunning;
+    e.state = TaskRunState::kRunning;
     // A running slice blocked in a stallscope lock: the thread's wait slot names it, while the
     // thread still runs this slice (its slice slot has the same start).
     const auto* shard = static_cast<const detail::ThreadShard*>(raw.running_on);
-    if (shard != nullptr && shard->slice.start_ns.load(std::memory_order_relaxed) == since) {
+    if (shard != nullptr && shard->slice.start_ns.load(std::memory_order_relaxed) == e.since) {
       const std::uint32_t id = shard->wait.series.load(std::memory_order_acquire);
       const std::uint32_t op = shard->wait.op.load(std::memory_order_relaxed) & 1u;
       const std::int64_t wait_since = shard->wait.since_ns.load(std::memory_order_relaxed);
-      if (auto it = targets.locks.find(id); id != 0 && it != targets.locks.end()) {
-        t.state = TaskRunState::kWaiting;
-        t.blocks_thread = true;
-        t.wait_kind = to_string(it->second->kind());
-        t.wait_resource = it->second->name();
-        t.wait_op = op == 0 ? "exclusive" : "shared";
-        since = wait_since;
+      if (id != 0) {
+        if (!targets) targets.emplace();
+        if (auto it = targets->locks.find(id); it != targets->locks.end()) {
+          e.state = TaskRunState::kWaiting;
+          e.lock = it->second;
+          e.shared = op != 0;
+          e.since = wait_since;
+        }
       }
     }
   } else if (phase == TaskPhase::kQueued) {
-    t.state = TaskRunState::kQueued;
+    e.state = TaskRunState::kQueued;
   } else if (phase == TaskPhase::kSuspended) {
-    t.state = TaskRunState::kSuspended;
-    if (raw.asio != nullptr) t.asio_op = fmt::format("{} {}", raw.asio->object, raw.asio->op);
+    e.state = TaskRunState::kSuspended;
   } else {
-    t.state = TaskRunState::kWaiting;
-    const auto it = targets.by_name.find(raw.wait_name);
-    const ResourceKind kind = it != targets.by_name.end() ? it->second : ResourceKind::kChannel;
-    t.wait_kind = it != targets.by_name.end() ? std::string(to_string(kind)) : "?";
-    if (raw.wait_name != nullptr) t.wait_resource.assign(raw.wait_name, raw.wait_len);
-    t.wait_op = op_name(raw.wait_op, kind);
+    e.state = TaskRunState::kWaiting;
   }
-  t.state_seconds = age(since);
-  t.age_seconds = age(raw.spawned_ns);
+}
+
+// Seconds from `since` to `now`, 0 when `since` is not before it.
+double seconds_since(std::int64_t since, std::int64_t now) noexcept {
+  return since < now ? static_cast<double>(now - since) * 1e-9 : 0.0;
 }
 
 }  // namespace
@@ -123,49 +165,122 @@ TaskDump dump_tasks(const TaskFilter& filter) {
   TaskDump out;
   out.unix_time =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  std::vector<detail::RawTask> raw;
-  detail::snapshot_live_tasks(raw);
+  ScratchPool& pool = scratch_pool();
+  std::unique_lock<std::mutex> pooled(pool.mu, std::try_to_lock);
+  Scratch own;
+  Scratch& scratch = pooled.owns_lock() ? pool.scratch : own;
+  detail::TaskSnapshot& snap = scratch.snapshot;
+  std::vector<Entry>& entries = scratch.entries;
+  snap.clear();
+  entries.clear();
+
+  // Copy: short holds of each shard's lock, plain records only.
+  detail::snapshot_live_tasks(snap);
   const std::int64_t now = now_ns();
-  const WaitTargets targets;
-  out.live = raw.size();
+  out.live = snap.tasks.size();
   out.asio_tracking = detail::asio_tracking();
-  out.tasks.reserve(raw.size());
-  for (const detail::RawTask& r : raw) {
-    TaskInfo t;
-    describe(r, now, targets, t);
-    ++out.by_state[static_cast<std::size_t>(t.state)];
-    t.cancel_requested = r.cancel_ns != 0;
-    if (t.cancel_requested) {
-      ++out.cancel_requested;
-      t.cancelled_seconds_ago =
-          r.cancel_ns < now ? static_cast<double>(now - r.cancel_ns) * 1e-9 : 0;
+  out.max_lock_hold_seconds = static_cast<double>(snap.max_hold_ns) * 1e-9;
+
+  // Classify and filter: counts for every task, an Entry for each match.
+  std::optional<WaitTargets> targets;
+  const detail::TaskSeries* name_series = nullptr;  // the last series compared with filter.name
+  bool name_matches = false;
+  entries.reserve(snap.tasks.size());
+  for (std::uint32_t i = 0; i < snap.tasks.size(); ++i) {
+    const detail::RawTask& r = snap.tasks[i];
+    Entry e;
+    classify(r, targets, e);
+    ++out.by_state[static_cast<std::size_t>(e.state)];
+    const bool cancelled = r.cancel_ns != 0;
+    out.cancel_requested += cancelled ? 1 : 0;
+    if (!filter.name.empty()) {
+      if (r.series != name_series) {
+        name_series = r.series;
+        name_matches = r.series->name() == filter.name;
+      }
+      if (!name_matches) continue;
     }
-    const std::string& name = r.series->name();
-    if (!filter.name.empty() && name != filter.name) continue;
-    if (filter.state && *filter.state != t.state) continue;
-    if (filter.cancel_requested && *filter.cancel_requested != t.cancel_requested) continue;
-    t.id = r.id;
-    t.name = name;
-    if (r.binding.group) {
-      t.group_id = r.binding.group->id;
-      t.group = r.binding.group->name;
-    }
-    if (r.binding.scope) t.token_path = r.binding.scope->path();
-    out.tasks.push_back(std::move(t));
+    if (filter.state && *filter.state != e.state) continue;
+    if (filter.cancel_requested && *filter.cancel_requested != cancelled) continue;
+    e.since = std::min(e.since, now);
+    e.id = r.id;
+    e.index = i;
+    entries.push_back(e);
   }
-  // Sorted through an index: swapping whole TaskInfos (seven strings each) cost more than the
-  // rest of a 10,000-task dump (callgrind, bench/tasks.cpp's task_dump).
-  std::vector<std::uint32_t> order(out.tasks.size());
-  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](std::uint32_t x, std::uint32_t y) {
-    const TaskInfo& a = out.tasks[x];
-    const TaskInfo& b = out.tasks[y];
-    return a.state_seconds != b.state_seconds ? a.state_seconds > b.state_seconds : a.id < b.id;
-  });
-  std::vector<TaskInfo> sorted;
-  sorted.reserve(order.size());
-  for (const std::uint32_t i : order) sorted.push_back(std::move(out.tasks[i]));
-  out.tasks = std::move(sorted);
+  out.matched = entries.size();
+
+  // Longest in its state first: the oldest `since`, then the lowest id. With a limit, only the
+  // first `limit` are put in order.
+  auto longer = [](const Entry& a, const Entry& b) {
+    return a.since != b.since ? a.since < b.since : a.id < b.id;
+  };
+  std::size_t n = entries.size();
+  if (filter.limit != 0 && filter.limit < n) {
+    n = filter.limit;
+    std::partial_sort(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(n),
+                      entries.end(), longer);
+  } else {
+    std::sort(entries.begin(), entries.end(), longer);
+  }
+
+  // Fill: views into names that live as long as the process, and into `strings` for the groups
+  // and token paths, each made once per scope or group the snapshot kept.
+  auto strings = std::make_shared<DumpStrings>();
+  std::vector<std::string_view> paths(snap.keep_scopes.size());
+  std::vector<bool> path_made(snap.keep_scopes.size(), false);
+  std::vector<bool> group_kept(snap.keep_groups.size(), false);
+  out.tasks.resize(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const Entry& e = entries[k];
+    const detail::RawTask& r = snap.tasks[e.index];
+    TaskInfo& t = out.tasks[k];
+    t.id = r.id;
+    t.name = r.series->name();
+    t.state = e.state;
+    t.state_seconds = seconds_since(e.since, now);
+    t.age_seconds = seconds_since(r.spawned_ns, now);
+    t.cancel_requested = r.cancel_ns != 0;
+    if (t.cancel_requested) t.cancelled_seconds_ago = seconds_since(r.cancel_ns, now);
+    if (e.lock != nullptr) {
+      t.blocks_thread = true;
+      t.wait_kind = to_string(e.lock->kind());
+      t.wait_resource = e.lock->name();
+      t.wait_op = e.shared ? "shared" : "exclusive";
+    } else if (e.state == TaskRunState::kWaiting) {
+      if (!targets) targets.emplace();
+      const auto it = targets->by_name.find(r.wait_name);
+      const ResourceKind kind = it != targets->by_name.end() ? it->second : ResourceKind::kChannel;
+      t.wait_kind = it != targets->by_name.end() ? to_string(kind) : "?";
+      if (r.wait_name != nullptr) t.wait_resource = std::string_view(r.wait_name, r.wait_len);
+      t.wait_op = op_name(r.wait_op, kind);
+    } else if (e.state == TaskRunState::kSuspended && r.asio != nullptr) {
+      t.asio_op = fmt::format("{} {}", r.asio->object, r.asio->op);
+    }
+    if (r.group != 0) {
+      const auto& g = snap.keep_groups[r.group - 1];
+      if (!group_kept[r.group - 1]) {
+        group_kept[r.group - 1] = true;
+        strings->groups.push_back(g);
+      }
+      t.group_id = g->id;
+      t.group = g->name;
+    }
+    if (r.scope != 0) {
+      const std::size_t s = r.scope - 1;
+      if (!path_made[s]) {
+        path_made[s] = true;
+        paths[s] = strings->paths.emplace_back(snap.keep_scopes[s]->path());
+      }
+      t.token_path = paths[s];
+    }
+  }
+  out.strings = std::move(strings);
+
+  // Let go of the scopes and groups now, and of memory a much larger population needed.
+  trim(snap.tasks);
+  trim(snap.keep_scopes);
+  trim(snap.keep_groups);
+  trim(entries);
   out.dump_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return out;

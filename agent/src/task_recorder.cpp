@@ -68,7 +68,7 @@ TaskSlot& slot_at(std::uint32_t index1) noexcept {
 // its task was spawned into. Leaked: tasks may exit during static destruction.
 struct TaskRegistry {
   static constexpr std::uint32_t kShards = 16;
-  static constexpr std::size_t kBatch = 32;
+  static constexpr std::size_t kBatch = 16;
 
   // Held for a few pointer writes (spawn, exit) or one batch of a dump (about a microsecond):
   // a spin on an atomic, yielding the thread while another holds it. Measured against
@@ -155,13 +155,26 @@ struct TaskRegistry {
     }
   }
 
-  static RawTask copy(const TaskState& t) {
-    RawTask r;
+  // Copies `t` into `out` (room reserved); a scope or group unlike the previous one's gets a
+  // reference in `keep` (room reserved).
+  static void copy(const TaskState& t, TaskSnapshot& out) noexcept {
+    RawTask& r = out.tasks.emplace_back();
     r.series = t.series_;
     r.id = t.id_;
     r.spawned_ns = t.spawned_ns_;
     r.cancel_ns = t.cancel_ns_.load(std::memory_order_relaxed);
-    r.binding = t.binding_;
+    if (const ScopeName* s = t.binding_.scope.get()) {
+      if (out.keep_scopes.empty() || out.keep_scopes.back().get() != s) {
+        out.keep_scopes.push_back(t.binding_.scope);
+      }
+      r.scope = static_cast<std::uint32_t>(out.keep_scopes.size());
+    }
+    if (const TaskGroupInfo* g = t.binding_.group.get()) {
+      if (out.keep_groups.empty() || out.keep_groups.back().get() != g) {
+        out.keep_groups.push_back(t.binding_.group);
+      }
+      r.group = static_cast<std::uint32_t>(out.keep_groups.size());
+    }
     if (const auto slot = static_cast<std::uint32_t>(t.handle_)) {
       const TaskSlot& s = slot_at(slot);
       // See task_state.hpp: keep the target only if the status did not change around it.
@@ -180,10 +193,19 @@ struct TaskRegistry {
         }
       }
     }
-    return r;
   }
 
-  void snapshot(std::vector<RawTask>& out) {
+  // Room for one more batch in each of `out`'s vectors, made before the lock is taken.
+  static void make_room(TaskSnapshot& out) {
+    auto room = [](auto& v) {
+      if (v.capacity() - v.size() < kBatch) v.reserve(v.size() * 2 + kBatch);
+    };
+    room(out.tasks);
+    room(out.keep_scopes);
+    room(out.keep_groups);
+  }
+
+  void snapshot(TaskSnapshot& out) {
     for (Shard& sh : shards) {
       TaskListNode cursor;
       cursor.cursor = true;
@@ -193,24 +215,36 @@ struct TaskRegistry {
         insert_after(&sh.head, &cursor);
       }
       for (bool more = true; more;) {
-        if (out.capacity() - out.size() < kBatch) out.reserve(out.size() * 2 + kBatch);
+        make_room(out);
         std::lock_guard lock(sh.mu);
+        const std::int64_t held = now_ns();
+        // Two passes over the batch: the walk down the list (one cache miss after another)
+        // prefetches what the copy reads next (the rest of the task, its slot), so that those
+        // misses overlap instead of adding up.
+        const TaskState* batch[kBatch];
         std::size_t n = 0;
         TaskListNode* at = cursor.next;
         for (; at != &sh.head && n < kBatch; at = at->next) {
           if (at->cursor) continue;  // another dump's
-          out.push_back(copy(static_cast<const TaskState&>(*at)));
-          ++n;
+          const auto* t = static_cast<const TaskState*>(at);
+          __builtin_prefetch(&t->binding_);
+          if (const auto slot = static_cast<std::uint32_t>(t->handle_)) {
+            __builtin_prefetch(&slot_at(slot));
+          }
+          batch[n++] = t;
         }
+        for (std::size_t i = 0; i < n; ++i) copy(*batch[i], out);
         remove(&cursor);
         more = at != &sh.head;
         if (more) insert_after(at->prev, &cursor);
+        const std::int64_t hold = now_ns() - held;
+        if (hold > out.max_hold_ns) out.max_hold_ns = hold;
       }
     }
   }
 };
 
-void snapshot_live_tasks(std::vector<RawTask>& out) { TaskRegistry::get().snapshot(out); }
+void snapshot_live_tasks(TaskSnapshot& out) { TaskRegistry::get().snapshot(out); }
 
 TaskSeries::TaskSeries(ResourceKind kind, std::string name, std::uint32_t id, const Config& config)
     : Series(kind, std::move(name), id), layout_(shared_layout(config.wait_buckets)) {

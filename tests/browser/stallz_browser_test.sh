@@ -4,12 +4,17 @@
 # Chromium load /stallz, run the page's script (virtual time, so its 2 s refresh fires at once),
 # and dump the DOM and a screenshot. Fails unless the top row names "checkout-ledger", the script
 # refreshed the page (it fetches /stallz again and swaps in the new tables), and the screenshot is
-# a non-empty PNG.
+# a non-empty PNG. Then the same for the fixture's tasks and channels: /stallz links to
+# /stallz/tasks and /stallz/map; /stallz/tasks?state=waiting lists only waiting tasks, each with
+# its wait (kind/resource/op), group, token and cancellation; /stallz/map shows the bounded
+# channels with their capacities; each page gets a screenshot.
 #
 #   stallz_browser_test.sh FIXTURE CHROMIUM OUT_DIR
 #
 # CHROMIUM may be empty: the script then looks for chromium on PATH. Writes OUT_DIR/stallz.png,
-# OUT_DIR/stallz-dom.html and OUT_DIR/stallz.json. Needs only bash (its /dev/tcp for HTTP).
+# OUT_DIR/stallz-dom.html, OUT_DIR/stallz.json, OUT_DIR/stallz-tasks.png,
+# OUT_DIR/stallz-tasks-dom.html, OUT_DIR/stallz-map.png and OUT_DIR/stallz-map-dom.html. Needs
+# only bash (its /dev/tcp for HTTP).
 set -uo pipefail
 
 fixture=${1:?usage: stallz_browser_test.sh FIXTURE CHROMIUM OUT_DIR}
@@ -34,7 +39,11 @@ mkdir -p "$out" || fail "cannot create $out"
 png="$out/stallz.png"
 dom="$out/stallz-dom.html"
 json="$out/stallz.json"
-rm -f "$png" "$dom" "$json"
+tasks_dom="$out/stallz-tasks-dom.html"
+tasks_png="$out/stallz-tasks.png"
+map_dom="$out/stallz-map-dom.html"
+map_png="$out/stallz-map.png"
+rm -f "$png" "$dom" "$json" "$tasks_dom" "$tasks_png" "$map_dom" "$map_png"
 work=$(mktemp -d) || fail "mktemp"
 fixture_log="$work/fixture.log"
 
@@ -95,9 +104,19 @@ browser=("$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-f
   --disable-dev-shm-usage --hide-scrollbars --user-data-dir="$work/profile"
   --window-size=1280,900 --virtual-time-budget=5000)
 
-timeout 120 "${browser[@]}" --dump-dom "$url" >"$dom" 2>"$work/chromium-dom.log" ||
-  fail "chromium --dump-dom failed: $(tail -n 20 "$work/chromium-dom.log")"
-[[ -s "$dom" ]] || fail "chromium dumped an empty DOM: $(tail -n 20 "$work/chromium-dom.log")"
+# load URL DOM PNG: one Chromium run (each costs seconds of CI time) that dumps the page's DOM
+# after its script ran, and a screenshot.
+load() {
+  local log
+  log="$work/chromium-$(basename "$2" .html).log"
+  timeout 120 "${browser[@]}" --dump-dom --screenshot="$3" "$1" >"$2" 2>"$log" ||
+    fail "chromium failed on $1: $(tail -n 20 "$log")"
+  [[ -s "$2" ]] || fail "chromium dumped an empty DOM of $1: $(tail -n 20 "$log")"
+  [[ "$(head -c 8 "$3" 2>/dev/null | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ]] ||
+    fail "the screenshot $3 of $1 is missing or not a PNG: $(tail -n 20 "$log")"
+}
+
+load "$url" "$dom" "$png"
 
 # The top row of the ranking names the contended lock, linked to its holder and waiter sites.
 first_row=$(grep -o '<tr data-rank="1">.*' "$dom" | sed 's#</tr>.*##')
@@ -112,11 +131,59 @@ for expected in 'Waiting now' 'audit-log' 'report-export' 'restock'; do
   grep -q "$expected" "$dom" || fail "the page does not show \"$expected\" (DOM in $dom)"
 done
 
-timeout 120 "${browser[@]}" --screenshot="$png" "$url" >"$work/chromium-shot.log" 2>&1 ||
-  fail "chromium --screenshot failed: $(tail -n 20 "$work/chromium-shot.log")"
-[[ -s "$png" ]] || fail "the screenshot $png is missing or empty: $(tail -n 20 "$work/chromium-shot.log")"
-[[ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" == "89504e470d0a1a0a" ]] ||
-  fail "the screenshot $png is not a PNG"
+# /stallz links to the task dump and the map.
+for link in 'href="stallz/tasks"' 'href="stallz/map"'; do
+  grep -q "$link" "$dom" || fail "/stallz has no link $link (DOM in $dom)"
+done
+
+tasks_url="http://$host:$port/stallz/tasks"
+map_url="http://$host:$port/stallz/map"
+
+# /stallz/tasks?state=waiting: only waiting tasks, each with what it waits on; the page's script
+# refreshed it with the same filter.
+load "$tasks_url?state=waiting" "$tasks_dom" "$tasks_png"
+# expect_row NAME WHAT PATTERN...: the (first) row of the task NAME, from its <tr> to its </tr>,
+# matches every PATTERN; else fails saying it should show WHAT.
+expect_row() {
+  local name=$1 what=$2 row pattern
+  shift 2
+  row=$(grep -o "<tr><td class=\"name\"><a href=\"tasks?name=$name\">$name</a>.*" "$tasks_dom" |
+    sed 's#</tr>.*##' | head -n 1)
+  for pattern in "$@"; do
+    grep -q "$pattern" <<<"$row" ||
+      fail "/stallz/tasks does not show $name $what: ${row:-<no row>} (DOM in $tasks_dom)"
+  done
+}
+expect_row order-matcher "waiting on async_lock/order-book/exclusive" \
+  '<span data-state="waiting">waiting</span>' '<td class="name">async_lock/order-book/exclusive</td>'
+expect_row invoice-sender "waiting on channel/invoices/send with its cancel requested" \
+  '<td class="name">channel/invoices/send</td>' '<td class="n cancel">'
+expect_row ingest-worker "in group ingest, token intake/ingest, waiting on channel/ingest-queue/receive" \
+  '<td class="name">channel/ingest-queue/receive</td>' '<td class="name">ingest (#[0-9]*)</td>' \
+  '<td class="name">intake/ingest</td>'
+[[ $(grep -o '<a href="tasks?name=ingest-worker">' "$tasks_dom" | wc -l) -eq 2 ]] ||
+  fail "/stallz/tasks?state=waiting does not list both ingest-worker tasks (DOM in $tasks_dom)"
+states=$(grep -o '<td class="state"><span data-state="[a-z]*"' "$tasks_dom" | sort | uniq -c)
+[[ -n "$states" && $(grep -vc 'data-state="waiting"' <<<"$states") -eq 0 ]] ||
+  fail "/stallz/tasks?state=waiting lists tasks in other states: $states (DOM in $tasks_dom)"
+for name in restock report-export order-book-keeper; do
+  ! grep -q "tasks?name=$name\"" "$tasks_dom" ||
+    fail "/stallz/tasks?state=waiting lists $name, which is not waiting (DOM in $tasks_dom)"
+done
+grep -q '<a href="tasks?state=waiting" aria-current="true">waiting [0-9]' "$tasks_dom" ||
+  fail "the tasks page's filter does not mark \"waiting\" as the current one (DOM in $tasks_dom)"
+grep -q 'data-refreshes="[1-9]' "$tasks_dom" ||
+  fail "the tasks page's script did not refresh it (DOM in $tasks_dom)"
+
+# /stallz/map: the bounded channel with its capacity, the group, and the lock.
+load "$map_url" "$map_dom" "$map_png"
+grep -q 'channel invoices</text><text [^>]*>capacity 4 (wait)' "$map_dom" ||
+  fail "/stallz/map does not show the channel invoices with capacity 4 (DOM in $map_dom)"
+grep -q 'channel ingest-queue</text><text [^>]*>capacity 16 (wait)' "$map_dom" ||
+  fail "/stallz/map does not show the channel ingest-queue with capacity 16 (DOM in $map_dom)"
+grep -q 'group ingest ' "$map_dom" || fail "/stallz/map does not show the group ingest (DOM in $map_dom)"
+grep -q 'async_lock order-book</text>' "$map_dom" ||
+  fail "/stallz/map does not show the AsyncMutex order-book (DOM in $map_dom)"
 
 # The fixture stops cleanly on SIGTERM; a sanitizer report or a crash makes it exit non-zero.
 kill -TERM "$pid"
@@ -125,4 +192,6 @@ status=$?
 pid=
 [[ $status -eq 0 ]] || fail "the fixture exited with status $status: $(tail -n 60 "$fixture_log")"
 
-echo "PASS: /stallz ranks $top_resource first in Chromium; screenshot: $png"
+echo "PASS: /stallz ranks $top_resource first in Chromium; /stallz/tasks shows each waiting task's" \
+  "wait and filters by state; /stallz/map shows the bounded channels; screenshots: $png," \
+  "$tasks_png, $map_png"

@@ -8,6 +8,17 @@
 //   "restock"          a task that suspends holding "inventory": detector events
 //   "report-export"    a task that ignores its cancellation: a lingering task
 //
+// and, for /stallz/tasks and /stallz/map:
+//
+//   "order-matcher"    a task waiting on the AsyncMutex "order-book", which "order-book-keeper"
+//                      holds until the end: waiting on async_lock/order-book/exclusive
+//   "invoice-sender"   a task whose cancellation was requested and that ignores it, waiting to
+//                      send on the bounded Channel "invoices" (capacity 4, full)
+//   "ingest-worker"    two children of the TaskGroup "ingest", waiting to receive on the empty
+//                      Channel "ingest-queue" (capacity 16)
+//
+// On stop the keeper lets go of the lock and closes both channels, so every task ends.
+//
 //   stallscope-stallz-fixture [--listen HOST:PORT] [--duration SECONDS]
 //
 // Prints "stallz: URL" once the endpoint listens, so a script can pick the port (0: any free).
@@ -18,12 +29,15 @@
 #include <cstdio>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -133,6 +147,16 @@ int main(int argc, char** argv) {
     audit_waiter_done.store(true);
   });
 
+  stallscope::AsyncMutex book("order-book");
+  stallscope::Channel<int> invoices("invoices", 4);
+  stallscope::Channel<int> ingest("ingest-queue", 16);
+  for (int i = 0; i < 4; ++i) {  // full: the next send waits
+    if (!invoices.try_send(i).accepted()) {
+      std::fprintf(stderr, "the channel invoices refused item %d of its 4\n", i);
+      return 1;
+    }
+  }
+
   asio::io_context io;
   stallscope::CancellationToken root;
   stallscope::spawn(
@@ -157,6 +181,37 @@ int main(int argc, char** argv) {
         }
       },
       asio::detached);
+  // Spawned in this order on one thread: the keeper takes the lock before the matcher asks.
+  stallscope::spawn(
+      io.get_executor(), "order-book-keeper",
+      [&]() -> asio::awaitable<void> {
+        {
+          auto held = co_await book.async_lock(asio::use_awaitable);
+          while (!g_stop.load()) co_await pause(milliseconds(50));
+        }
+        invoices.close();  // the waiting send completes (closed), the workers' receives end
+        ingest.close();
+      },
+      asio::detached);
+  stallscope::spawn(
+      io.get_executor(), "order-matcher",
+      [&]() -> asio::awaitable<void> { auto held = co_await book.async_lock(asio::use_awaitable); },
+      asio::detached);
+  stallscope::spawn(
+      io.get_executor(), "invoice-sender", root,
+      [&]() -> asio::awaitable<void> {
+        // A completion token with no cancellation slot: the cancel is requested but not heard.
+        [[maybe_unused]] auto sent = co_await invoices.async_send(
+            4, asio::bind_cancellation_slot(asio::cancellation_slot(), asio::use_awaitable));
+      },
+      asio::detached);
+  stallscope::TaskGroup group(io.get_executor(), "ingest", stallscope::CancellationToken("intake"));
+  for (int i = 0; i < 2; ++i) {
+    group.spawn("ingest-worker", [&]() -> asio::awaitable<void> {
+      while (std::optional<int> item = co_await ingest.async_next()) {
+      }
+    });
+  }
   root.cancel();
   threads.emplace_back([&] { io.run(); });
 

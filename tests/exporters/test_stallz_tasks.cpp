@@ -120,6 +120,12 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
             .body);
     CHECK(w["tasks"].items.size() == 3);
     CHECK(w["filter"]["state"].string == "waiting");
+    const Json two = parse_json(
+        http_get("127.0.0.1", port, "/stallz/tasks.json?name=tasks-page-waiter&limit=2").body);
+    CHECK(two["tasks"].items.size() == 2);
+    CHECK(two["matched"].number == 3);
+    CHECK(two["filter"]["limit"].number == 2);
+    CHECK(w["filter"]["limit"].is_null());
     const Json none = parse_json(
         http_get("127.0.0.1", port, "/stallz/tasks.json?state=running&name=tasks-page-waiter")
             .body);
@@ -144,8 +150,10 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
     CHECK_THAT(page.body, Contains("not instrumented"));
     CHECK(page.body.find("src=") == std::string::npos);  // nothing loaded from anywhere
 
-    // /stallz links to the page.
-    CHECK_THAT(http_get("127.0.0.1", port, "/stallz").body, Contains("href=\"stallz/tasks\""));
+    // /stallz links to the page and to the map.
+    const std::string overview = http_get("127.0.0.1", port, "/stallz").body;
+    CHECK_THAT(overview, Contains("href=\"stallz/tasks\""));
+    CHECK_THAT(overview, Contains("href=\"stallz/map\""));
   }
   work.reset();
   io.stop();
@@ -162,7 +170,9 @@ TEST_CASE("a bad task filter is answered with 400 naming the bad value", "[stall
   for (const Case& c :
        {Case{"state=sleeping", "\"sleeping\""}, Case{"cancelled=maybe", "\"maybe\""},
         Case{"colour=red", "\"colour\""}, Case{"name=a%20b", "\"a b\""},
-        Case{"name=", "name = \"\""}, Case{"state=%zz", "%zz"}}) {
+        Case{"name=", "name = \"\""}, Case{"state=%zz", "%zz"}, Case{"limit=0", "\"0\""},
+        Case{"limit=-3", "\"-3\""}, Case{"limit=5x", "\"5x\""}, Case{"limit=", "limit = \"\""},
+        Case{"limit=99999999999999999999999", "\"99999999999999999999999\""}}) {
     for (const char* path : {"/stallz/tasks?", "/stallz/tasks.json?"}) {
       const std::string url = std::string(path) + c.query;
       INFO(url);
@@ -176,6 +186,8 @@ TEST_CASE("a bad task filter is answered with 400 naming the bad value", "[stall
             .status == 200);
   CHECK(http_get("127.0.0.1", agent.port(), "/stallz/tasks?name=a%2Fb%3Ac").status == 200);
   CHECK(stallscope::parse_task_filter("?name=a%2Fb%3Ac").name == "a/b:c");
+  CHECK(stallscope::parse_task_filter("?limit=25").limit == 25);
+  CHECK(stallscope::parse_task_filter("?state=waiting").limit == 0);
 }
 
 TEST_CASE("the task dump's JSON stays valid and its page escaped for hostile strings",

@@ -18,6 +18,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "stallscope/cancellation.hpp"
 #include "stallscope/channel.hpp"
@@ -60,7 +61,7 @@ class Runner {
 std::map<std::string, std::vector<TaskInfo>> ours(const stallscope::TaskDump& d) {
   std::map<std::string, std::vector<TaskInfo>> by_name;
   for (const TaskInfo& t : d.tasks) {
-    if (t.name.rfind("dump-", 0) == 0) by_name[t.name].push_back(t);
+    if (t.name.rfind("dump-", 0) == 0) by_name[std::string(t.name)].push_back(t);
   }
   return by_name;
 }
@@ -83,7 +84,7 @@ std::size_t count(const std::vector<TaskInfo>& ts, TaskRunState s) {
 }
 
 std::string target(const TaskInfo& t) {
-  return t.wait_kind + "/" + t.wait_resource + "/" + t.wait_op;
+  return fmt::format("{}/{}/{}", t.wait_kind, t.wait_resource, t.wait_op);
 }
 
 }  // namespace
@@ -275,6 +276,16 @@ TEST_CASE("a dump of 10,000 tasks in mixed states counts every one in its state 
   const auto sends = stallscope::dump_tasks(by_name);
   CHECK(sends.tasks.size() == kSend);
   CHECK(sends.live >= 10'000);
+  CHECK(sends.matched == kSend);
+  // A limit keeps the first tasks of the full order (the sends wait, each since its own time)
+  // and still counts every match.
+  by_name.limit = 10;
+  const auto first = stallscope::dump_tasks(by_name);
+  CHECK(first.matched == kSend);
+  REQUIRE(first.tasks.size() == 10);
+  for (std::size_t i = 0; i < first.tasks.size(); ++i)
+    CHECK(first.tasks[i].id == sends.tasks[i].id);
+  by_name.limit = 0;
   stallscope::TaskFilter running;
   running.state = TaskRunState::kRunning;
   const auto run = stallscope::dump_tasks(running);
@@ -352,6 +363,18 @@ TEST_CASE("children of a cancelled TaskGroup that ignore it show what each still
     }
     for (const TaskInfo& t : o["dump-group-locker"]) {
       CHECK(target(t) == "async_lock/dump-group-lock/exclusive");
+    }
+    // A copy of a dump keeps what its views point at after the dump it came from is gone.
+    stallscope::TaskFilter lockers;
+    lockers.name = "dump-group-locker";
+    const stallscope::TaskDump copy = [&] {
+      const stallscope::TaskDump original = stallscope::dump_tasks(lockers);
+      return stallscope::TaskDump(original);
+    }();
+    REQUIRE(copy.tasks.size() == 3);
+    for (const TaskInfo& t : copy.tasks) {
+      CHECK(t.group == "workers");
+      CHECK(t.token_path == "dump-server/workers");
     }
     for (const TaskInfo& t : o["dump-group-reader"]) {
       CHECK(target(t) == "channel/dump-group-jobs/receive");

@@ -116,7 +116,9 @@ HttpReply render_tasks(std::string_view query, bool json) {
     return r;
   }
   return page(json ? "/stallz/tasks.json" : "/stallz/tasks", json, [&] {
-    const TaskDump dump = dump_tasks(filter);
+    TaskFilter want = filter;  // the page shows its first rows only: sort no more than those
+    if (!json && (want.limit == 0 || want.limit > kStallzTaskRows)) want.limit = kStallzTaskRows;
+    const TaskDump dump = dump_tasks(want);
     return json ? stallz_tasks_json(dump, filter) : stallz_tasks_html(dump, filter);
   });
 }

@@ -326,6 +326,8 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
   Html h;
   std::string& out = h.out();
   out.reserve(8192 + std::min(d.tasks.size(), kStallzTaskRows) * 500);
+  // The dump may have been cut at a limit (render_tasks asks for kStallzTaskRows).
+  const std::size_t matched = std::max(d.matched, d.tasks.size());
   h.raw(
       "<!doctype html>\n<html lang=\"en\" data-refreshes=\"0\"><head><meta charset=\"utf-8\">"
       "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
@@ -366,7 +368,7 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
     if (f.cancel_requested) {
       h.raw(" cancel requested <code>").text(*f.cancel_requested ? "true" : "false").raw("</code>");
     }
-    fmt::format_to(std::back_inserter(out), ": {} tasks.</p>", d.tasks.size());
+    fmt::format_to(std::back_inserter(out), ": {} tasks.</p>", matched);
   }
 
   const std::array<Column, 9> columns = {
@@ -409,8 +411,8 @@ std::string stallz_tasks_html(const TaskDump& d, const TaskFilter& f) {
     out += "</td></tr>";
   }
   out += "</tbody></table><p class=\"more\" id=\"tasks-more\">";
-  if (d.tasks.size() > n) {
-    fmt::format_to(std::back_inserter(out), "and {} more in tasks.json", d.tasks.size() - n);
+  if (matched > n) {
+    fmt::format_to(std::back_inserter(out), "and {} more in tasks.json", matched - n);
   }
   out += "</p></section></main><footer>stallscope " STALLSCOPE_VERSION_STRING " \u00b7 ";
   fmt::format_to(std::back_inserter(out),
@@ -437,7 +439,7 @@ std::string stallz_html(const StallzReport& r) {
   h.text(utc_clock(r.unix_time));
   h.raw(
       "</span> \u00b7 <a href=\"stallz.json\">stallz.json</a> \u00b7 "
-      "<a href=\"stallz/tasks\">tasks</a> \u00b7 "
+      "<a href=\"stallz/tasks\">tasks</a> \u00b7 <a href=\"stallz/map\">map</a> \u00b7 "
       "<a href=\"metrics\">/metrics</a></p></header><main>");
 
   ranking(h, r);

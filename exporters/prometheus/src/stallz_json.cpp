@@ -1,5 +1,6 @@
 // /stallz.json: the report as one JSON object (its shape is documented at stallz_json() in
 // stallz.hpp).
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -29,7 +30,8 @@ void json_value(std::string& out, double v) {
   if (!std::isfinite(v)) {
     out += "null";
   } else {
-    fmt::format_to(std::back_inserter(out), "{:.6g}", v);
+    char buf[32];  // "-1.23457e+308": formatted on the stack, appended once
+    out.append(buf, fmt::format_to_n(buf, sizeof buf, "{:.6g}", v).out);
   }
 }
 
@@ -42,7 +44,8 @@ void json_value(std::string& out, const std::optional<double>& v) {
 }
 
 void json_value(std::string& out, std::unsigned_integral auto v) {
-  fmt::format_to(std::back_inserter(out), "{}", v);
+  char buf[24];
+  out.append(buf, fmt::format_to_n(buf, sizeof buf, "{}", v).out);
 }
 
 void json_value(std::string& out,
@@ -115,7 +118,8 @@ std::string stallz_tasks_json(const TaskDump& d, const TaskFilter& f) {
     JsonObject o(out);
     o.put("version", STALLSCOPE_VERSION_STRING);
     fmt::format_to(std::back_inserter(o.key("unix_time")), "{:.3f}", d.unix_time);
-    o.put("dump_seconds", d.dump_seconds, "live", d.live);
+    o.put("dump_seconds", d.dump_seconds, "max_lock_hold_seconds", d.max_lock_hold_seconds, "live",
+          d.live, "matched", std::max(d.matched, d.tasks.size()));
     boolean(o.key("asio_tracking"), d.asio_tracking);
     {
       JsonObject s(o.key("by_state"));
@@ -131,6 +135,7 @@ std::string stallz_tasks_json(const TaskDump& d, const TaskFilter& f) {
               [&](std::string& v) { json_string(v, to_string(*f.state)); });
       null_or(x.key("cancelled"), f.cancel_requested.has_value(),
               [&](std::string& v) { boolean(v, *f.cancel_requested); });
+      null_or(x.key("limit"), f.limit != 0, [&](std::string& v) { json_value(v, f.limit); });
     }
     json_array(o.key("tasks"), d.tasks, [&](JsonObject& x, const TaskInfo& t) {
       x.put("id", t.id, "name", t.name);

@@ -2,8 +2,11 @@
 // next to /stallz's, in stallz_html.cpp and stallz_json.cpp).
 #include "stallscope/stallz_tasks.hpp"
 
+#include <charconv>
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -85,10 +88,17 @@ TaskFilter parse_task_filter(std::string_view query) {
     } else if (key == "cancelled") {
       if (value != "true" && value != "false") throw bad("not true or false");
       f.cancel_requested = value == "true";
+    } else if (key == "limit") {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (value.empty() || ec != std::errc() || end != value.data() + value.size() || n == 0) {
+        throw bad("not a whole number of tasks from 1");
+      }
+      f.limit = n;
     } else {
-      throw std::invalid_argument(
-          fmt::format("stallscope: tasks filter: unknown parameter {} (use name, state, cancelled)",
-                      quoted(key)));
+      throw std::invalid_argument(fmt::format(
+          "stallscope: tasks filter: unknown parameter {} (use name, state, cancelled, limit)",
+          quoted(key)));
     }
   }
   return f;

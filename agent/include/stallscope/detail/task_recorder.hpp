@@ -1,6 +1,7 @@
 #pragma once
 // Recording for tasks: one TaskSeries per task name, one TaskState per spawned task.
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -83,7 +84,7 @@ struct TaskListNode {
 // One spawned task, from spawn to exit. It is linked into the live-task registry (one of a few
 // shards, each a list under its own mutex, chosen by the spawning thread) for the task dump, and
 // owns a TaskSlot that the executor and wait points write its state into. Spawn and exit each
-// take their shard's mutex for a few pointer writes; a dump takes it for at most 32 tasks at a
+// take their shard's mutex for a few pointer writes; a dump takes it for at most 16 tasks at a
 // time (task_dump.hpp).
 class TaskState : private TaskListNode {
  public:
@@ -120,7 +121,9 @@ class TaskState : private TaskListNode {
   TaskBinding binding_;
 };
 
-// One live task as a dump copied it (under its shard's lock).
+// One live task as a dump copied it (under its shard's lock): plain data, no reference count
+// taken per task. Its scope and group are named by index + 1 (0: none) into the TaskSnapshot's
+// keep lists, which hold them alive.
 struct RawTask {
   const TaskSeries* series = nullptr;
   std::uint64_t id = 0;
@@ -128,17 +131,37 @@ struct RawTask {
   std::int64_t cancel_ns = 0;  // 0: not requested
   std::uint64_t status = 0;    // TaskSlot::status; 0 when the task has no slot
   const char* wait_name = nullptr;
+  const void* running_on = nullptr;  // a ThreadShard
+  std::uint32_t scope = 0;
+  std::uint32_t group = 0;
   std::uint32_t wait_len = 0;
   TaskWaitOp wait_op = TaskWaitOp::kNone;
-  const void* running_on = nullptr;  // a ThreadShard
   const AsioOpName* asio = nullptr;  // the Asio operation it awaits (asio_tracking.hpp)
-  TaskBinding binding;
 };
 
-// Appends every live task to `out`, a shard at a time and at most 32 tasks per lock hold; the
+// What one snapshot copied. Reused from dump to dump (clear() keeps the capacity), so a dump
+// of a steady population allocates nothing.
+struct TaskSnapshot {
+  std::vector<RawTask> tasks;
+  // One reference to every scope and group the tasks name (a reference is taken only when a
+  // task's differs from the previous task's, so tasks of one group share it).
+  std::vector<std::shared_ptr<const ScopeName>> keep_scopes;
+  std::vector<std::shared_ptr<const TaskGroupInfo>> keep_groups;
+  std::int64_t max_hold_ns = 0;  // the longest a shard's lock was held by this snapshot
+
+  void clear() noexcept {
+    tasks.clear();
+    keep_scopes.clear();
+    keep_groups.clear();
+    max_hold_ns = 0;
+  }
+};
+
+// Appends every live task to `out`, a shard at a time and at most 16 tasks per lock hold; the
 // shard's lock is released between batches (a cursor node keeps the place), so spawns and exits
-// wait a few microseconds at most. Tasks spawned during the call may be missed.
-void snapshot_live_tasks(std::vector<RawTask>& out);
+// wait a few microseconds at most. Nothing is allocated while a lock is held (room for a batch
+// is made before). Tasks spawned during the call may be missed.
+void snapshot_live_tasks(TaskSnapshot& out);
 
 // Slice bracketing for the instrumented executor, inline: it runs twice per resumption. A
 // slice already running on this thread makes begin() a no-op (a nested execution belongs to the
