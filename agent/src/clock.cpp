@@ -3,6 +3,7 @@
 #include <mutex>
 #if defined(__x86_64__)
 #include <cpuid.h>
+
 #include <x86intrin.h>  // __rdtsc
 #endif
 
