@@ -101,6 +101,19 @@ struct Parking {
 
 // Once the task named `name` parks in `parking`, it shows suspended with no Asio operation (the
 // one before it completed); then it is resumed and ends.
+// Spawns the task `name` on r's executor: it awaits `op()` (an Asio operation), then parks.
+// `op` and `parking` outlive the task (the test waits for it to end).
+template <class Op>
+void spawn_op_then_park(Runner& r, const std::string& name, Op& op, Parking& parking) {
+  stallscope::spawn(
+      r.io.get_executor(), name,
+      [&op, &parking]() -> asio::awaitable<void> {
+        co_await op();
+        co_await parking.wait();
+      },
+      asio::detached);
+}
+
 void parks_with_no_operation_then_ends(Runner& r, Parking& parking, const std::string& name) {
   REQUIRE(eventually([&] { return parking.holds.load(); }));
   CHECK(eventually([&] { return suspended_on(name, ""); }));
@@ -121,13 +134,10 @@ TEST_CASE(TRACKING_CASE("a task awaiting a 1 h timer shows the timer's wait unti
   Runner r;
   asio::steady_timer timer(r.io, std::chrono::hours(1));
   Parking parking;
-  stallscope::spawn(
-      r.io.get_executor(), name,
-      [&]() -> asio::awaitable<void> {
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        co_await parking.wait();
-      },
-      asio::detached);
+  auto wait = [&]() -> asio::awaitable<void> {
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  };
+  spawn_op_then_park(r, name, wait, parking);
 
   // Exact: the task stays on the timer for the hour, so the dump must show it once it suspends.
   REQUIRE(
@@ -152,14 +162,11 @@ TEST_CASE(TRACKING_CASE("a task reading a socket with no data shows the receive 
   asio::local::connect_pair(reader, writer);
   Parking parking;
   std::atomic<std::size_t> got{0};
-  stallscope::spawn(
-      r.io.get_executor(), name,
-      [&]() -> asio::awaitable<void> {
-        std::array<char, 16> buf{};
-        got = co_await reader.async_read_some(asio::buffer(buf), asio::use_awaitable);
-        co_await parking.wait();
-      },
-      asio::detached);
+  std::array<char, 16> buf{};
+  auto read = [&]() -> asio::awaitable<void> {
+    got = co_await reader.async_read_some(asio::buffer(buf), asio::use_awaitable);
+  };
+  spawn_op_then_park(r, name, read, parking);
 
   REQUIRE(eventually([&] { return suspended_on(name, kTracked ? "socket async_receive" : ""); }));
   CHECK(got.load() == 0);
