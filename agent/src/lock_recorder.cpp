@@ -221,6 +221,9 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
   const std::int64_t t0 = now_ns();
   LockSeries* series = this->series();
   if (series == nullptr) return t0;
+  // The profile's waiter count first: a reader who sees this wait (stallscope_waiters, the task
+  // dump) and then lets the holder release has the release charged to the holder's stack.
+  profile_wait_begin(&blame_, series, static_cast<std::uint32_t>(op), t0);
   if (ThreadShard* s = own_shard()) {
     s->wait.since_ns.store(t0, std::memory_order_relaxed);
     s->wait.object.store(this, std::memory_order_relaxed);
@@ -229,7 +232,6 @@ std::int64_t LockSite::wait_begin(LockOp op) noexcept {
     s->wait.op.store(static_cast<std::uint32_t>(op), std::memory_order_relaxed);
     s->wait.series.store(series->id(), std::memory_order_release);
   }
-  profile_wait_begin(&blame_, series, static_cast<std::uint32_t>(op), t0);
   return t0;
 }
 
