@@ -675,8 +675,8 @@ namespace {
 // stallscope::run(io) (io.run(), also counting the executor threads' idle time) until the
 // context stops. An exception that a completion handler throws leaves run() (Asio's rule; run()
 // may then be called again): it is reported and the thread runs on, instead of terminating the
-// process. (Seen rarely at shutdown under load: "co_await: Operation canceled" from Boost 1.81's
-// co_spawn entry point; examples/demo/README.md.)
+// process. (Seen rarely at shutdown under load, before stallscope::spawn shielded its tasks:
+// "co_await: Operation canceled" from Boost 1.81's co_spawn entry point; examples/demo/README.md.)
 void run_executor_thread(asio::io_context& io) {
   for (;;) {
     try {

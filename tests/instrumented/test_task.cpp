@@ -24,6 +24,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 #include <catch2/catch.hpp>
 
 #include "stallscope/channel.hpp"
@@ -696,4 +697,91 @@ TEST_CASE("a task group made with a temporary child token is cancelled with its 
   io.run_for(std::chrono::seconds(10));
   CHECK(woke);
   CHECK(group.token().cancelled());
+}
+
+namespace {
+
+asio::awaitable<void> wait_an_hour() {
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+}  // namespace
+
+TEST_CASE("a task spawned on a cancelled scope ends through its handler, not out of run()",
+          "[task][cancel]") {
+  // Spawned on a cancelled scope: the task runs to its first co_await, which is cancelled.
+  // Emitted before the task's first slice, the cancellation made Boost 1.81's co_spawn throw
+  // "co_await: Operation canceled" out of run() instead, and the handler never ran
+  // (examples/demo/boost181_cospawn_repro.cpp).
+  const std::string name = unique_name("cancelled-early");
+  asio::io_context io;
+  stallscope::CancellationToken root;
+  stallscope::CancellationToken scope = root.child();
+  int handled = 0;
+  std::exception_ptr got;
+  auto handler = [&](std::exception_ptr e) {
+    ++handled;
+    got = e;
+  };
+  root.cancel();
+  SECTION("a function object") {
+    stallscope::spawn(
+        io.get_executor(), name, scope, [] { return wait_an_hour(); }, handler);
+  }
+  SECTION("an awaitable") {
+    stallscope::spawn(io.get_executor(), name, scope, wait_an_hour(), handler);
+  }
+  CHECK_NOTHROW(io.run());
+  REQUIRE(handled == 1);
+  REQUIRE(got);
+  try {
+    std::rethrow_exception(got);
+  } catch (const boost::system::system_error& e) {
+    CHECK(e.code() == asio::error::operation_aborted);
+  }
+  if constexpr (STALLSCOPE_ENABLED) CHECK(finished(name, "cancelled") == 1);
+}
+
+TEST_CASE("a value task on a cancelled scope runs to its end and delivers its value",
+          "[task][cancel]") {
+  // A task cancelled before it starts runs to its first co_await, as one cancelled later runs
+  // to its next; this one has none.
+  asio::io_context io;
+  stallscope::CancellationToken root;
+  root.cancel();
+  std::optional<int> result;
+  std::exception_ptr got;
+  stallscope::spawn(
+      io.get_executor(), unique_name("cancelled-early-value"), root.child(),
+      []() -> asio::awaitable<int> { co_return 7; },
+      [&](std::exception_ptr e, int v) {
+        got = e;
+        result = v;
+      });
+  CHECK_NOTHROW(io.run());
+  CHECK_FALSE(got);
+  CHECK(result == 7);
+}
+
+TEST_CASE("a task that cancels itself through its handler's slot ends through the handler",
+          "[task][cancel]") {
+  // The emit runs inside the task's own slice; its next co_await throws without suspending.
+  asio::io_context io;
+  asio::cancellation_signal signal;
+  int handled = 0;
+  std::exception_ptr got;
+  stallscope::spawn(
+      io.get_executor(), unique_name("self-cancel"),
+      [&]() -> asio::awaitable<void> {
+        signal.emit(asio::cancellation_type::terminal);
+        co_await wait_an_hour();
+      },
+      asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e) {
+        ++handled;
+        got = e;
+      }));
+  CHECK_NOTHROW(io.run());
+  REQUIRE(handled == 1);
+  CHECK(got);
 }

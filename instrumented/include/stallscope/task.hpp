@@ -14,6 +14,7 @@
 /// recorders in detail/task_recorder.hpp become empty no-op classes).
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <condition_variable>
@@ -48,6 +49,7 @@
 #include <boost/asio/require.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
@@ -352,17 +354,33 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
       : inner_(inner), state_(series, binding) {}
 
   // From any thread: stamps the request, then emits on the task's executor (the signal must not
-  // be emitted concurrently with the coroutine touching its slot).
+  // be emitted concurrently with the coroutine touching its slot). Before the task has started
+  // the request waits for started(): emitted into a coroutine that has not run yet, Boost 1.81's
+  // co_spawn throws "co_await: Operation canceled" out of run() at its entry point's first
+  // co_await, outside its try block, and never calls the handler.
   void request_cancel(boost::asio::cancellation_type type) {
     state_.cancel_requested();
-    boost::asio::post(inner_, [weak = this->weak_from_this(), type] {
-      if (auto self = weak.lock()) self->emit(type);
+    pending_.fetch_or(static_cast<unsigned>(type));
+    if (!started_.load()) return;  // started() emits it (seq_cst: one of the two sees the other)
+    boost::asio::post(inner_, [weak = this->weak_from_this()] {
+      if (auto self = weak.lock()) self->emit_pending();
     });
   }
-  // On the coroutine's own context (the user's slot fired): emit at once.
+  // On the coroutine's own context (the user's slot fired): emit at once, once started.
   void cancel_now(boost::asio::cancellation_type type) {
     state_.cancel_requested();
-    emit(type);
+    pending_.fetch_or(static_cast<unsigned>(type));
+    if (started_.load()) emit_pending();
+  }
+  // In the task, before the user's code: from here on requests are emitted. One that came
+  // before is posted now, as request_cancel() would have: the task runs to its first co_await,
+  // which the emission then cancels.
+  void started() {
+    started_.store(true);
+    if (pending_.load() == 0) return;
+    boost::asio::post(inner_, [weak = this->weak_from_this()] {
+      if (auto self = weak.lock()) self->emit_pending();
+    });
   }
   void bind(const CancellationToken& token) {
     // The task keeps its scope alive: a parent holds only weak references to its children, so a
@@ -392,15 +410,21 @@ class TaskControl : public std::enable_shared_from_this<TaskControl<Inner>> {
  private:
   // co_spawn forwards the signal to the coroutine through its executor (detail::
   // tls_cancel_delivery says why that execution leaves the task's state alone).
-  void emit(boost::asio::cancellation_type type) {
+  // Emits what was requested and not yet emitted: each request is emitted once, by whichever of
+  // started(), cancel_now() and the posted emission takes it.
+  void emit_pending() {
+    const unsigned type = pending_.exchange(0);
+    if (type == 0) return;
     if constexpr (kRecordsTasks) tls_cancel_delivery = true;
-    signal_.emit(type);
+    signal_.emit(static_cast<boost::asio::cancellation_type>(type));
     if constexpr (kRecordsTasks) tls_cancel_delivery = false;
   }
 
   Inner inner_;
   [[no_unique_address]] TaskRecord state_;  // nothing when recording is compiled out
   boost::asio::cancellation_signal signal_;
+  std::atomic<bool> started_{false};
+  std::atomic<unsigned> pending_{0};  // cancellation_type bits requested, not yet emitted
   CancellationToken token_ = CancellationToken::none();  // the scope, alive as long as the task
   CancellationToken::Registration registration_;         // declared last: unregistered first
 };
@@ -457,12 +481,75 @@ struct TaskTraits;
 template <class T, class E>
 struct TaskTraits<boost::asio::awaitable<T, E>> {
   using value_type = T;
+  using executor_type = E;
 };
 template <class Task>
 requires std::is_invocable_v<Task&> &&
     IsAwaitable<std::invoke_result_t<Task&>>::value struct TaskTraits<Task> {
   using value_type = typename std::invoke_result_t<Task&>::value_type;
+  using executor_type = typename std::invoke_result_t<Task&>::executor_type;
 };
+
+// The user's awaitable: the task itself, or what its function object returns.
+template <class Task>
+auto start_task(Task& task) {
+  if constexpr (IsAwaitable<Task>::value) {
+    return std::move(task);
+  } else {
+    return task();
+  }
+}
+
+// Every task runs inside this coroutine. Boost 1.81's co_spawn (co_spawn_entry_point in
+// boost/asio/impl/co_spawn.hpp) ends a task that never switched context with a
+// `co_await post(...)` outside its try block; if the task's cancellation was emitted before or
+// during its run (spawned on a cancelled scope, or a slot emitted from the task's own code), that
+// co_await throws "co_await: Operation canceled" out of io_context::run() and the completion
+// handler never runs (examples/demo/boost181_cospawn_repro.cpp). So: requests made before the
+// task starts are held back until started() (TaskControl), called here before the user's code;
+// and throw_if_cancelled is turned off once the user's code has ended,
+// which leaves the user's own co_awaits as they were and lets the entry point finish. `task` is
+// a parameter, not a lambda capture: it lives in this frame (GCC 12 destroys a coroutine
+// lambda's captures with the closure).
+template <class E, class Control, class Task>
+boost::asio::awaitable<void, E> shielded_void(Control* control, Task task) {
+  control->started();
+  std::exception_ptr error;
+  try {
+    co_await start_task(task);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  co_await boost::asio::this_coro::throw_if_cancelled(false);
+  if (error) std::rethrow_exception(error);
+}
+
+template <class T, class E, class Control, class Task>
+boost::asio::awaitable<T, E> shielded_value(Control* control, Task task) {
+  control->started();
+  std::exception_ptr error;
+  std::optional<T> value;
+  try {
+    value.emplace(co_await start_task(task));
+  } catch (...) {
+    error = std::current_exception();
+  }
+  co_await boost::asio::this_coro::throw_if_cancelled(false);
+  if (error) std::rethrow_exception(error);
+  co_return std::move(*value);
+}
+
+template <class Control, class Task>
+auto shielded(Control* control, Task task) {
+  using Traits = TaskTraits<Task>;
+  using T = typename Traits::value_type;
+  using E = typename Traits::executor_type;
+  if constexpr (std::is_void_v<T>) {
+    return shielded_void<E>(control, std::move(task));
+  } else {
+    return shielded_value<T, E>(control, std::move(task));
+  }
+}
 
 template <class Task>
 concept SpawnableTask = requires {
@@ -488,7 +575,9 @@ auto spawn_impl(const Executor& executor, TaskSeries* series, const Cancellation
         }
         using H = std::decay_t<decltype(handler)>;
         const std::uint64_t handle = control->task_handle();
-        boost::asio::co_spawn(TaskExecutor<Inner>(inner, s, handle), std::move(t),
+        // `control` lives until the handler runs, after the task (SpawnCompletion owns it).
+        TaskControl<Inner>* raw = control.get();
+        boost::asio::co_spawn(TaskExecutor<Inner>(inner, s, handle), shielded(raw, std::move(t)),
                               SpawnCompletion<H, Inner>(std::move(handler), std::move(control)));
       },
       token, unwrap(executor), series, cancel != nullptr ? *cancel : CancellationToken::none(),
