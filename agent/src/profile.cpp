@@ -310,8 +310,10 @@ std::vector<InProgress> waits_in_progress() {
     w->asked.store(a, std::memory_order_release);
     if (pthread_kill(w->thread, kStackSignal) == 0) asked.emplace_back(w, a);
   }
-  // The handlers run as soon as the threads are scheduled: wait for them, a bounded time.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  // The handlers run as soon as the threads are scheduled: wait for them, a bounded time. Half a
+  // second: on a loaded 2-core machine a woken thread can wait past 100 ms for a core, and a
+  // stack not read is a profile that no longer says where the program is stuck.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
   for (auto& [w, a] : asked) {
     while (w->done.load(std::memory_order_acquire) != a &&
            std::chrono::steady_clock::now() < deadline) {
