@@ -52,7 +52,11 @@ TEST_CASE("heavy-payloads warns on large items, naming the channel and the bytes
   stallscope::Channel<Payload> ch(name, sized(64));
   CheckWindow w;
   send_from_tasks(ch, {unique_name("uploader")}, 4, 100 * 1024);  // 100 KiB each, kept queued
-  const auto report = w.report();
+  // Check 4 lenient: building 100 KiB strings took over 1 ms a slice in an asan build on the
+  // loaded CI machine, and only this warning's effect on the exit code is under test here.
+  stallscope::check::Thresholds lenient;
+  lenient.long_slice_seconds = 1.0;
+  const auto report = w.report(lenient);
   INFO(stallscope::check::to_text(report));
   CHECK(result(report, "heavy-payloads").verdict == Verdict::kWarn);
   CHECK_THAT(evidence(report, "heavy-payloads"),

@@ -785,3 +785,22 @@ TEST_CASE("a task that cancels itself through its handler's slot ends through th
   REQUIRE(handled == 1);
   CHECK(got);
 }
+
+TEST_CASE("a child spawned into a cancelled, still open task group ends cleanly",
+          "[task][cancel][group]") {
+  // An accept loop that spawns between a group's cancel() and its close(): the child starts on a
+  // cancelled scope. Counted as cancelled, not a failure, and run() goes on.
+  asio::io_context io;
+  stallscope::TaskGroup group(io.get_executor());
+  group.cancel();
+  bool woke = false;
+  REQUIRE(group.spawn(unique_name("late-child"), [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    woke = ec == asio::error::operation_aborted;
+  }));
+  CHECK_NOTHROW(io.run());
+  CHECK(woke);
+  CHECK(group.active() == 0);
+  CHECK(group.failures() == 0);
+}
