@@ -55,14 +55,12 @@ for preset in "${presets[@]}"; do
   # Line tables only (-g1: file:line in sanitizer reports and profiles, no variables) and the
   # lld linker: what the suite needs, at about 17% less compile time (a test unit: 8.7 s ->
   # 7.3 s) and a fifth of the link CPU time (the exporter tests: 6.0 s -> 1.2 s) of -g and GNU
-  # ld (README, "Two commands"). Not for asan: clang's -g1 (-gline-tables-only) leaves the
-  # namespaces out of function names, and the profile tests need them to trim stallscope's own
-  # frames. The presets used directly keep -g for debugging.
+  # ld (README, "Two commands"). clang's -g1 (-gline-tables-only) names functions without their
+  # namespaces, so the asan preset's profile tests check that the profiles trim stallscope's own
+  # frames by file as well. The presets used directly keep -g for debugging.
   configure_args=(-DCMAKE_EXE_LINKER_FLAGS_DEBUG=-fuse-ld=lld
-                  -DCMAKE_SHARED_LINKER_FLAGS_DEBUG=-fuse-ld=lld)
-  if [[ $preset != asan ]]; then
-    configure_args+=(-DCMAKE_CXX_FLAGS_DEBUG=-g1)
-  fi
+                  -DCMAKE_SHARED_LINKER_FLAGS_DEBUG=-fuse-ld=lld
+                  -DCMAKE_CXX_FLAGS_DEBUG=-g1)
   env_args=()
   # Tests that do not depend on the preset's flags run once: the dashboard checks (node and
   # promtool, no C++) in dev only, the installed-package tests (a consumer project built against

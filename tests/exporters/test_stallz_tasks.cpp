@@ -72,7 +72,7 @@ TEST_CASE("/stallz/tasks serves every live task as HTML and JSON, filtered by th
     for (int i = 0; i < 3; ++i) {
       stallscope::spawn(
           io.get_executor(), "tasks-page-waiter", root.child("req"),
-          [&]() -> asio::awaitable<void> { co_await lock.async_lock(asio::use_awaitable); },
+          [&]() -> asio::awaitable<void> { (void)co_await lock.async_lock(asio::use_awaitable); },
           asio::detached);
     }
     stallscope::spawn(

@@ -160,31 +160,61 @@ Symbolizer& symbolizer() {
 }
 
 // stallscope's own frames (and the std lock helpers around them), trimmed from the top of each
-// stack as Go trims its runtime's.
-bool is_own(std::string_view fn) {
+// stack as Go trims its runtime's. By name, and by file for debug information that names
+// functions without their namespaces (clang's -gline-tables-only, -gmlt).
+bool is_own_function(std::string_view fn) {
   // A template's demangled name starts with its return type: "void stallscope::...".
   const std::size_t paren = fn.find('(');
   const std::string_view name = fn.substr(0, paren);
   return name.starts_with("stallscope::") || name.find(" stallscope::") != std::string_view::npos ||
          (name.starts_with("std::") && name.find("<stallscope::") != std::string_view::npos);
 }
+// stallscope's headers (in its tree or installed: .../include/stallscope/) and the library's own
+// sources, named from STALLSCOPE_SOURCE_DIR or relative to the build directory (Ninja's form).
+bool is_own_file(std::string_view file) {
+  if (file.find("/include/stallscope/") != std::string_view::npos ||
+      file.starts_with("include/stallscope/")) {
+    return true;
+  }
+  constexpr std::string_view kSourceDir = STALLSCOPE_SOURCE_DIR "/";
+  std::string_view rest = file;
+  if (rest.starts_with(kSourceDir)) {
+    rest.remove_prefix(kSourceDir.size());
+  } else {
+    while (rest.starts_with("../") || rest.starts_with("./"))
+      rest.remove_prefix(rest.find('/') + 1);
+  }
+  return rest.starts_with("agent/src/") || rest.starts_with("exporters/prometheus/src/");
+}
+bool is_own(const Frame& f) { return is_own_function(f.function) || is_own_file(f.file); }
+// The C++ standard library's inline functions (std::lock_guard's constructor, std::scoped_lock).
+// Under -gmlt a frame is named "lock_guard", in a file such as
+// /usr/bin/../lib/gcc/x86_64-linux-gnu/12/../../../../include/c++/12/bits/std_mutex.h.
+bool is_std(const Frame& f) {
+  return f.function.starts_with("std::") || f.file.find("/include/c++/") != std::string_view::npos;
+}
 // Frames that may sit between stallscope's own ones (the C library under a lock, a signal
 // frame, the standard library's inline lock functions).
 bool is_system(const Frame& f) {
   const std::string_view fn = f.function, file = f.file;
-  return fn.empty() || fn.starts_with("std::") || fn.starts_with("_") || fn.starts_with("0x") ||
+  return fn.empty() || is_std(f) || fn.starts_with("_") || fn.starts_with("0x") ||
          fn.starts_with("pthread_") || file.starts_with("./") || file.starts_with("../") ||
          file.starts_with("/usr/include/");
 }
 
 // The index of the first frame of `n` (frame(i) gives each, innermost first) after stallscope's
-// own and the system frames among them; 0 when nothing else is left.
+// own, the system frames among them and the standard library's right after them (the
+// std::lock_guard that called into the wrapper); 0 when nothing else is left.
 template <class FrameAt>
 std::size_t first_user_frame(std::size_t n, FrameAt&& frame) {
   std::size_t start = 0;
+  bool own_seen = false;
   for (std::size_t i = 0; i < n; ++i) {
     const Frame& f = frame(i);
-    if (is_own(f.function)) {
+    if (is_own(f)) {
+      start = i + 1;
+      own_seen = true;
+    } else if (own_seen && start == i && is_std(f)) {
       start = i + 1;
     } else if (!is_system(f)) {
       break;
