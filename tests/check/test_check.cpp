@@ -175,10 +175,9 @@ TEST_CASE("check 4 fails on a task spinning long slices on the executor", "[chec
   const auto report = expect_verdict(w, "executor-cpu", Verdict::kFail);
   // 10 of its 11 slices spun (10 suspensions: 11 slices). The last one only returns, but
   // tearing the frame down took over 1 ms under asan on the loaded CI machine, so it may count.
-  CHECK_THAT(evidence(report, "executor-cpu"),
-             (Contains("task `" + name + "`: 10 of 11 slices") ||
-              Contains("task `" + name + "`: 11 of 11 slices")) &&
-                 Contains("longer than 1 ms"));
+  CHECK_THAT(evidence(report, "executor-cpu"), (Contains("task `" + name + "`: 10 of 11 slices") ||
+                                                Contains("task `" + name + "`: 11 of 11 slices")) &&
+                                                   Contains("longer than 1 ms"));
 }
 
 TEST_CASE("check 4 fails on executor threads blocked in a lock wait", "[check][executor]") {
