@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "json_reader.hpp"
+#include "pprof_detail.hpp"
 #include "raw_http.hpp"
 #include "stallscope/agent.hpp"
 #include "stallscope/mutex.hpp"
@@ -371,4 +372,50 @@ TEST_CASE("/stallz/sites: unknown resources, bad values and empty profiles", "[p
       get(agent.port(), "/stallz/sites.json?resource=sites-calm").body);
   CHECK(j["kind"].is_null());
   CHECK(j["waiters"]["empty_reason"].string.find("No samples yet") != std::string::npos);
+}
+
+TEST_CASE("stacks are cut after stallscope's frames, whatever form the debug paths take",
+          "[pprof][trim]") {
+  using stallscope::detail::first_user_frame;
+  using stallscope::detail::SourceFrame;
+  const std::string asio = "/usr/include/boost/asio/";
+  SECTION("a coroutine built with relative debug paths keeps its own frame") {
+    // Debian's -ffile-prefix-map and ccache's base_dir name the application's sources relative,
+    // as glibc names its own: only the runtime's shared object makes a frame the C library's.
+    const std::vector<SourceFrame> frames = {
+        {"stallscope::detail::profile_async_draw(stallscope::detail::WaitHint const&)",
+         "agent/src/profile.cpp", 561},
+        {"stallscope::detail::PermitOwner::async_wait()", "/x/include/stallscope/detail/p.hpp", 9},
+        {"fetch_rows(fetch_rows()::Frame*) [clone .actor]", "./src/db.cpp", 42},
+        {"std::__n4861::coroutine_handle<void>::resume() const", "/usr/include/c++/12/coroutine",
+         1},
+        {"boost::asio::detail::awaitable_thread<boost::asio::any_io_executor>::pump()",
+         asio + "impl/awaitable.hpp", 2},
+        {"stallscope::detail::SliceHandler<boost::asio::detail::executor_function>::operator()()",
+         "/x/include/stallscope/task.hpp", 128},
+        {"boost::asio::io_context::run()", asio + "impl/io_context.ipp", 63},
+    };
+    CHECK(first_user_frame(frames) == 2);
+  }
+  SECTION("the C library's frames under a lock are passed over") {
+    const std::vector<SourceFrame> frames = {
+        {"stallscope::detail::on_stack_signal(int)", "agent/src/profile.cpp", 1},
+        {"futex_wait", "../sysdeps/nptl/futex-internal.h", 146, true},
+        {"lll_mutex_lock_optimized", "./nptl/pthread_mutex_lock.c", 48, true},
+        {"std::mutex::lock()", "/usr/include/c++/12/bits/std_mutex.h", 100},
+        {"stallscope::Mutex::lock()", "/x/include/stallscope/mutex.hpp", 50},
+        {"std::lock_guard<stallscope::Mutex>::lock_guard(stallscope::Mutex&)",
+         "/usr/include/c++/12/bits/std_mutex.h", 229},
+        {"update_cache()", "./src/cache.cpp", 17},
+        {"main", "./src/main.cpp", 3},
+    };
+    CHECK(first_user_frame(frames) == 6);
+  }
+  SECTION("a stack of nothing but stallscope's frames is kept whole") {
+    const std::vector<SourceFrame> frames = {
+        {"stallscope::detail::capture(unsigned long*)", "agent/src/profile.cpp", 82},
+        {"stallscope::detail::BlockingPool::work()", "/x/include/stallscope/pool.hpp", 7},
+    };
+    CHECK(first_user_frame(frames) == 0);
+  }
 }

@@ -127,7 +127,30 @@ class Symbolizer {
       }
     }
     if (out.empty()) out.push_back(Frame{fmt_address(pc), {}, 0});
+    if (in_runtime(call)) {
+      for (Frame& f : out) f.runtime = true;
+    }
     return out;
+  }
+
+  // Whether `call` lies in the C library, the C++ runtime or a sanitizer runtime (by the shared
+  // object's file name). Their frames are told apart by object, not by source path: glibc's
+  // debug information names files relative ("./nptl/...", "../sysdeps/..."), and so does the
+  // application's own when it is built with -ffile-prefix-map (Debian's default flags) or
+  // through ccache with base_dir set.
+  static bool in_runtime(std::uintptr_t call) {
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(call), &info) == 0 || info.dli_fname == nullptr) {
+      return false;
+    }
+    std::string_view object = info.dli_fname;
+    object.remove_prefix(object.rfind('/') == std::string_view::npos ? 0 : object.rfind('/') + 1);
+    for (std::string_view lib :
+         {"libc.so", "libc-", "libpthread", "ld-linux", "libgcc_s", "libstdc++", "libc++",
+          "libtsan", "libasan", "libubsan", "liblsan", "libclang_rt"}) {
+      if (object.starts_with(lib)) return true;
+    }
+    return false;
   }
 
   static std::string fmt_address(std::uintptr_t pc) {
@@ -197,9 +220,8 @@ bool is_std(const Frame& f) {
 // frame, the standard library's inline lock functions).
 bool is_system(const Frame& f) {
   const std::string_view fn = f.function, file = f.file;
-  return fn.empty() || is_std(f) || fn.starts_with("_") || fn.starts_with("0x") ||
-         fn.starts_with("pthread_") || file.starts_with("./") || file.starts_with("../") ||
-         file.starts_with("/usr/include/");
+  return f.runtime || fn.empty() || is_std(f) || fn.starts_with("_") || fn.starts_with("0x") ||
+         fn.starts_with("pthread_") || file.starts_with("/usr/include/");
 }
 
 // The index of the first frame of `n` (frame(i) gives each, innermost first) after stallscope's
@@ -373,13 +395,17 @@ ProfileBaseline::Key key_of(const ProfileSample& s) {
 
 namespace detail {
 
+std::size_t first_user_frame(const std::vector<SourceFrame>& frames) {
+  return ::stallscope::first_user_frame(frames.size(),
+                                        [&](std::size_t i) -> const Frame& { return frames[i]; });
+}
+
 std::vector<SourceFrame> user_frames(const std::vector<std::uintptr_t>& pcs) {
   std::vector<SourceFrame> frames;
   for (std::uintptr_t pc : pcs) {
     for (const Frame& f : symbolizer().frames(pc)) frames.push_back(f);
   }
-  const std::size_t start =
-      first_user_frame(frames.size(), [&](std::size_t i) -> const Frame& { return frames[i]; });
+  const std::size_t start = first_user_frame(frames);
   frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(start));
   return frames;
 }

@@ -3,6 +3,7 @@
 // /stallz/sites), delta profiles taken without sleeping (for ?seconds=N, whose wait is a timer of
 // the HTTP server's I/O thread) and Go's debug=1 text form.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -19,7 +20,15 @@ struct SourceFrame {
   std::string function;
   std::string file;
   std::int64_t line = 0;
+  // In the C library's, the C++ runtime's or a sanitizer runtime's shared object: a frame that
+  // may sit between stallscope's own ones (a lock's futex wait, an interceptor).
+  bool runtime = false;
 };
+
+// The index of the first of `frames` (innermost first) after stallscope's own, the runtime and
+// system frames among them and the standard library's right after them; 0 when nothing else is
+// left. Each stack is cut there.
+std::size_t first_user_frame(const std::vector<SourceFrame>& frames);
 
 // The stack `pcs` (innermost first) symbolized, inlined frames expanded, starting at the user's
 // frame (stallscope's own frames trimmed, as in the profiles). Thread-safe.
