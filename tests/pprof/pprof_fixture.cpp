@@ -92,7 +92,7 @@ void poll_until(std::string_view resource, std::size_t n) {
 
 // An AsyncMutex locked from a thread: its release hands the permit to the queued waiter, and the
 // profile blames this function with that wait.
-// Returns 20 ms after a waiter queued on the permit primitive `resource`.
+// Returns 20 ms after a waiter queued on `resource` (its stallscope_waiters gauge).
 void hold_once_queued(std::string_view resource) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!queued_on(resource, 1)) {
@@ -130,9 +130,14 @@ void pprof_coroutine_wait() {
   runner.join();
 }
 
+// Four of these contend on busy_mu. The first to take it holds it until another thread queues,
+// so that the lock is contended however the threads are scheduled (on a loaded machine under
+// ThreadSanitizer, four threads of 6 ms each can run one after another and never meet).
 [[gnu::noinline]] void pprof_busy_worker(int iterations) {
+  static std::atomic<bool> taken{false};
   for (int i = 0; i < iterations; ++i) {
     std::lock_guard lock(busy_mu);
+    if (!taken.exchange(true, std::memory_order_relaxed)) hold_once_queued("pprof-busy");
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
     while (std::chrono::steady_clock::now() < until) {
     }
