@@ -10,6 +10,7 @@
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -135,12 +136,13 @@ TEST_CASE("stallscope-check exits 0 on a healthy service and 1 on a failing one,
 
 TEST_CASE("stallscope-check exits 2 on usage and connection errors, naming the value",
           "[check][tool]") {
-  int closed_port = 0;
-  {
-    stallscope::Agent gone(stallscope::AgentOptions{.listen = "127.0.0.1:0"});
-    REQUIRE(gone.listening());
-    closed_port = gone.port();
-  }
+  // A port that refuses connections: bound by this socket, so no other process (a test running
+  // beside this one) can listen on it, and not listening.
+  asio::io_context io;
+  asio::ip::tcp::socket bound(io);
+  bound.open(asio::ip::tcp::v4());
+  bound.bind({asio::ip::address_v4::loopback(), 0});
+  const int closed_port = bound.local_endpoint().port();
   const std::string refused = fmt::format("http://127.0.0.1:{}", closed_port);
   const struct {
     std::vector<std::string> args;
