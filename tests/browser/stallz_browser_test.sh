@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The /stallz page in a real browser: starts the fixture (a program with an Agent and a contended
-# lock named "checkout-ledger"), waits until its stall scores have history, then has headless
-# Chromium load /stallz, run the page's script (virtual time, so its 2 s refresh fires at once),
-# and dump the DOM and a screenshot. Fails unless the top row names "checkout-ledger", the script
-# refreshed the page (it fetches /stallz again and swaps in the new tables), and the screenshot is
-# a non-empty PNG. Then the same for the fixture's tasks and channels: /stallz links to
-# /stallz/tasks and /stallz/map; /stallz/tasks?state=waiting lists only waiting tasks, each with
-# its wait (kind/resource/op), group, token and cancellation; /stallz/map shows the bounded
-# channels with their capacities; each page gets a screenshot.
+# lock named "checkout-ledger"), waits until its stall scores have history and its tasks run, then
+# has headless Chromium load /stallz, run the page's script (virtual time, so its 2 s refresh fires
+# at once), and dump the DOM and a screenshot. Fails unless the top row names "checkout-ledger", the
+# script refreshed the page (it fetches /stallz again and swaps in the new tables), and the
+# screenshot is a non-empty PNG. Then the same for the fixture's tasks and channels: /stallz links
+# to /stallz/tasks and /stallz/map; /stallz/tasks?state=waiting lists only waiting tasks, each with
+# its wait (kind/resource/op), group, token and cancellation; /stallz/map shows the bounded channels
+# with their capacities; each page gets a screenshot.
 #
 #   stallz_browser_test.sh FIXTURE CHROMIUM OUT_DIR
 #
@@ -83,21 +83,36 @@ http_get() {
   printf '%s' "${response#*$'\r\n\r\n'}"
 }
 
-# Wait (30 s at most) until the ranking has rates and the contended lock leads it. The first
-# "resource" in stallz.json is the top row.
+# Wait (30 s at most) until everything the pages are checked for below is there: the ranking
+# has rates and the contended lock leads it (the first "resource" in stallz.json is the top
+# row), "report-export" has outlived its cancellation by the 1 s grace (lingering), "restock"
+# has suspended holding its lock (a detector event), and the io_context thread has run the four
+# tasks that wait (/stallz/tasks.json?state=waiting matches 4). The fixture starts the
+# io_context thread last, and a loaded machine can run it seconds after the endpoint listens;
+# each condition stays true once met, so the pages loaded next show it.
 body=
+tasks=
+ready() {
+  local top
+  top=$(grep -o '"resource":"[^"]*"' <<<"$body" | head -n 1)
+  [[ "$top" == "\"resource\":\"$top_resource\"" ]] &&
+    grep -q '"covered_seconds":[0-9]' <<<"$body" &&
+    grep -q '"lingering_tasks":\[[^]]*"task":"report-export"' <<<"$body" &&
+    grep -q '"detector_events":\[[^]]*"task":"restock"' <<<"$body" &&
+    grep -q '"matched":4,' <<<"$tasks"
+}
 for _ in $(seq 150); do
   body=$(http_get /stallz.json) || body=
-  top=$(grep -o '"resource":"[^"]*"' <<<"$body" | head -n 1)
-  if [[ "$top" == "\"resource\":\"$top_resource\"" ]] &&
-    grep -q '"covered_seconds":[0-9]' <<<"$body"; then
-    break
-  fi
+  tasks=$(http_get '/stallz/tasks.json?state=waiting') || tasks=
+  ready && break
   sleep 0.2
 done
 printf '%s\n' "$body" >"$json"
 grep -o '"resource":"[^"]*"' <<<"$body" | head -n 1 | grep -q "\"$top_resource\"" ||
   fail "stallz.json never ranked $top_resource first within 30 s: $body"
+ready ||
+  fail "within 30 s the fixture did not show a lingering report-export, a detector event of" \
+    "restock and 4 waiting tasks: $body $tasks"
 
 browser=("$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run
   --disable-background-networking --disable-component-update --disable-sync

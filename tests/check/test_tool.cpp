@@ -10,6 +10,7 @@
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -45,7 +46,9 @@ std::string read_file(const std::filesystem::path& p) {
 }
 
 // A task running until stopped: `heavy` spins 3 ms per slice (check 4 fails), otherwise each
-// slice takes a lock and passes an item through a channel (every check passes).
+// slice takes a lock and passes an item through a channel (every check passes). It runs on a
+// thread of its own, which a loaded machine may start after the check's first scrape: the test
+// waits until it has run a slice.
 class Service {
  public:
   explicit Service(bool heavy)
@@ -63,11 +66,16 @@ class Service {
               (void)channel_.try_send(1);
               (void)channel_.try_receive();
             }
+            ++slices_;
             co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
           }
         },
         asio::detached);
     thread_ = std::thread([this] { io_.run(); });
+  }
+  // Whether the task has run a slice (by the generous deadline of eventually()).
+  bool started() const {
+    return eventually([this] { return slices_.load() > 0; });
   }
   ~Service() {
     stop_ = true;
@@ -76,6 +84,7 @@ class Service {
 
  private:
   std::atomic<bool> stop_{false};
+  std::atomic<int> slices_{0};
   stallscope::Mutex lock_;
   stallscope::Channel<int> channel_;
   asio::io_context io_;
@@ -92,6 +101,7 @@ TEST_CASE("stallscope-check exits 0 on a healthy service and 1 on a failing one,
   const auto junit = std::filesystem::temp_directory_path() / unique_name("stallscope-junit");
   {
     const Service service(false);
+    REQUIRE(service.started());
     const ProcessResult r = check({"--url", url, "--window", "500ms"});
     INFO(r.output);
     CHECK(r.exit_status == 0);
@@ -99,6 +109,7 @@ TEST_CASE("stallscope-check exits 0 on a healthy service and 1 on a failing one,
   }
   {
     const Service service(true);
+    REQUIRE(service.started());
     const ProcessResult r = check({"--url", url + "/", "--window", "0.5", "--junit", junit});
     INFO(r.output);
     CHECK(r.exit_status == 1);
@@ -114,6 +125,7 @@ TEST_CASE("stallscope-check exits 0 on a healthy service and 1 on a failing one,
     const auto config = std::filesystem::temp_directory_path() / unique_name("thresholds.yaml");
     std::ofstream(config) << "long_slice_share: 1.01\n";
     const Service service(true);
+    REQUIRE(service.started());
     const ProcessResult r = check({"--url", url, "--window", "500ms", "--config", config});
     INFO(r.output);
     CHECK(r.exit_status == 0);
@@ -124,12 +136,13 @@ TEST_CASE("stallscope-check exits 0 on a healthy service and 1 on a failing one,
 
 TEST_CASE("stallscope-check exits 2 on usage and connection errors, naming the value",
           "[check][tool]") {
-  int closed_port = 0;
-  {
-    stallscope::Agent gone(stallscope::AgentOptions{.listen = "127.0.0.1:0"});
-    REQUIRE(gone.listening());
-    closed_port = gone.port();
-  }
+  // A port that refuses connections: bound by this socket, so no other process (a test running
+  // beside this one) can listen on it, and not listening.
+  asio::io_context io;
+  asio::ip::tcp::socket bound(io);
+  bound.open(asio::ip::tcp::v4());
+  bound.bind({asio::ip::address_v4::loopback(), 0});
+  const int closed_port = bound.local_endpoint().port();
   const std::string refused = fmt::format("http://127.0.0.1:{}", closed_port);
   const struct {
     std::vector<std::string> args;
