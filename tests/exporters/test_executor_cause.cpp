@@ -177,7 +177,6 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
   } stop_on_exit{m.stop};
   REQUIRE(eventually([&] { return wakes.load() >= 10; }));  // the victims are in their loops
 
-  m.window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
   const auto families_before = stallscope::Registry::global().collect();
   const double recorded_before[2] = {schedule_sum(families_before, ticker),
                                      schedule_sum(families_before, reader)};
@@ -200,6 +199,9 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
         },
         asio::detached);
   }
+  // The causes are rated from here: over the crunch alone, however long this thread was away
+  // before it.
+  m.window.add(stallscope::now_ns(), stallscope::Registry::global().collect());
   const int wakes_at_start = wakes.load();
   const auto started = std::chrono::steady_clock::now();
   REQUIRE(eventually([&] {
@@ -209,6 +211,9 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
 
   // Both measurements of the same stretch, taken together (a wake-up in between counts in one
   // and not yet the other: a millisecond or two against seconds).
+  // The report's time is read first: counters collected after it can only overstate the
+  // threads' busy time a little, never dilute it with a wait of this thread's.
+  const std::int64_t report_ns = stallscope::now_ns();
   const auto families = stallscope::Registry::global().collect();
   double late_of[2];
   const double slack = static_cast<double>(write_slack_ns.load() - slack_before) * 1e-9;
@@ -221,7 +226,7 @@ TEST_CASE("CPU starvation ranks the executor first and names the spinning task",
                                  schedule_sum(families, reader) - recorded_before[1]};
   const double late = late_of[0] + late_of[1];
   const double recorded = recorded_of[0] + recorded_of[1];
-  const auto report = m.window.report(stallscope::now_ns(), families);
+  const auto report = m.window.report(report_ns, families);
   m.stop = true;
   writer.join();
   client.close();
