@@ -123,10 +123,11 @@ struct RawResponse {
 
 // Reads one response (Content-Length delimited; for HEAD, `head`: no body) within `timeout`.
 // nullopt when the connection ended (or the time ran out) before a whole response arrived;
-// `rest` keeps bytes after the response (pipelining).
+// `rest` keeps bytes after the response (pipelining). The default deadline only guards against a
+// hang: a sanitizer build on a loaded machine can take seconds to render and send a page.
 inline std::optional<RawResponse> read_response(
     const Socket& s, bool head = false,
-    std::chrono::milliseconds timeout = std::chrono::milliseconds(10000),
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(30000),
     std::string* leftover = nullptr) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string in = leftover != nullptr ? std::exchange(*leftover, {}) : std::string();

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -260,6 +261,9 @@ class ScopedEnv {
 // for as long as it takes: one continuous wait. y takes b, then waits for a in timed attempts
 // of 10 ms so that the test can make it give up; giving up releases b, which lets x finish.
 // stop() (or the destructor, even after a failed REQUIRE) makes y give up and joins both.
+// y_longest_gap() bounds from above the longest time y spent outside a wait for a between two
+// attempts (the span from the start of one attempt to the end of the next, less the two
+// timeouts that each attempt lasts at least): the cycle is broken only in those gaps.
 class Deadlock {
  public:
   Deadlock(const char* a_name, const char* b_name)
@@ -273,12 +277,20 @@ class Deadlock {
         y_([&a = a_, &b = b_, this](std::stop_token stop) {
           std::lock_guard lb(b);
           both_hold_.arrive_and_wait();
+          constexpr auto kAttempt = std::chrono::milliseconds(10);
+          std::optional<std::chrono::steady_clock::time_point> previous_start;
           do {
-            if (a.try_lock_for(std::chrono::milliseconds(10))) {
+            const auto start = std::chrono::steady_clock::now();
+            if (a.try_lock_for(kAttempt)) {
               y_got_a_ = true;
               a.unlock();
               return;
             }
+            if (previous_start) {
+              const auto gap = std::chrono::steady_clock::now() - *previous_start - 2 * kAttempt;
+              y_longest_gap_ = std::max(y_longest_gap_, gap);
+            }
+            previous_start = start;
             ++y_timeouts_;
           } while (!stop.stop_requested());
         }) {}
@@ -293,6 +305,7 @@ class Deadlock {
   // How often y gave up waiting for a, and whether it ever got it; read after stop().
   int y_timeouts() const { return y_timeouts_; }
   bool y_got_a() const { return y_got_a_; }
+  std::chrono::steady_clock::duration y_longest_gap() const { return y_longest_gap_; }
 
  private:
   TimedMutex a_;
@@ -300,6 +313,7 @@ class Deadlock {
   std::latch both_hold_{2};
   int y_timeouts_ = 0;  // written by y
   bool y_got_a_ = false;
+  std::chrono::steady_clock::duration y_longest_gap_{};
   std::jthread x_;
   std::jthread y_;  // last: stopped and joined first, which lets x finish
 };

@@ -12,6 +12,7 @@
 
 #include "stallscope/agent.hpp"
 #include "support.hpp"
+#include "support/poll.hpp"
 
 using namespace stallscope::test;
 
@@ -55,19 +56,34 @@ TEST_CASE("a deadlock shows on /stallz, in stallscope_deadlocks_total and in the
   CHECK(html.find("<h2>Deadlocks</h2>") != std::string::npos);
   CHECK(html.find(">lock/exp-dlr-a<") != std::string::npos);
 
-  // y's timed waits give up and begin again every 10 ms: one cycle all the same. Five more
-  // detector builds (200 ms apart) pass before the count is read.
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  const std::string metrics = scrape(port);
-  CHECK(value_of(metrics, "stallscope_deadlocks_total").value_or(-1) == before + 1);
+  // y's timed waits give up and begin again every 10 ms: one cycle all the same. About five more
+  // detector builds (200 ms apart) may pass before the count is read: the time in which a
+  // second report would show (the detector counts before /stallz.json can show the cycle).
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // a window to observe, not a sync
+  const double total = value_of(scrape(port), "stallscope_deadlocks_total").value_or(-1);
   deadlock.stop();
-
-  std::vector<std::string> lines;
-  for (const std::string& m : log.messages()) {
-    if (m.find("exp-dlr-") != std::string::npos) lines.push_back(m);
-  }
+  // The detector logs just after it counts, on its own thread: wait for the line.
+  const auto ours = [&] {
+    std::vector<std::string> lines;
+    for (const std::string& m : log.messages()) {
+      if (m.find("exp-dlr-") != std::string::npos) lines.push_back(m);
+    }
+    return lines;
+  };
+  REQUIRE(stallscope::testing::eventually([&] { return !ours().empty(); }));
+  const std::vector<std::string> lines = ours();
   INFO(log.all());
-  REQUIRE(lines.size() == 1);
+  // y out of its wait for a detector period or more (descheduled between two attempts) really
+  // broke the cycle for two builds, and a second report is then right; below that it is one.
+  const auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(deadlock.y_longest_gap());
+  INFO("y was out of its wait for at most " << gap.count() << " ms at once");
+  if (gap < std::chrono::milliseconds(200)) {
+    CHECK(total == before + 1);
+    REQUIRE(lines.size() == 1);
+  } else {
+    WARN("y was descheduled between attempts: the cycle may have been counted again");
+    CHECK(total >= before + 1);
+  }
   CHECK(lines[0].find("deadlock: thread ") != std::string::npos);
   CHECK(lines[0].find("holds lock/exp-dlr-a and waits for lock/exp-dlr-b") != std::string::npos);
   CHECK(lines[0].find("holds lock/exp-dlr-b and waits for lock/exp-dlr-a") != std::string::npos);

@@ -227,7 +227,7 @@ TEST_CASE("an HTTP/0.9 request is answered 400 and closed at once", "[endpoint][
   REQUIRE(agent.listening());
   const Socket s = connect_local(agent.port());
   REQUIRE(send_all(s, "GET /metrics\r\n"));
-  const auto r = read_response(s, false, 10s);
+  const auto r = read_response(s);
   REQUIRE(r.has_value());
   CHECK(r->status == 400);
   CHECK(r->closed);
@@ -273,12 +273,14 @@ TEST_CASE("512 idle and 256 byte-a-second connections do not stop /metrics or /s
   });
   // Normal clients while they are held open, over at least three rounds of slow bytes.
   int answered = 0;
+  int rounds_at_last_answer = 0;
   auto slowest = std::chrono::steady_clock::duration::zero();
   while (rounds.load() < 3 || answered < 6) {
     for (const char* path : {"/metrics", "/stallz"}) {
       const auto t0 = std::chrono::steady_clock::now();
       const auto r = roundtrip(port, get_request(path));
       slowest = std::max(slowest, std::chrono::steady_clock::now() - t0);
+      rounds_at_last_answer = rounds.load();
       REQUIRE(r.has_value());
       CHECK(r->status == 200);
       ++answered;
@@ -288,7 +290,11 @@ TEST_CASE("512 idle and 256 byte-a-second connections do not stop /metrics or /s
   sender.join();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count();
   INFO("slowest answer " << ms << " ms (bench/README.md has the measured latencies)");
-  CHECK(ms < 5000);  // a bound against hanging, not a measurement: 1 s is the target
+  // Every answer came while no slow request was whole yet (its last byte is sent no sooner
+  // than request.size() - 1 seconds in) and the idle ones never will be: a server that made
+  // normal clients wait behind held connections fails here, whatever the machine's speed (the
+  // answer times are bench/endpoint.cpp's to measure).
+  CHECK(static_cast<std::size_t>(rounds_at_last_answer) < request.size());
   // The idle connections are still open: the server closed none of them to answer.
   std::string got;
   CHECK(stallscope::test::read_some(idle.front(), got, 0ms) == -1);
@@ -305,7 +311,7 @@ TEST_CASE("a full connection table closes the longest-waiting connection to serv
   REQUIRE(send_all(idle.back(), "GET /stallz.json HTTP/1.1\r\nHost: x\r\n\r\n"));
   REQUIRE(read_response(idle.back()).has_value());
   expect_metrics_answer(agent.port());
-  CHECK(wait_closed(idle.front(), 5s));  // the oldest idle one made room
+  CHECK(wait_closed(idle.front(), 30s));  // the oldest idle one made room
 }
 
 TEST_CASE("a connection that sends nothing is closed after request_timeout",
@@ -315,8 +321,8 @@ TEST_CASE("a connection that sends nothing is closed after request_timeout",
   const Socket idle = connect_local(agent.port());
   const Socket partial = connect_local(agent.port());
   REQUIRE(send_all(partial, "GET /metrics HTTP/1.1\r\nHost"));
-  CHECK(wait_closed(idle, 10s));
-  CHECK(wait_closed(partial, 10s));
+  CHECK(wait_closed(idle, 30s));  // deadlines against a hang: 200 ms is what is expected
+  CHECK(wait_closed(partial, 30s));
   expect_metrics_answer(agent.port());
 }
 
@@ -338,7 +344,7 @@ TEST_CASE("10,000 connections opened and closed leave nothing behind", "[endpoin
   }
   expect_metrics_answer(port);
   // The server closes its side of each as it sees the close: the descriptor count comes back.
-  const auto end = std::chrono::steady_clock::now() + 10s;
+  const auto end = std::chrono::steady_clock::now() + 30s;
   while (open_fds() > before && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(10ms);  // poll interval
   }
@@ -425,7 +431,7 @@ TEST_CASE("a seeded fuzz run of malformed requests leaves the endpoint answering
     send_all(s, req);
     ::shutdown(s.fd(), SHUT_WR);  // no more bytes: the server must answer or close, not wait
     std::string got;
-    REQUIRE(wait_closed(s, 10s, &got));
+    REQUIRE(wait_closed(s, 30s, &got));
     if (!got.empty()) {
       ++responses;
       REQUIRE(got.starts_with("HTTP/1.1 "));
@@ -452,7 +458,7 @@ TEST_CASE("the Agent's destructor returns while clients are connected", "[endpoi
     expect_metrics_answer(port);
   }  // destroyed here; bench/endpoint.cpp times it
   // Its connections were closed and its port is no longer served.
-  CHECK(wait_closed(clients[2], 5s));
+  CHECK(wait_closed(clients[2], 30s));
   CHECK_THROWS_AS(connect_local(port), std::system_error);
 }
 
@@ -505,7 +511,7 @@ void make_certificate(const TempDir& dir) {
 // curl's status code for `url` (0: no HTTP answer), and its output.
 std::pair<int, std::string> curl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"/usr/bin/curl", "-sS",        "-o", "/dev/null", "-w",
-                                   "%{http_code}",  "--max-time", "20"};
+                                   "%{http_code}",  "--max-time", "60"};
   argv.insert(argv.end(), args.begin(), args.end());
   const auto r = stallscope::test::run_with_input(argv, "");
   const auto digits = r.output.find_last_not_of("0123456789");

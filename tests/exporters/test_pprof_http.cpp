@@ -188,9 +188,10 @@ TEST_CASE("waiting delta profiles hold no thread: /metrics answers meanwhile", "
     waiting.push_back(stallscope::test::connect_local(agent.port()));
     REQUIRE(stallscope::test::send_all(
         waiting.back(),
-        stallscope::test::get_request(fmt::format("/debug/pprof/{}?seconds=30", profile))));
+        stallscope::test::get_request(fmt::format("/debug/pprof/{}?seconds=60", profile))));
   }
-  // Had each taken a render thread for 30 s, this would wait for them.
+  // Had each taken a render thread for 60 s, this would wait for them (and read_response gives
+  // up after 30 s, or finds them answered).
   const auto metrics = get(agent.port(), "/metrics");
   CHECK(metrics.status == 200);
   CHECK(metrics.body.find("stallscope_") != std::string::npos);
@@ -205,12 +206,13 @@ TEST_CASE("delta profiles: at most four wait at once, the fifth is a 503", "[ppr
   for (int i = 0; i < 5; ++i) {
     sockets.push_back(stallscope::test::connect_local(agent.port()));
     REQUIRE(stallscope::test::send_all(
-        sockets.back(), stallscope::test::get_request("/debug/pprof/mutex?seconds=30")));
+        sockets.back(), stallscope::test::get_request("/debug/pprof/mutex?seconds=60")));
   }
-  // Exactly one is refused at once (which one depends on which baseline finished last).
+  // Exactly one is refused at once (which one depends on which baseline finished last). The
+  // poll's deadline only guards against a hang; the others wait twice as long as it can last.
   std::vector<pollfd> fds;
   for (const Socket& s : sockets) fds.push_back({s.fd(), POLLIN, 0});
-  REQUIRE(::poll(fds.data(), fds.size(), 10000) == 1);
+  REQUIRE(::poll(fds.data(), fds.size(), 30000) == 1);
   std::size_t refused = 0;
   for (std::size_t i = 0; i < sockets.size(); ++i) {
     if ((fds[i].revents & POLLIN) == 0) continue;

@@ -406,14 +406,18 @@ TEST_CASE("/stallz ranks a contended lock above an uncontended one and shows who
 
   // Two threads queue on "hot" while this thread holds it, until the window has sampled them
   // waiting twice, so that the waits they then complete fall inside the window. (Declared
-  // before `held`, so that a failed REQUIRE unlocks before it joins them.)
+  // before `held`, so that a failed REQUIRE unlocks before it joins them.) Ages as in the
+  // deadlock test below: a wait that began during a scrape, and a hold that no earlier
+  // collection saw, have age 0 in it, so poll until both have aged.
   std::vector<std::jthread> waiters;
   std::unique_lock held(hot);
   for (int i = 0; i < 2; ++i) waiters.emplace_back([&] { std::lock_guard lock(hot); });
   const std::string during = stallz_until(port, [](const Json& d) {
     const Json* w = find_row(d["waiting"], "resource", "exp-stallz-hot");
     const Json* h = find_row(d["holding"], "resource", "exp-stallz-hot");
-    return d["samples"].number >= 2 && w != nullptr && (*w)["waiters"].number == 2 && h != nullptr;
+    return d["samples"].number >= 2 && w != nullptr && (*w)["waiters"].number == 2 &&
+           (*w)["oldest_wait_age_seconds"].number > 0 && h != nullptr &&
+           (*h)["age_seconds"].number > 0;
   });
   {
     INFO(during);
