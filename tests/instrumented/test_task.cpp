@@ -281,11 +281,13 @@ TEST_CASE("a slot bound to the spawn token cancels the task", "[task][cancel]") 
 namespace {
 
 // The grace periods a shutdown test with a stubborn child tries in turn. Its polite children exit
-// as soon as their thread runs their cancelled waits, but the grace timer can end the shutdown
-// first when that thread is descheduled for longer than the grace (a loaded CI machine: 200 ms
-// and more). A try in which a polite child was still on its way out is run again, afresh, with
-// the next grace; the last is longer than any scheduling delay, so a polite child that never
-// exits (or one reported though it exited) fails it. Passing runs take the first.
+// as soon as their thread runs their cancelled waits, but the grace can end first when that
+// thread is descheduled for longer (a loaded CI machine: 200 ms and more; a blocking shutdown's
+// runner thread may not even have started). On one thread the exits were queued ahead of the
+// grace timer's completion in every stall tried, but that is Asio's queue order, not a promise.
+// A try in which a polite child was still on its way out is run again, afresh, with the next
+// grace; the last is longer than any scheduling delay, so a polite child that never exits (or
+// one reported though it exited) fails it. Passing runs take the first.
 constexpr std::array<std::chrono::milliseconds, 4> kGraces{
     std::chrono::milliseconds(50), std::chrono::milliseconds(400), std::chrono::milliseconds(3200),
     std::chrono::milliseconds(25600)};
