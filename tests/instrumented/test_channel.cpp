@@ -319,12 +319,18 @@ TEST_CASE("closing wakes waiting senders with their item and waiting receivers w
   REQUIRE(full.send(1).accepted());
   std::optional<stallscope::SendResult<int>> result;
   std::thread sender([&] { result = full.send(2); });
-  Channel<int> empty(unique_name("close-wake-empty"), 1);
+  const std::string empty_name = unique_name("close-wake-empty");
+  Channel<int> empty(empty_name, 1);
   std::optional<int> got = 0;
   std::thread receiver([&] { got = empty.receive(); });
+  // Both wait before the close: a thread that arrived after it would take the closed path, not
+  // the wake-up this test is for.
   if constexpr (STALLSCOPE_ENABLED) {
     REQUIRE(eventually([&] {
       return value("stallscope_waiters", {{"resource", name}, {"op", "send"}}) == 1;
+    }));
+    REQUIRE(eventually([&] {
+      return value("stallscope_channel_idle_receivers", {{"resource", empty_name}}) == 1;
     }));
   }
   full.close();
