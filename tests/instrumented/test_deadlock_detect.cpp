@@ -6,6 +6,8 @@
 #include <chrono>
 #include <latch>
 #include <mutex>
+#include <optional>
+#include <semaphore>
 #include <shared_mutex>
 #include <stop_token>
 #include <string>
@@ -21,6 +23,7 @@
 #include "../support/poll.hpp"
 #include "stallscope/cancellation.hpp"
 #include "stallscope/channel.hpp"
+#include "stallscope/detail/waitfor.hpp"
 #include "stallscope/detectors.hpp"
 #include "stallscope/mutex.hpp"
 #include "stallscope/semaphore.hpp"
@@ -56,6 +59,24 @@ const stallscope::DeadlockParticipant* waiting_for(const stallscope::DeadlockRep
 bool holds(const stallscope::DeadlockParticipant& p, const std::string& resource) {
   return std::find(p.holds.begin(), p.holds.end(), resource) != p.holds.end();
 }
+
+#if STALLSCOPE_ENABLED
+// One build of the wait-for graph with the detection, as the Watchdog makes every 200 ms.
+void build_and_detect() { stallscope::detail::scan_deadlocks(); }
+// Whether a thread waits for the stallscope lock named `name` in a wait-for graph built now.
+bool waits_in_graph(const std::string& name) {
+  const stallscope::detail::WaitforBuilder g = stallscope::detail::build_waitfor_graph();
+  for (const auto& node : g.nodes) {
+    for (const auto& w : node.waits) {
+      if (g.resources[w.res].name == name) return true;
+    }
+  }
+  return false;
+}
+#else
+void build_and_detect() {}
+bool waits_in_graph(const std::string&) { return false; }
+#endif
 
 // Each of `n` threads holds lock i and then waits for lock i + 1 (timed, retried until the test
 // stops it), closing a ring. No thread lets go of its lock before every thread has stopped
@@ -110,12 +131,17 @@ TEST_CASE("a two-lock cycle between two threads is reported once, with both part
   stallscope::TimedMutex a(a_name);
   stallscope::TimedMutex b(b_name);
   const std::uint64_t before = stallscope::deadlocks_total();
-  stallscope::Watchdog watchdog;
+  // The detector's builds are made here, not by a Watchdog: the ring's timed waits break the
+  // cycle for a moment every 50 ms, and a ring thread descheduled in that moment for two builds
+  // would make it a new cycle (that rule has a test of its own below).
   Ring<stallscope::TimedMutex> ring({&a, &b});
 
   const std::string la = "lock/" + a_name;
   const std::string lb = "lock/" + b_name;
-  REQUIRE(eventually([&] { return deadlock_over({la, lb}).has_value(); }));
+  REQUIRE(eventually([&] {
+    build_and_detect();
+    return deadlock_over({la, lb}).has_value();
+  }));
   const auto d = *deadlock_over({la, lb});
   REQUIRE(d.participants.size() == 2);
   const auto* waits_b = waiting_for(d, lb);
@@ -128,19 +154,123 @@ TEST_CASE("a two-lock cycle between two threads is reported once, with both part
   CHECK(waits_a->name != waits_b->name);
   CHECK(waits_a->op == "lock");
   CHECK(waits_a->waited_seconds >= 0);
-
-  // The timed waits give up and start again every 50 ms: still the one cycle, counted once.
-  const auto seq = d.seq;
-  REQUIRE(eventually([&] {
-    const auto now = deadlock_over({la, lb});
-    return now && now->age_seconds > 0.6;
-  }));
-  CHECK(deadlock_over({la, lb})->seq == seq);
   CHECK(stallscope::deadlocks_total() - before == 1);
 
   ring.stop();
-  CHECK(eventually([&] { return !deadlock_over({la, lb}).has_value(); }));
+  CHECK(eventually([&] {
+    build_and_detect();
+    return !deadlock_over({la, lb}).has_value();
+  }));
   CHECK(stallscope::deadlocks_total() - before == 1);
+}
+
+namespace {
+
+// What the detector made of a cycle that a timed wait broke and re-formed (see the test below).
+struct Reforming {
+  bool conclusive = false;  // every build that had to see the cycle saw it
+  std::optional<std::uint64_t> first, hidden, after_one_miss, after_two_misses;
+  std::uint64_t reported_after_one_miss = 0, reported_after_two_misses = 0;
+};
+
+// Thread `a` holds lock A and waits for lock B, each timed wait (`timeout` long) started by the
+// test; thread `b` holds B and waits for A, untimed. The test builds the graph itself: with the
+// cycle whole (`a` inside a wait it started before the builds and has not left after them: it
+// cannot start another unless the test lets it), and with it broken (`a` between waits). A build
+// that a wait's timeout may have overtaken makes the run inconclusive, to be run again longer.
+Reforming reform_cycle(std::chrono::milliseconds timeout) {
+  Reforming r;
+  const std::string a_name = unique_name("dl-reform-a");
+  const std::string b_name = unique_name("dl-reform-b");
+  stallscope::Mutex a(a_name);
+  stallscope::TimedMutex b(b_name);
+  std::latch both_hold(2);
+  std::counting_semaphore<> gate(0);
+  std::atomic<int> ended{0};
+  std::atomic<bool> stop{false};
+  int started = 0;
+  std::jthread ta([&] {
+    std::lock_guard held(a);
+    both_hold.arrive_and_wait();
+    for (;;) {
+      gate.acquire();
+      if (stop.load()) break;
+      if (b.try_lock_for(timeout)) {  // never: b holds B until this thread lets go of A
+        b.unlock();
+        break;
+      }
+      ended.fetch_add(1);
+    }
+  });
+  std::jthread tb([&] {
+    std::lock_guard held(b);
+    both_hold.arrive_and_wait();
+    std::lock_guard got(a);  // until `a` has stopped
+  });
+  const std::string la = "lock/" + a_name;
+  const std::string lb = "lock/" + b_name;
+  const auto seq = [&]() -> std::optional<std::uint64_t> {
+    const auto d = deadlock_over({la, lb});
+    return d ? std::optional<std::uint64_t>(d->seq) : std::nullopt;
+  };
+  // Starts a wait of `a` and builds `builds` times while it lasts; false if it may have ended.
+  const auto whole = [&](int builds) {
+    ++started;
+    gate.release();
+    if (!eventually([&] { return waits_in_graph(b_name); })) return false;
+    for (int i = 0; i < builds; ++i) build_and_detect();
+    return waits_in_graph(b_name) && ended.load() == started - 1;
+  };
+  // Waits until `a`'s wait has given up, then builds `builds` times without the cycle.
+  const auto broken = [&](int builds) {
+    if (!eventually([&] { return ended.load() == started; })) return false;
+    for (int i = 0; i < builds; ++i) build_and_detect();
+    return true;
+  };
+  const std::uint64_t before = stallscope::deadlocks_total();
+  const bool ok = [&] {
+    if (!eventually([&] { return waits_in_graph(a_name); })) return false;  // b waits for A
+    if (!whole(2)) return false;
+    r.first = seq();
+    if (!broken(1)) return false;
+    r.hidden = seq();
+    if (!whole(1)) return false;
+    r.after_one_miss = seq();
+    r.reported_after_one_miss = stallscope::deadlocks_total() - before;
+    if (!broken(2) || !whole(2)) return false;
+    r.after_two_misses = seq();
+    r.reported_after_two_misses = stallscope::deadlocks_total() - before;
+    return true;
+  }();
+  r.conclusive = ok;
+  stop = true;
+  gate.release();
+  ta.join();
+  tb.join();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a cycle broken for one build is the same deadlock; broken for two, a new one",
+          "[deadlock]") {
+  if constexpr (!STALLSCOPE_ENABLED) return;
+  // Each run waits out two timeouts; a run that the machine stalled for a whole timeout is run
+  // again with a longer one.
+  Reforming r;
+  for (auto timeout = std::chrono::milliseconds(200);
+       !r.conclusive && timeout <= std::chrono::milliseconds(12800); timeout *= 2) {
+    r = reform_cycle(timeout);
+  }
+  REQUIRE(r.conclusive);
+  REQUIRE(r.first.has_value());       // two builds in a row: reported
+  CHECK_FALSE(r.hidden.has_value());  // not in the last build: not current
+  REQUIRE(r.after_one_miss.has_value());
+  CHECK(*r.after_one_miss == *r.first);  // the timed wait re-formed it: still the one cycle
+  CHECK(r.reported_after_one_miss == 1);
+  REQUIRE(r.after_two_misses.has_value());
+  CHECK(*r.after_two_misses != *r.first);  // forgotten, then found again: a new report
+  CHECK(r.reported_after_two_misses == 2);
 }
 
 TEST_CASE("a three-party cycle through a shared holder is reported", "[deadlock]") {
@@ -186,8 +316,13 @@ TEST_CASE("a three-party cycle through a shared holder is reported", "[deadlock]
   const std::string ls = "rwlock/" + s_name;
   const std::string l1 = "lock/" + m1_name;
   const std::string l2 = "lock/" + m2_name;
-  REQUIRE(eventually([&] { return deadlock_over({ls, l1, l2}).has_value(); }));
-  const auto d = *deadlock_over({ls, l1, l2});
+  // Kept as found: the next build may come while a timed wait has given up, and hide it.
+  std::optional<stallscope::DeadlockReport> found;
+  REQUIRE(eventually([&] {
+    found = deadlock_over({ls, l1, l2});
+    return found.has_value();
+  }));
+  const auto d = *found;
   REQUIRE(d.participants.size() == 3);
   CHECK(holds(*waiting_for(d, l1), ls));
   CHECK(holds(*waiting_for(d, l2), l1));

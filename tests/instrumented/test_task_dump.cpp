@@ -26,6 +26,7 @@
 #include "stallscope/semaphore.hpp"
 #include "stallscope/task.hpp"
 #include "stallscope/task_dump.hpp"
+#include "support/poll.hpp"
 
 namespace {
 
@@ -337,6 +338,13 @@ TEST_CASE("children of a cancelled TaskGroup that ignore it show what each still
              count(o["dump-group-reader"], TaskRunState::kWaiting) == 3 &&
              count(o["dump-group-polite"], TaskRunState::kWaiting) == 1;
     });
+    // The polite child leaves on the cancel, but only once the io thread runs it: cancel first
+    // and wait for it (however late that thread runs), so that the short grace below decides
+    // nothing but that the six deaf children linger.
+    group.cancel();
+    REQUIRE(stallscope::testing::eventually([&] {
+      return group.active() == 6 && ours(stallscope::dump_tasks())["dump-group-polite"].empty();
+    }));
     const stallscope::ShutdownReport report =
         group.shutdown_and_wait(std::chrono::milliseconds(50));
     CHECK_FALSE(report.clean);
