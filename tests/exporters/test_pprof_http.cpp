@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -179,56 +181,72 @@ TEST_CASE("delta profiles over HTTP: events before the request are left out", "[
   CHECK(static_cast<unsigned char>(pb.body[1]) == 0x8b);
 }
 
+namespace {
+
+// Sends five 60-second delta requests for `profiles` (five names) and waits for the one the
+// server refuses: at most four wait, so the refusal comes only once the other four wait, each
+// past its baseline, whatever order the server read them in. The poll's deadline only guards
+// against a hang; the others wait twice as long as it can last.
+struct FifthRefused {
+  std::vector<stallscope::test::Socket> waiting;
+  stallscope::test::RawResponse refused;
+};
+
+FifthRefused refuse_fifth(int port, const std::array<const char*, 5>& profiles) {
+  std::vector<stallscope::test::Socket> sockets;
+  for (const char* profile : profiles) {
+    sockets.push_back(stallscope::test::connect_local(port));
+    REQUIRE(stallscope::test::send_all(
+        sockets.back(),
+        stallscope::test::get_request(fmt::format("/debug/pprof/{}?seconds=60", profile))));
+  }
+  std::vector<pollfd> fds;
+  for (const stallscope::test::Socket& s : sockets) fds.push_back({s.fd(), POLLIN, 0});
+  REQUIRE(::poll(fds.data(), fds.size(), 30000) == 1);
+  FifthRefused out;
+  for (std::size_t i = 0; i < sockets.size(); ++i) {
+    if ((fds[i].revents & POLLIN) == 0) {
+      out.waiting.push_back(std::move(sockets[i]));
+      continue;
+    }
+    auto r = stallscope::test::read_response(sockets[i]);
+    REQUIRE(r.has_value());
+    out.refused = std::move(*r);
+  }
+  REQUIRE(out.waiting.size() == 4);
+  return out;
+}
+
+}  // namespace
+
 TEST_CASE("waiting delta profiles hold no thread: /metrics answers meanwhile", "[pprof_http]") {
   stallscope::Agent agent(stallscope::test::ephemeral());  // two render threads (the default)
   REQUIRE(agent.listening());
-  using stallscope::test::Socket;
-  std::vector<Socket> waiting;
-  for (const char* profile : {"mutex", "block"}) {
-    waiting.push_back(stallscope::test::connect_local(agent.port()));
-    REQUIRE(stallscope::test::send_all(
-        waiting.back(),
-        stallscope::test::get_request(fmt::format("/debug/pprof/{}?seconds=60", profile))));
-  }
+  // /metrics comes after four deltas wait (the refused fifth says so).
+  const FifthRefused deltas =
+      refuse_fifth(agent.port(), {"mutex", "block", "mutex", "block", "block"});
+  CHECK(deltas.refused.status == 503);
   // Had each taken a render thread for 60 s, this would wait for them (and read_response gives
   // up after 30 s, or finds them answered).
   const auto metrics = get(agent.port(), "/metrics");
   CHECK(metrics.status == 200);
   CHECK(metrics.body.find("stallscope_") != std::string::npos);
-  for (const Socket& s : waiting) CHECK_FALSE(readable(s));  // still waiting
+  for (const auto& s : deltas.waiting) CHECK_FALSE(readable(s));  // still waiting
 }
 
 TEST_CASE("delta profiles: at most four wait at once, the fifth is a 503", "[pprof_http]") {
   stallscope::Agent agent(stallscope::test::ephemeral());
   REQUIRE(agent.listening());
   using stallscope::test::Socket;
-  std::vector<Socket> sockets;
-  for (int i = 0; i < 5; ++i) {
-    sockets.push_back(stallscope::test::connect_local(agent.port()));
-    REQUIRE(stallscope::test::send_all(
-        sockets.back(), stallscope::test::get_request("/debug/pprof/mutex?seconds=60")));
-  }
-  // Exactly one is refused at once (which one depends on which baseline finished last). The
-  // poll's deadline only guards against a hang; the others wait twice as long as it can last.
-  std::vector<pollfd> fds;
-  for (const Socket& s : sockets) fds.push_back({s.fd(), POLLIN, 0});
-  REQUIRE(::poll(fds.data(), fds.size(), 30000) == 1);
-  std::size_t refused = 0;
-  for (std::size_t i = 0; i < sockets.size(); ++i) {
-    if ((fds[i].revents & POLLIN) == 0) continue;
-    refused = i;
-  }
-  const auto r = stallscope::test::read_response(sockets[refused]);
-  REQUIRE(r.has_value());
-  CHECK(r->status == 503);
-  CHECK(r->body.find("4 requests already wait") != std::string::npos);
-  for (std::size_t i = 0; i < sockets.size(); ++i) {
-    if (i != refused) CHECK_FALSE(readable(sockets[i]));
-  }
+  FifthRefused deltas = refuse_fifth(agent.port(), {"mutex", "mutex", "mutex", "mutex", "mutex"});
+  CHECK(deltas.refused.status == 503);
+  CHECK(deltas.refused.body.find("4 requests already wait") != std::string::npos);
+  for (const Socket& s : deltas.waiting) CHECK_FALSE(readable(s));
 
   // Clients that leave while waiting free their places at once.
-  sockets.clear();
+  deltas.waiting.clear();
   CHECK(get(agent.port(), "/metrics").status == 200);  // the server has seen the closes
+  std::vector<Socket> sockets;
   for (int i = 0; i < 4; ++i) {
     sockets.push_back(stallscope::test::connect_local(agent.port()));
     REQUIRE(stallscope::test::send_all(
